@@ -1,0 +1,57 @@
+//! One suite of store behaviours that every [`Store`] backend must pass.
+//!
+//! A backend crate runs the whole suite in its own tests with one line:
+//!
+//! ```ignore
+//! boxoffice_conformance::store_suite!(crate_under_test::fresh_store);
+//! ```
+//!
+//! where `fresh_store` is an `async fn() -> Harness` that builds an empty store of that kind
+//! (a new SQLite file, a new PostgreSQL database). Each behaviour below becomes one
+//! `#[tokio::test]`, so failures name the behaviour and the backend.
+
+pub mod fixtures;
+pub mod suite;
+
+use std::sync::Arc;
+
+use boxoffice_domain::ports::Store;
+
+/// A store under test, and whatever must stay alive (and be cleaned up) with it.
+pub struct Harness {
+    pub store: Arc<dyn Store>,
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Expands to one test per behaviour of the suite, each given a fresh store by `$factory`.
+#[macro_export]
+macro_rules! store_suite {
+    ($factory:path) => {
+        $crate::store_suite!(@tests $factory;
+            created_event_reads_back_identically,
+            seat_map_lists_every_seat_and_counts_sections,
+            bulk_created_events_are_complete_and_open,
+            unknown_event_is_none,
+            events_at_one_venue_share_it,
+            stadium_sized_event_is_laid_out,
+        );
+    };
+    (@tests $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+}

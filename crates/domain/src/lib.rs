@@ -1,0 +1,25 @@
+//! The boxoffice domain: what an event, a seat, a booking and a ticket *are*, and the rules
+//! they obey, with no IO at all.
+//!
+//! Everything that crosses a process boundary is described here as a *port* (a trait in
+//! [`ports`]): the store, the payment provider, the search index, the clock. Adapters in the
+//! other crates implement those ports; the HTTP API and the binary wire them together. Because
+//! this crate knows nothing of SQL, HTTP or tokio, every rule in it can be tested in
+//! microseconds and every backend obeys the same rules.
+//!
+//! Layout:
+//! - [`ids`]: identifiers as newtypes, so a booking id can never be passed as an event id.
+//! - [`money`]: currencies and amounts in minor units; no floating point anywhere.
+//! - [`event`]: validated events, venues, sections, policies and seat-map geometry.
+//! - [`seat`] and [`booking`]: the state machines, with their legal transitions.
+//! - [`ports`]: the traits adapters implement, and their error types.
+
+pub mod booking;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod money;
+pub mod ports;
+pub mod seat;
+
+pub use error::ValidationError;
