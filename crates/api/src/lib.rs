@@ -1,14 +1,154 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The boxoffice HTTP API as a library: an axum [`Router`] over an [`AppState`], and
+//! [`serve`], which the binary and the end-to-end tests both call.
+//!
+//! - [`routes`]: one module per resource, each with its documented handlers.
+//! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
+//! - [`extract`]: JSON and query extractors whose rejections are problem documents.
+//! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
+//! - [`middleware`]: metrics by route, and problem documents for every error response.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use boxoffice_domain::ports::{Clock, Store};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::Authenticator;
+use crate::error::Problem;
+
+/// Tunables of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body.
+    pub body_limit: usize,
+    /// A request that has not produced a response by then gets a 503.
+    pub request_timeout: Duration,
+    /// How long a seat hold lasts before the seats are free again.
+    pub hold_ttl: Duration,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            hold_ttl: Duration::from_secs(300),
+        }
     }
+}
+
+/// Everything a handler may use, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<AppInner>);
+
+#[derive(Debug)]
+pub struct AppInner {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ApiConfig,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: ApiConfig,
+    ) -> Self {
+        Self(Arc::new(AppInner {
+            store,
+            auth,
+            clock,
+            config,
+            metrics: middleware::metrics_handle(),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// The routes and their OpenAPI description, before state and layers are applied.
+pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::events::router())
+        .merge(routes::ops::router())
+        .split_for_parts()
+}
+
+/// The complete application: routes, API docs, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = api_routes();
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.body_limit;
+    routes
+        .route_layer(axum::middleware::from_fn(middleware::track_metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND).into_response() })
+        .method_not_allowed_fallback(|| async {
+            Problem::from_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("handler panicked");
+            Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }))
+        .layer(axum::middleware::map_response(middleware::www_authenticate))
+        .layer(axum::middleware::map_response(middleware::problem_fallback))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            },
+        ))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -8,9 +8,7 @@ use time::{Duration, OffsetDateTime};
 
 /// Now, truncated to microseconds: the precision both stores keep.
 pub fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .expect("valid nanosecond")
+    boxoffice_domain::event::to_micros(OffsetDateTime::now_utc())
 }
 
 pub fn organizer() -> CustomerId {

@@ -39,6 +39,7 @@ macro_rules! store_suite {
             created_event_reads_back_identically,
             seat_map_lists_every_seat_and_counts_sections,
             bulk_created_events_are_complete_and_open,
+            bulk_creation_can_be_repeated,
             unknown_event_is_none,
             events_at_one_venue_share_it,
             stadium_sized_event_is_laid_out,

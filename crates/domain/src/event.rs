@@ -105,8 +105,12 @@ impl Venue {
         if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
             return Err(ValidationError::new("lon", "must be between -180 and 180"));
         }
-        let zip = text("zipCode", zip_code, 1, 16)?;
-        if !zip.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-') {
+        // Empty where the postal code is unknown (many venues outside the US).
+        let zip = text("zipCode", zip_code, 0, 16)?;
+        if !zip
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-')
+        {
             return Err(ValidationError::new(
                 "zipCode",
                 "may hold only letters, digits, spaces and dashes",
@@ -142,7 +146,8 @@ impl Venue {
     }
 }
 
-const VENUE_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1e_0c4e_2d5b_4a8e_9f0e_b0c5_0ff1_ce00);
+const VENUE_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6c1e_0c4e_2d5b_4a8e_9f0e_b0c5_0ff1_ce00);
 
 /// How a section is sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -452,8 +457,8 @@ impl EventSpec {
             performers,
             category: parts.category,
             description,
-            starts_at: parts.starts_at,
-            on_sale_at,
+            starts_at: to_micros(parts.starts_at),
+            on_sale_at: to_micros(on_sale_at),
             currency: parts.currency,
             venue: parts.venue,
             sections,
@@ -530,6 +535,13 @@ impl EventSpec {
             price: sec.price,
         })
     }
+}
+
+/// Times are kept to the microsecond (what both stores hold), so that what an API answers on
+/// creation equals what every later read returns.
+pub fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
 
 /// The inverse of [`row_label`].
@@ -649,8 +661,12 @@ mod tests {
         p.starts_at = datetime!(2025-01-01 0:00 UTC);
         assert_eq!(EventSpec::new(p, now).unwrap_err().field, "startsAt");
         let mut p = parts();
-        p.sections.push(SectionSpec::seated("floor", 1, 1, 1).unwrap());
-        assert_eq!(EventSpec::new(p, now).unwrap_err().field, "sections[2].name");
+        p.sections
+            .push(SectionSpec::seated("floor", 1, 1, 1).unwrap());
+        assert_eq!(
+            EventSpec::new(p, now).unwrap_err().field,
+            "sections[2].name"
+        );
         let mut p = parts();
         p.sections = vec![SectionSpec::general_admission("A", 150_000, 1).unwrap(); 2];
         p.sections[1].name = "B".into();
@@ -671,8 +687,14 @@ mod tests {
             e.sale_state(datetime!(2026-05-01 0:00 UTC)),
             SaleState::NotYetOnSale
         );
-        assert_eq!(e.sale_state(datetime!(2026-06-01 0:00 UTC)), SaleState::OnSale);
-        assert_eq!(e.sale_state(datetime!(2027-06-01 19:30 UTC)), SaleState::Started);
+        assert_eq!(
+            e.sale_state(datetime!(2026-06-01 0:00 UTC)),
+            SaleState::OnSale
+        );
+        assert_eq!(
+            e.sale_state(datetime!(2027-06-01 19:30 UTC)),
+            SaleState::Started
+        );
     }
 
     proptest! {

@@ -81,13 +81,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Stores many events at once (demo catalogs, imports). Seats are laid out lazily, the
     /// first time an event is booked, so that a catalog of 100,000 stadiums stays small.
+    /// Events whose id is already stored are left as they are, so an import can be re-run.
     async fn create_events_bulk(&self, events: &[Event]) -> Result<(), StoreError>;
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError>;
 
-    /// The seat map of an event at `now`; `None` if there is no such event.
-    async fn seat_map(&self, id: EventId, now: OffsetDateTime)
-    -> Result<Option<SeatMap>, StoreError>;
+    /// The seat map of a stored event at `now`.
+    async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError>;
 }
 
 impl SeatMap {

@@ -5,9 +5,8 @@ use boxoffice_domain::ids::{CustomerId, EventId, SeatId};
 use boxoffice_domain::money::PriceCents;
 use boxoffice_domain::ports::{SeatMap, StoreError, change};
 use boxoffice_domain::seat::SeatState;
-use time::OffsetDateTime;
 use deadpool_postgres::GenericClient;
-
+use time::OffsetDateTime;
 
 use crate::pg_error;
 
@@ -33,9 +32,6 @@ pub async fn insert_events<C: GenericClient>(
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut starts, mut on_sale, mut currency, mut created) = (vec![], vec![], vec![], vec![]);
     let (mut max_tickets, mut refund_hours, mut resale_pct) = (vec![], vec![], vec![]);
-    let (mut s_event, mut s_no, mut s_name, mut s_kind, mut s_rows, mut s_per_row) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut s_cap, mut s_price) = (vec![], vec![]);
     for e in events {
         let s = &e.spec;
         let v = &s.venue;
@@ -60,7 +56,81 @@ pub async fn insert_events<C: GenericClient>(
         max_tickets.push(s.policies.max_tickets_per_customer as i32);
         refund_hours.push(s.policies.refund_window_hours as i32);
         resale_pct.push(s.policies.resale_max_price_percent as i32);
-        for sec in &s.sections {
+    }
+    c.execute(
+        "INSERT INTO venues (venue_id, name, address, city, zip_code, country, lat, lon)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::float8[], $8::float8[])
+         ON CONFLICT DO NOTHING",
+        &[
+            &venue_ids, &v_name, &v_addr, &v_city, &v_zip, &v_country, &v_lat, &v_lon,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    let inserted: std::collections::HashSet<uuid::Uuid> = c
+        .query(
+            "INSERT INTO events (event_id, organizer_id, venue_id, name, performers, category,
+            description, starts_at, on_sale_at, currency, max_tickets_per_customer,
+            refund_window_hours, resale_max_price_percent, seats_laid_out, created_at,
+            updated_at)
+         SELECT e, o, v, n, p, c, d, s, os, cur, m, r, rp, $14, cr, cr
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[], $6::text[],
+                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[],
+                     $11::int4[], $12::int4[], $13::int4[], $15::timestamptz[])
+              AS t(e, o, v, n, p, c, d, s, os, cur, m, r, rp, cr)
+         ON CONFLICT (event_id) DO NOTHING
+         RETURNING event_id",
+            &[
+                &event_ids,
+                &organizer,
+                &venue_ids,
+                &name,
+                &performers,
+                &category,
+                &description,
+                &starts,
+                &on_sale,
+                &currency,
+                &max_tickets,
+                &refund_hours,
+                &resale_pct,
+                &lay_out,
+                &created,
+            ],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if inserted.len() == events.len() {
+        return insert_dependents(c, events, lay_out).await;
+    }
+    // Some ids were stored already: those events stay as they are.
+    let fresh: Vec<Event> = events
+        .iter()
+        .filter(|e| inserted.contains(&e.id.0))
+        .cloned()
+        .collect();
+    insert_dependents(c, &fresh, lay_out).await
+}
+
+/// Sections, seats and outbox rows of events just inserted.
+async fn insert_dependents<C: GenericClient>(
+    c: &C,
+    events: &[Event],
+    lay_out: bool,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let event_ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id.0).collect();
+    let (mut s_event, mut s_no, mut s_name, mut s_kind, mut s_rows, mut s_per_row) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut s_cap, mut s_price) = (vec![], vec![]);
+    for e in events {
+        for sec in &e.spec.sections {
             let (kind, rows, per_row) = match sec.kind {
                 SectionKind::Seated {
                     rows,
@@ -78,47 +148,6 @@ pub async fn insert_events<C: GenericClient>(
             s_price.push(sec.price.cents());
         }
     }
-    c.execute(
-        "INSERT INTO venues (venue_id, name, address, city, zip_code, country, lat, lon)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::text[], $7::float8[], $8::float8[])
-         ON CONFLICT DO NOTHING",
-        &[
-            &venue_ids, &v_name, &v_addr, &v_city, &v_zip, &v_country, &v_lat, &v_lon,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    c.execute(
-        "INSERT INTO events (event_id, organizer_id, venue_id, name, performers, category,
-            description, starts_at, on_sale_at, currency, max_tickets_per_customer,
-            refund_window_hours, resale_max_price_percent, seats_laid_out, created_at,
-            updated_at)
-         SELECT e, o, v, n, p, c, d, s, os, cur, m, r, rp, $14, cr, cr
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[], $6::text[],
-                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[],
-                     $11::int4[], $12::int4[], $13::int4[], $15::timestamptz[])
-              AS t(e, o, v, n, p, c, d, s, os, cur, m, r, rp, cr)",
-        &[
-            &event_ids,
-            &organizer,
-            &venue_ids,
-            &name,
-            &performers,
-            &category,
-            &description,
-            &starts,
-            &on_sale,
-            &currency,
-            &max_tickets,
-            &refund_hours,
-            &resale_pct,
-            &lay_out,
-            &created,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
     c.execute(
         "INSERT INTO sections (event_id, section_no, name, kind, rows, seats_per_row, capacity,
             price_cents)
@@ -262,12 +291,10 @@ pub async fn load_event<C: GenericClient>(
 
 pub async fn seat_map<C: GenericClient>(
     c: &C,
-    event_id: EventId,
+    event: &Event,
     now: OffsetDateTime,
-) -> Result<Option<SeatMap>, StoreError> {
-    let Some(event) = load_event(c, event_id).await? else {
-        return Ok(None);
-    };
+) -> Result<SeatMap, StoreError> {
+    let event_id = event.id;
     let laid_out: bool = c
         .query_one(
             "SELECT seats_laid_out FROM events WHERE event_id = $1",
@@ -277,7 +304,7 @@ pub async fn seat_map<C: GenericClient>(
         .map_err(pg_error)?
         .get(0);
     if !laid_out {
-        return Ok(Some(SeatMap::all_open(&event, now)));
+        return Ok(SeatMap::all_open(event, now));
     }
     let stmt = c
         .prepare_cached(
@@ -287,7 +314,7 @@ pub async fn seat_map<C: GenericClient>(
         .await
         .map_err(pg_error)?;
     let rows = c.query(&stmt, &[&event_id.0]).await.map_err(pg_error)?;
-    let mut map = SeatMap::builder(&event);
+    let mut map = SeatMap::builder(event);
     for r in rows {
         map.push(
             SeatId::from_trusted(r.get(0)),
@@ -300,6 +327,5 @@ pub async fn seat_map<C: GenericClient>(
             now,
         );
     }
-    Ok(Some(map))
+    Ok(map)
 }
-

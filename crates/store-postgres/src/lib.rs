@@ -155,12 +155,8 @@ impl Store for PgStore {
         catalog::load_event(&c, id).await
     }
 
-    async fn seat_map(
-        &self,
-        id: EventId,
-        now: OffsetDateTime,
-    ) -> Result<Option<SeatMap>, StoreError> {
+    async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
         let c = self.client().await?;
-        catalog::seat_map(&c, id, now).await
+        catalog::seat_map(&c, event, now).await
     }
 }

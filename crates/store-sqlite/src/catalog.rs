@@ -10,13 +10,14 @@ use time::OffsetDateTime;
 
 use crate::codec::{corrupt, from_ts, id, store_error, ts};
 
-pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<(), StoreError> {
+/// Inserts an event unless its id exists; returns whether it was inserted.
+pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<bool, StoreError> {
     let s = &e.spec;
     let v = &s.venue;
     let venue_id = v.key();
     let performers = serde_json::to_string(&s.performers)
         .map_err(|err| StoreError::Internal(format!("encoding performers: {err}")))?;
-    (|| -> rusqlite::Result<()> {
+    (|| -> rusqlite::Result<bool> {
         tx.prepare_cached(
             "INSERT INTO venues (venue_id, name, address, city, zip_code, country, lat, lon)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
@@ -31,8 +32,8 @@ pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<()
             v.lat,
             v.lon
         ])?;
-        tx.prepare_cached(
-            "INSERT INTO events (event_id, organizer_id, venue_id, name, performers, category,
+        let inserted = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events (event_id, organizer_id, venue_id, name, performers, category,
                 description, starts_at, on_sale_at, currency, max_tickets_per_customer,
                 refund_window_hours, resale_max_price_percent, seats_laid_out, created_at,
                 updated_at)
@@ -55,6 +56,9 @@ pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<()
             lay_out,
             ts(e.created_at),
         ])?;
+        if inserted == 0 {
+            return Ok(false);
+        }
         let mut ins = tx.prepare_cached(
             "INSERT INTO sections (event_id, section_no, name, kind, rows, seats_per_row,
                 capacity, price_cents)
@@ -90,7 +94,7 @@ pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<()
             boxoffice_domain::ports::change::EVENT_CHANGED,
             ts(e.created_at)
         ])?;
-        Ok(())
+        Ok(true)
     })()
     .map_err(store_error)
 }
@@ -223,21 +227,15 @@ struct EventRow {
     created_at: OffsetDateTime,
 }
 
-pub fn seat_map(
-    c: &Connection,
-    event_id: EventId,
-    now: OffsetDateTime,
-) -> rusqlite::Result<Option<SeatMap>> {
-    let Some(event) = load_event(c, event_id)? else {
-        return Ok(None);
-    };
+pub fn seat_map(c: &Connection, event: &Event, now: OffsetDateTime) -> rusqlite::Result<SeatMap> {
+    let event_id = event.id;
     let laid_out: bool = c
         .prepare_cached("SELECT seats_laid_out FROM events WHERE event_id = ?1")?
         .query_row([id(event_id.0)], |r| r.get(0))?;
     if !laid_out {
-        return Ok(Some(SeatMap::all_open(&event, now)));
+        return Ok(SeatMap::all_open(event, now));
     }
-    let mut map = SeatMap::builder(&event);
+    let mut map = SeatMap::builder(event);
     let mut stmt = c.prepare_cached(
         "SELECT seat_id, section_no, row_label, number, price_cents, state, hold_expires_at
          FROM seats WHERE event_id = ?1 ORDER BY section_no, row_index, number",
@@ -257,5 +255,5 @@ pub fn seat_map(
             now,
         );
     }
-    Ok(Some(map))
+    Ok(map)
 }

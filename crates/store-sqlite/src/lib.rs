@@ -185,7 +185,7 @@ impl Store for SqliteStore {
 
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
         let event = event.clone();
-        self.write(move |tx| catalog::insert_event(tx, &event, true))
+        self.write(move |tx| catalog::insert_event(tx, &event, true).map(|_| ()))
             .await
     }
 
@@ -204,11 +204,8 @@ impl Store for SqliteStore {
         self.read(move |c| catalog::load_event(c, id)).await
     }
 
-    async fn seat_map(
-        &self,
-        id: EventId,
-        now: OffsetDateTime,
-    ) -> Result<Option<SeatMap>, StoreError> {
-        self.read(move |c| catalog::seat_map(c, id, now)).await
+    async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
+        let event = event.clone();
+        self.read(move |c| catalog::seat_map(c, &event, now)).await
     }
 }

@@ -1,0 +1,4 @@
+//! One module per resource; each exposes `router()` with its documented routes.
+
+pub mod events;
+pub mod ops;

@@ -1,0 +1,7 @@
+//! HTTP tests of the API over a real loopback server, against every storage backend.
+
+mod common;
+
+mod auth;
+mod events;
+mod problems;

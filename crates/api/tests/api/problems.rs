@@ -1,0 +1,197 @@
+//! Every error is a problem document with a stable code; nothing a client sends causes a 500.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp, eras_tour, status_json};
+
+#[tokio::test]
+async fn framework_errors_are_problems_too() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let org = app.organizer();
+    let cases = [
+        (app.http.get(app.url("/no/such/route")), 404, "not-found"),
+        (
+            app.http.delete(app.url("/v1/events/x/seats")),
+            405,
+            "method-not-allowed",
+        ),
+        (
+            app.http
+                .post(app.url("/v1/events"))
+                .bearer_auth(&org)
+                .body("{not json"),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            app.http
+                .post(app.url("/v1/events"))
+                .bearer_auth(&org)
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "malformed-json",
+        ),
+        (
+            app.http
+                .post(app.url("/v1/events"))
+                .bearer_auth(&org)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 300 * 1024]),
+            413,
+            "payload-too-large",
+        ),
+        (
+            app.http.post(app.url("/v1/events")).json(&eras_tour()),
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let res = req.send().await.unwrap();
+        let headers = res.headers().clone();
+        let (got, problem) = status_json(res).await;
+        assert_eq!(got, status, "{problem}");
+        assert_eq!(problem["code"], code, "{problem}");
+        assert_eq!(problem["type"], format!("urn:boxoffice:problem:{code}"));
+        assert!(headers.contains_key("x-request-id"));
+        if status == 405 {
+            assert!(headers.contains_key("allow"));
+        }
+        if status == 401 {
+            assert_eq!(headers["www-authenticate"], "Bearer");
+        }
+    }
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
+    assert_eq!(app.get("/readyz").await, (200, json!({"status": "ready"})));
+    let (status, _) = app.get("/v1/events/x").await;
+    assert_eq!(status, 404);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"route="/v1/events/{eventId}",status="404""#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+
+    let (status, spec) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/events",
+        "/v1/events/{eventId}",
+        "/v1/events/{eventId}/seats",
+        "/healthz",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(
+        html.contains("swagger-ui"),
+        "the docs page is served by the binary itself"
+    );
+}
+
+/// Values that break types, bounds and encodings.
+fn nasty() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
+        Just(json!(u64::MAX)),
+        Just(json!(-0.0)),
+        ".{0,40}".prop_map(Value::from),
+        Just(json!("\u{0}\u{202e}")),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!("x".repeat(20_000))),
+    ]
+}
+
+/// Paths into the event body that a mutation may replace.
+const FIELDS: &[&[&str]] = &[
+    &["name"],
+    &["performers"],
+    &["category"],
+    &["startsAt"],
+    &["onSaleAt"],
+    &["currency"],
+    &["venue"],
+    &["venue", "lat"],
+    &["venue", "lon"],
+    &["venue", "zipCode"],
+    &["venue", "country"],
+    &["sections"],
+    &["sections", "0"],
+    &["sections", "0", "rows"],
+    &["sections", "0", "seatsPerRow"],
+    &["sections", "1", "capacity"],
+    &["sections", "0", "priceCents"],
+    &["policies"],
+    &["policies", "maxTicketsPerCustomer"],
+    &["policies", "resaleMaxPricePercent"],
+];
+
+fn set(body: &mut Value, path: &[&str], v: Value) {
+    let mut cur = body;
+    for (i, key) in path.iter().enumerate() {
+        let next = match key.parse::<usize>() {
+            Ok(n) => cur.get_mut(n),
+            Err(_) => cur.get_mut(*key),
+        };
+        match next {
+            Some(n) if i + 1 < path.len() => cur = n,
+            Some(n) => {
+                *n = v;
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+#[test]
+fn mangled_events_get_4xx_never_5xx() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(TestApp::start(Backend::Sqlite));
+    let org = app.organizer();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(proptest::sample::select(FIELDS), nasty()),
+            |(path, value)| {
+                let mut body = eras_tour();
+                set(&mut body, path, value.clone());
+                let (status, problem) = rt.block_on(app.post("/v1/events", &org, &body));
+                prop_assert!(
+                    status == 201 || (400..500).contains(&status),
+                    "{path:?} = {value}: {status} {problem}"
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+}

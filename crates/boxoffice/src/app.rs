@@ -1,0 +1,187 @@
+//! Wiring: configuration in, a running service out.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret};
+use boxoffice_api::{ApiConfig, AppState};
+use boxoffice_domain::ports::{Clock, Store, SystemClock};
+use boxoffice_store_postgres::{PgOptions, PgStore};
+use boxoffice_store_sqlite::SqliteStore;
+use rand::RngExt;
+use tokio::net::TcpListener;
+
+use crate::cli::{SeedArgs, ServeArgs, StoreArgs, TokenArgs};
+
+/// The store the flags select: PostgreSQL for a `postgres://` URL, otherwise SQLite in the data
+/// directory. Either way, migrations are applied before this returns.
+pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match &args.database_url {
+        Some(url) => {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("--database-url must be a postgres:// URL");
+            }
+            let store = PgStore::connect(
+                url,
+                PgOptions {
+                    pool_size: args.db_pool_size,
+                    ..PgOptions::default()
+                },
+            )
+            .await
+            .context("opening the PostgreSQL store")?;
+            tracing::info!("using PostgreSQL");
+            Ok(Arc::new(store))
+        }
+        None => {
+            let path = args.data_dir.join("boxoffice.db");
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await?
+                .context("opening the embedded store")?;
+            tracing::info!(path = %store.path().display(), "using the embedded SQLite store");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The HS256 secret: from the flag or environment, else the one kept in the data directory,
+/// generated on first use.
+pub fn jwt_secret(args: &StoreArgs) -> anyhow::Result<Secret> {
+    if let Some(s) = &args.jwt_secret {
+        if s.expose().len() < 16 {
+            bail!("the JWT secret must be at least 16 characters");
+        }
+        return Ok(s.clone());
+    }
+    let path = args.data_dir.join("jwt-secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(Secret::new(s));
+        }
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &secret)?;
+    if args.database_url.is_some() {
+        tracing::warn!(
+            "generated a JWT secret for this node only; nodes sharing a database need the same BOXOFFICE_JWT_SECRET"
+        );
+    }
+    Ok(Secret::new(secret))
+}
+
+/// Writes a file only its owner can read, without ever leaving it readable by others.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(mut f) => {
+            f.write_all(contents.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(())
+        }
+        // Another process created it first: theirs wins, and we read it back next time.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+/// Builds the application state from configuration.
+pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<AppState> {
+    let db = open_store(store).await?;
+    let auth = AuthConfig {
+        hs256_secret: Some(jwt_secret(store)?),
+        jwks_url: serve.jwks_url.clone(),
+        issuer: serve.jwt_issuer.clone(),
+        audience: serve.jwt_audience.clone(),
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(AppState::new(
+        db,
+        Arc::new(Authenticator::new(&auth)),
+        clock,
+        ApiConfig {
+            body_limit: serve.body_limit,
+            request_timeout: serve.request_timeout,
+            hold_ttl: serve.hold_ttl,
+        },
+    ))
+}
+
+/// `boxoffice serve`: runs until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let state = build_state(store, args).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving");
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("listening on http://{addr}");
+    boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// `boxoffice token`.
+pub fn token(store: &StoreArgs, args: &TokenArgs) -> anyhow::Result<String> {
+    let secret = jwt_secret(store)?;
+    let roles: Vec<Role> = args.roles.iter().map(|r| (*r).into()).collect();
+    boxoffice_api::auth::mint_hs256(&secret, &args.sub, &roles, args.ttl)
+        .context("signing the token")
+}
+
+/// `boxoffice seed`.
+pub async fn seed(store: &StoreArgs, args: &SeedArgs) -> anyhow::Result<()> {
+    let db = open_store(store).await?;
+    let started = std::time::Instant::now();
+    let now = time::OffsetDateTime::now_utc();
+    let mut generator = crate::seed::Generator::new(args.seed, now);
+    let mut done = 0;
+    while done < args.events {
+        let n = (args.events - done).min(5_000);
+        let batch = generator.events(n);
+        db.create_events_bulk(&batch).await?;
+        done += n;
+    }
+    println!(
+        "seeded {} events in {:.1}s",
+        args.events,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

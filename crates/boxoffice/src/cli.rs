@@ -1,0 +1,247 @@
+//! Command line and configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use boxoffice_api::auth::{Role, Secret};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "Event ticketing: search, hold, pay once, ticket, resell"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the data lives. The same flags select the store for every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the embedded database, the generated secrets and the search index.
+    #[arg(
+        long,
+        env = "BOXOFFICE_DATA_DIR",
+        default_value = "./boxoffice-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to run on PostgreSQL instead of the embedded SQLite store.
+    #[arg(
+        long,
+        env = "BOXOFFICE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<Secret>,
+    /// PostgreSQL connections per node.
+    #[arg(
+        long,
+        env = "BOXOFFICE_DB_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_pool_size: usize,
+    /// HS256 secret for tokens. Generated into the data directory on first start when unset.
+    #[arg(
+        long,
+        env = "BOXOFFICE_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<Secret>,
+    /// Log format.
+    #[arg(long, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a signed token for trying the API.
+    Token(TokenArgs),
+    /// Fill the store with a realistic demo catalog.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// JWKS URL of an identity provider whose RS256/ES256/EdDSA tokens are accepted.
+    #[arg(long, env = "BOXOFFICE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Required `iss` of tokens, when set.
+    #[arg(long, env = "BOXOFFICE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens, when set.
+    #[arg(long, env = "BOXOFFICE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// How long a seat hold lasts, e.g. `5m`, `90s`.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub hold_ttl: Duration,
+    /// Requests taking longer are answered 503.
+    #[arg(long, env = "BOXOFFICE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "BOXOFFICE_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The subject: the customer id.
+    #[arg(long)]
+    pub sub: String,
+    /// A role; repeat for several (`--role customer --role organizer`).
+    #[arg(long = "role", value_enum, default_values_t = vec![RoleArg::Customer])]
+    pub roles: Vec<RoleArg>,
+    /// Lifetime, e.g. `1h`, `30m`, `7d`.
+    #[arg(long, default_value = "12h", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Customer,
+    Organizer,
+    Scanner,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Customer => Role::Customer,
+            RoleArg::Organizer => Role::Organizer,
+            RoleArg::Scanner => Role::Scanner,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// How many events to create.
+    #[arg(long, default_value_t = 1000)]
+    pub events: usize,
+    /// The same seed gives the same catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `90s`, `5m`, `12h`, `7d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 5m, 12h or 7d"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: the unit must be ms, s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    init_tracing(cli.store.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => app::serve(&cli.store, &args).await,
+            Command::Migrate => app::open_store(&cli.store).await.map(|_| {
+                println!("migrations applied");
+            }),
+            Command::Token(args) => app::token(&cli.store, &args).map(|t| println!("{t}")),
+            Command::Seed(args) => app::seed(&cli.store, &args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BOXOFFICE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let cli = Cli::try_parse_from([
+            "boxoffice",
+            "--jwt-secret",
+            "hunter2",
+            "--database-url",
+            "postgres://u:pw@h/db",
+            "migrate",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("pw@"), "{shown}");
+    }
+}

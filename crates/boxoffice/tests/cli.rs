@@ -1,0 +1,252 @@
+//! The binary as a newcomer uses it: `serve` with nothing configured, `token`, `migrate`,
+//! `seed`, on the embedded store and on PostgreSQL, as real processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use boxoffice_store_postgres::testing::TestDatabase;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_boxoffice");
+
+/// A running `boxoffice serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env("BOXOFFICE_DATA_DIR", data_dir)
+            .env("BOXOFFICE_LISTEN", "127.0.0.1:0")
+            .env_remove("BOXOFFICE_DATABASE_URL")
+            .env_remove("BOXOFFICE_JWT_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn boxoffice serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server announces its address");
+        Self { child, base }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn boxoffice(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("BOXOFFICE_DATABASE_URL")
+        .env_remove("BOXOFFICE_JWT_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run boxoffice");
+    assert!(
+        out.status.success(),
+        "boxoffice {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn token(data_dir: &Path, env: &[(&str, &str)], sub: &str, roles: &[&str]) -> String {
+    let mut args = vec!["token", "--sub", sub];
+    for r in roles {
+        args.extend(["--role", r]);
+    }
+    let mut env = env.to_vec();
+    let dir = data_dir.to_str().expect("utf-8 path");
+    env.push(("BOXOFFICE_DATA_DIR", dir));
+    String::from_utf8(boxoffice(&args, &env).stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+fn event_body() -> Value {
+    json!({
+        "name": "Eras", "performers": ["Taylor Swift"], "category": "concert",
+        "startsAt": "2099-06-01T19:30:00Z", "currency": "USD",
+        "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S", "city": "Seattle",
+                  "zipCode": "98134", "country": "US", "lat": 47.5952, "lon": -122.3316},
+        "sections": [{"name": "Floor", "rows": 10, "seatsPerRow": 20, "priceCents": 25000},
+                     {"name": "Lawn", "capacity": 100, "priceCents": 5000}]
+    })
+}
+
+/// Creates an event with `token` and checks its seat map is complete.
+async fn create_and_check(base: &str, token: &str) -> String {
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(token)
+        .json(&event_body())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(res.status(), 201);
+    let event: Value = res.json().await.expect("json");
+    let id = event["eventId"].as_str().expect("id").to_owned();
+    let map: Value = http
+        .get(format!("{base}/v1/events/{id}/seats"))
+        .send()
+        .await
+        .expect("seats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(map["seats"].as_array().expect("seats").len(), 200);
+    assert_eq!(map["sections"][1]["available"], 100);
+    id
+}
+
+#[tokio::test]
+async fn zero_configuration_embedded_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let health: Value = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health, json!({"status": "ok"}));
+    assert!(data.join("boxoffice.db").exists());
+    let secret = data.join("jwt-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret)
+            .expect("secret")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the secret is readable by its owner only");
+    }
+    let org = token(&data, &[], "org-1", &["organizer", "customer"]);
+    let id = create_and_check(&server.base, &org).await;
+    assert!(server.terminate().success(), "SIGTERM is a clean shutdown");
+
+    // Restart on the same data directory: same secret, same data.
+    let server = Server::start(&data, &[]);
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(&org)
+        .json(&event_body())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(res.status(), 201, "tokens survive a restart");
+    let res = reqwest::get(format!("{}/v1/events/{id}", server.base))
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn postgres_service_with_concurrent_migrations() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("BOXOFFICE_DATABASE_URL", db.url.as_str())];
+    // Four nodes migrating one empty database at once: the advisory lock serialises them.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || boxoffice(&["migrate"], &[("BOXOFFICE_DATABASE_URL", &url)]))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("migrate thread");
+    }
+    let secret = "a-shared-secret-for-all-nodes";
+    let env = [env[0], ("BOXOFFICE_JWT_SECRET", secret)];
+    let server = Server::start(dir.path(), &env);
+    let ready = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let org = token(dir.path(), &env, "org-1", &["organizer"]);
+    create_and_check(&server.base, &org).await;
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn seeding_is_deterministic_and_repeatable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let env = [("BOXOFFICE_DATA_DIR", data)];
+    boxoffice(&["seed", "--events", "300", "--seed", "3"], &env);
+    // Again: the same events, none added.
+    boxoffice(&["seed", "--events", "300", "--seed", "3"], &env);
+    let expected = boxoffice::seed::Generator::new(3, time::OffsetDateTime::now_utc()).events(300);
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    for e in [&expected[0], &expected[150], &expected[299]] {
+        let got: Value = http
+            .get(format!("{}/v1/events/{}", server.base, e.id))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(got["name"], e.spec.name.as_str());
+        assert_eq!(got["venue"]["zipCode"], e.spec.venue.zip_code.as_str());
+        let map: Value = http
+            .get(format!("{}/v1/events/{}/seats", server.base, e.id))
+            .send()
+            .await
+            .expect("seats")
+            .json()
+            .await
+            .expect("json");
+        let available: u64 = map["sections"]
+            .as_array()
+            .expect("sections")
+            .iter()
+            .map(|s| s["available"].as_u64().expect("count"))
+            .sum();
+        assert_eq!(available, u64::from(e.spec.capacity()));
+    }
+}

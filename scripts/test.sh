@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The test command: brings up the services the tests talk to (installing them where missing),
+# then runs the format check, clippy, and every test. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_postgres() {
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        log "installing PostgreSQL"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+        local ver
+        ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+        # Tests connect over TCP as `postgres` without a password, as on the dev machines.
+        as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
+            "/etc/postgresql/$ver/main/pg_hba.conf"
+    fi
+    if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+        log "starting PostgreSQL"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    fi
+    for _ in $(seq 1 60); do
+        pg_isready -h 127.0.0.1 -p 5432 -q && break
+        sleep 0.5
+    done
+    psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1' >/dev/null \
+        || { echo "PostgreSQL at 127.0.0.1:5432 does not accept the postgres user" >&2; exit 1; }
+}
+
+ensure_postgres
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "the domain crate does no IO"
+if cargo tree -p boxoffice-domain -e normal --prefix none | grep -E '^(tokio|tokio-postgres|rusqlite|axum|reqwest|hyper) ' ; then
+    echo "boxoffice-domain must not depend on IO crates" >&2
+    exit 1
+fi
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    # nextest fails when no tests run.
+    cargo nextest run --workspace --no-fail-fast --no-tests=fail
+    cargo test --workspace --doc
+else
+    out=$(mktemp)
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$out"
+    passed=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s += $1} END {print s + 0}')
+    if [ "$passed" -eq 0 ]; then
+        echo "no tests ran" >&2
+        exit 1
+    fi
+fi
+log "all green"
