@@ -12,13 +12,15 @@
 //! - [`money`]: currencies and amounts in minor units; no floating point anywhere.
 //! - [`event`]: validated events, venues, sections, policies and seat-map geometry.
 //! - [`seat`] and [`booking`]: the state machines, with their legal transitions.
-//! - [`ports`]: the traits adapters implement, and their error types.
+//! - [`ports`]: the traits adapters implement, and their error types; [`payments`] is the
+//!   payment provider port.
 
 pub mod booking;
 pub mod error;
 pub mod event;
 pub mod ids;
 pub mod money;
+pub mod payments;
 pub mod ports;
 pub mod seat;
 
