@@ -170,8 +170,25 @@ impl SeatMap {
 
 /// Kinds of change recorded in the outbox, for change-data-capture readers.
 pub mod change {
-    /// An event's catalog entry was created or changed; readers re-read the event.
+    use serde::{Deserialize, Serialize};
+
+    /// An event's catalog entry was created or changed; readers re-read the event. Payload:
+    /// `{}`.
     pub const EVENT_CHANGED: &str = "event.changed";
-    /// Seats of an event changed state; the payload carries per-section deltas.
+    /// Seats of an event became available or unavailable. Payload: [`AvailabilityDelta`].
     pub const SEATS_CHANGED: &str = "seats.changed";
+
+    /// How the number of *available* places of each section changed in one transaction:
+    /// a hold of 3 is `-3`, its release or expiry `+3`, a refund of 2 sold seats `+2`. A held
+    /// seat becoming sold is not a change of availability and is not recorded.
+    #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+    pub struct AvailabilityDelta {
+        pub sections: Vec<SectionDelta>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SectionDelta {
+        pub section: u16,
+        pub available: i32,
+    }
 }
