@@ -170,7 +170,7 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Unavailable(m) | StoreError::Contention(m) => ApiError::Unavailable(m),
             StoreError::Internal(m) => ApiError::Internal(m),
         }
     }

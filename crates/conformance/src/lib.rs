@@ -10,6 +10,7 @@
 //! (a new SQLite file, a new PostgreSQL database). Each behaviour below becomes one
 //! `#[tokio::test]`, so failures name the behaviour and the backend.
 
+pub mod booking_suite;
 pub mod fixtures;
 pub mod suite;
 
@@ -44,6 +45,31 @@ macro_rules! store_suite {
             events_at_one_venue_share_it,
             stadium_sized_event_is_laid_out,
         );
+        $crate::store_suite!(@booking $factory;
+            holds_exact_seats_all_or_nothing,
+            best_available_prefers_front_adjacent_seats,
+            customer_limit_counts_holds_and_purchases,
+            parallel_holds_cannot_beat_the_limit,
+            parallel_holds_on_one_seat_have_one_winner,
+            expired_holds_never_block_and_are_swept,
+            bulk_created_events_lay_out_seats_on_first_hold,
+            commit_is_idempotent_and_settles_once,
+            parallel_commits_with_one_key_start_once,
+            declines_return_the_hold_and_lapsed_approvals_retake_seats,
+            approval_after_release_is_lapsed_when_seats_are_gone,
+            release_and_cancel,
+            details_and_check_in,
+        );
+    };
+    (@booking $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::booking_suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(

@@ -96,3 +96,315 @@ mod tests {
         }
     }
 }
+
+use time::OffsetDateTime;
+
+use crate::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use crate::money::{Currency, PriceCents};
+
+/// What a buyer asks to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These exact seats (or general-admission places), all or none.
+    Seats(Vec<SeatId>),
+    /// The best `quantity` places of a section: front rows first, adjacent seats in one row
+    /// preferred. For general admission, any `quantity` places.
+    BestAvailable { section: u16, quantity: u32 },
+}
+
+impl Selection {
+    pub fn quantity(&self) -> u32 {
+        match self {
+            Selection::Seats(s) => s.len() as u32,
+            Selection::BestAvailable { quantity, .. } => *quantity,
+        }
+    }
+}
+
+/// A request to hold seats, fully decided by the caller (ids, times) so that stores only
+/// carry it out.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub booking_id: BookingId,
+    pub event_id: EventId,
+    pub customer: CustomerId,
+    pub selection: Selection,
+    pub currency: Currency,
+    pub max_tickets_per_customer: u32,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Why a hold was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// Some requested seats are held or sold by someone else.
+    #[error("seats unavailable: {0:?}")]
+    Unavailable(Vec<SeatId>),
+    /// Fewer than `requested` places are open in the section.
+    #[error("only {available} of {requested} places available")]
+    NotEnough { requested: u32, available: u32 },
+    /// Seat ids that the event does not have.
+    #[error("no such seats: {0:?}")]
+    NoSuchSeats(Vec<SeatId>),
+    /// Enough places are free, but concurrent buyers kept taking the ones picked: try again.
+    #[error("concurrent buyers took the picked seats")]
+    Busy,
+    /// The customer would hold more than the event allows.
+    #[error("limit of {limit} tickets per customer; {already} already held or bought")]
+    LimitExceeded { limit: u32, already: u32 },
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
+}
+
+/// One seat of a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookedSeat {
+    pub seat_id: SeatId,
+    pub section: u16,
+    pub row: Option<String>,
+    pub number: u32,
+    pub price: PriceCents,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketStatus {
+    Valid,
+    Used,
+    Void,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Valid => "VALID",
+            TicketStatus::Used => "USED",
+            TicketStatus::Void => "VOID",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "VALID" => TicketStatus::Valid,
+            "USED" => TicketStatus::Used,
+            "VOID" => TicketStatus::Void,
+            _ => return None,
+        })
+    }
+}
+
+/// An admission ticket: one per sold seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub event_id: EventId,
+    pub booking_id: BookingId,
+    pub seat_id: SeatId,
+    pub customer: CustomerId,
+    pub status: TicketStatus,
+    /// Signed, scannable token (verifiable offline with the published public key).
+    pub token: String,
+    pub attendee_name: Option<String>,
+    pub issued_at: OffsetDateTime,
+    pub checked_in_at: Option<OffsetDateTime>,
+}
+
+/// A ticket about to be issued: the caller signs the token before the store writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    pub id: TicketId,
+    pub seat_id: SeatId,
+    pub token: String,
+}
+
+/// A booking with its seats and (once confirmed) tickets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    pub id: BookingId,
+    pub event_id: EventId,
+    pub customer: CustomerId,
+    pub status: BookingStatus,
+    pub expires_at: OffsetDateTime,
+    pub seats: Vec<BookedSeat>,
+    pub total_cents: i64,
+    pub currency: Currency,
+    pub contact_email: Option<String>,
+    pub tickets: Vec<Ticket>,
+    pub created_at: OffsetDateTime,
+    pub confirmed_at: Option<OffsetDateTime>,
+    pub cancelled_at: Option<OffsetDateTime>,
+}
+
+impl Booking {
+    /// The status a reader should see at `now`: an unpaid hold past its expiry is expired
+    /// even before the sweeper has written that down.
+    pub fn effective_status(&self, now: OffsetDateTime) -> BookingStatus {
+        if self.status == BookingStatus::Hold && self.expires_at <= now {
+            BookingStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+/// Payment records as stored beside bookings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentStatus {
+    /// Created before calling the provider; outcome not known yet.
+    Started,
+    /// Funds reserved, not taken.
+    Authorized,
+    Captured,
+    Declined,
+    /// The provider refused the request itself, or the attempt never reached it.
+    Failed,
+    Voided,
+    /// The booking was cancelled; the refund at the provider is owed.
+    RefundPending,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Started => "STARTED",
+            PaymentStatus::Authorized => "AUTHORIZED",
+            PaymentStatus::Captured => "CAPTURED",
+            PaymentStatus::Declined => "DECLINED",
+            PaymentStatus::Failed => "FAILED",
+            PaymentStatus::Voided => "VOIDED",
+            PaymentStatus::RefundPending => "REFUND_PENDING",
+            PaymentStatus::Refunded => "REFUNDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "STARTED" => PaymentStatus::Started,
+            "AUTHORIZED" => PaymentStatus::Authorized,
+            "CAPTURED" => PaymentStatus::Captured,
+            "DECLINED" => PaymentStatus::Declined,
+            "FAILED" => PaymentStatus::Failed,
+            "VOIDED" => PaymentStatus::Voided,
+            "REFUND_PENDING" => PaymentStatus::RefundPending,
+            "REFUNDED" => PaymentStatus::Refunded,
+            _ => return None,
+        })
+    }
+}
+
+/// A payment attempt, as the booking tables record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub booking_id: BookingId,
+    pub event_id: EventId,
+    pub customer: CustomerId,
+    pub provider: String,
+    pub provider_ref: Option<String>,
+    /// The key sent to the provider.
+    pub idempotency_key: String,
+    pub method: String,
+    pub amount_cents: i64,
+    pub currency: Currency,
+    pub status: PaymentStatus,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Picks the best `quantity` seats from `open` (seats of one section that are free, in any
+/// order): the front-most row that has `quantity` adjacent seats, taking the run closest to
+/// the row's centre; failing that, the front-most seats wherever they are. `None` if there
+/// are fewer than `quantity`.
+pub fn best_available(open: &[(u32, u32)], quantity: usize, row_len: u32) -> Option<Vec<usize>> {
+    if quantity == 0 || open.len() < quantity {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..open.len()).collect();
+    idx.sort_by_key(|&i| open[i]);
+    let centre = row_len as i64 + 1; // twice the centre of seats numbered 1..=row_len
+    let mut best: Option<(u32, i64, usize)> = None; // (row, distance from centre, start)
+    let mut start = 0;
+    while start < idx.len() {
+        // [start, end) is one row
+        let row = open[idx[start]].0;
+        let mut end = start;
+        while end < idx.len() && open[idx[end]].0 == row {
+            end += 1;
+        }
+        if best.is_some_and(|(r, _, _)| r < row) {
+            break;
+        }
+        let mut run_start = start;
+        for k in start..end {
+            if k > start && open[idx[k]].1 != open[idx[k - 1]].1 + 1 {
+                run_start = k;
+            }
+            if k + 1 - run_start >= quantity {
+                let first = k + 1 - quantity;
+                let mid = i64::from(open[idx[first]].1) + i64::from(open[idx[k]].1);
+                let dist = (mid - centre).abs();
+                if best.is_none_or(|(r, d, _)| row < r || (row == r && dist < d)) {
+                    best = Some((row, dist, first));
+                }
+            }
+        }
+        start = end;
+    }
+    Some(match best {
+        Some((_, _, first)) => idx[first..first + quantity].to_vec(),
+        None => idx[..quantity].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod picking {
+    use super::best_available;
+    use proptest::prelude::*;
+
+    #[test]
+    fn prefers_the_front_row_centre_block() {
+        // Row 0: seats 1..=10 open except 5; row 1 all open.
+        let mut open: Vec<(u32, u32)> = (1..=10).filter(|&n| n != 5).map(|n| (0, n)).collect();
+        open.extend((1..=10).map(|n| (1, n)));
+        let pick = best_available(&open, 4, 10).unwrap();
+        let mut seats: Vec<_> = pick.iter().map(|&i| open[i]).collect();
+        seats.sort();
+        assert_eq!(seats, vec![(0, 6), (0, 7), (0, 8), (0, 9)]);
+        // Six adjacent do not fit in row 0: row 1, centred.
+        let pick = best_available(&open, 6, 10).unwrap();
+        let mut seats: Vec<_> = pick.iter().map(|&i| open[i]).collect();
+        seats.sort();
+        assert_eq!(seats, vec![(1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8)]);
+    }
+
+    #[test]
+    fn scattered_when_no_block_fits() {
+        let open = vec![(0, 1), (0, 3), (1, 2), (2, 9)];
+        let pick = best_available(&open, 3, 10).unwrap();
+        let mut seats: Vec<_> = pick.iter().map(|&i| open[i]).collect();
+        seats.sort();
+        assert_eq!(seats, vec![(0, 1), (0, 3), (1, 2)]);
+        assert!(best_available(&open, 5, 10).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn picks_exactly_quantity_distinct_open_seats(
+            seats in proptest::collection::btree_set((0u32..6, 1u32..20), 0..80),
+            q in 1usize..10,
+        ) {
+            let open: Vec<_> = seats.into_iter().collect();
+            match best_available(&open, q, 19) {
+                None => prop_assert!(open.len() < q),
+                Some(p) => {
+                    prop_assert_eq!(p.len(), q);
+                    let mut d = p.clone();
+                    d.sort();
+                    d.dedup();
+                    prop_assert_eq!(d.len(), q);
+                    prop_assert!(p.iter().all(|&i| i < open.len()));
+                }
+            }
+        }
+    }
+}

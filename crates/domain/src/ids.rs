@@ -141,6 +141,15 @@ impl SeatId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Section number, row label (`None` for general admission) and seat number.
+    pub fn parts(&self) -> Option<(u16, Option<&str>, u32)> {
+        let mut it = self.0.splitn(3, '-');
+        let section = it.next()?.parse().ok()?;
+        let row = it.next()?;
+        let number = it.next()?.parse().ok()?;
+        Some((section, (row != "GA").then_some(row), number))
+    }
 }
 
 impl fmt::Display for SeatId {
@@ -172,6 +181,11 @@ mod tests {
         assert!(SeatId::parse("").is_err());
         assert!(SeatId::parse("1 C 14").is_err());
         assert!(SeatId::parse(&"9".repeat(33)).is_err());
+        assert_eq!(SeatId::seated(1, "C", 14).parts(), Some((1, Some("C"), 14)));
+        assert_eq!(
+            SeatId::general_admission(2, 57).parts(),
+            Some((2, None, 57))
+        );
     }
 
     #[test]

@@ -5,8 +5,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use crate::booking::{
+    Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus, Ticket,
+};
 use crate::event::Event;
-use crate::ids::{EventId, SeatId};
+use crate::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
 use crate::money::PriceCents;
 use crate::seat::SeatState;
 
@@ -20,6 +25,53 @@ pub enum StoreError {
     /// Anything else: a bug, corrupt data, a failed migration.
     #[error("storage failure: {0}")]
     Internal(String),
+    /// Lost a race inside the database (a deadlock victim, a serialization failure) and
+    /// retries did not help; trying again shortly will.
+    #[error("storage contention: {0}")]
+    Contention(String),
+}
+
+/// Errors that may wrap a [`StoreError`], so adapters can retry transient failures whatever
+/// the use case's error type.
+pub trait MaybeStoreError {
+    fn store_error(&self) -> Option<&StoreError>;
+
+    fn is_contention(&self) -> bool {
+        matches!(self.store_error(), Some(StoreError::Contention(_)))
+    }
+}
+
+impl MaybeStoreError for StoreError {
+    fn store_error(&self) -> Option<&StoreError> {
+        Some(self)
+    }
+}
+
+impl MaybeStoreError for CommitError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            CommitError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl MaybeStoreError for ReleaseError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            ReleaseError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl MaybeStoreError for HoldError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            HoldError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// Time, injectable so that hold expiry and refund windows can be tested without waiting.
@@ -88,6 +140,224 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The seat map of a stored event at `now`.
     async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError>;
+
+    // ---- booking ----------------------------------------------------------------------
+
+    /// Holds the selected seats for a new booking, all or none, within the customer's limit.
+    /// Seats of events bulk-created without a layout are laid out first. Expired holds count
+    /// as free. Records the change of availability in the outbox.
+    async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError>;
+
+    /// A booking with its seats and tickets.
+    async fn booking(&self, id: BookingId) -> Result<Option<Booking>, StoreError>;
+
+    /// Every ticket a customer holds, newest first.
+    async fn tickets_of(&self, customer: &CustomerId) -> Result<Vec<Ticket>, StoreError>;
+
+    /// Step 1 of paying: records the idempotency key with the request's fingerprint and a
+    /// payment row, and moves the booking and its seats from HOLD to PENDING — atomically.
+    async fn begin_commit(&self, req: &CommitRequest) -> Result<CommitBegin, CommitError>;
+
+    /// Step 2: settles a pending commit with what the payment provider said, and stores the
+    /// response `render` produces under the idempotency key — atomically. Safe to call twice
+    /// for one payment (the second call changes nothing and returns the first outcome).
+    async fn finish_commit(&self, fin: &CommitFinish) -> Result<FinishedCommit, StoreError>;
+
+    /// Moves a payment to `to` if it is in one of `from`; returns whether it moved.
+    async fn set_payment_status(
+        &self,
+        payment: PaymentId,
+        from: &[PaymentStatus],
+        to: PaymentStatus,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases a hold at once (its owner or an admin deleting it). Releasing a booking that
+    /// is already cancelled or expired returns it unchanged.
+    async fn release(&self, id: BookingId, now: OffsetDateTime) -> Result<Booking, ReleaseError>;
+
+    /// Cancels a confirmed booking: voids its tickets, reopens its seats and marks its payment
+    /// REFUND_PENDING, atomically. The caller then refunds at the provider.
+    async fn cancel_confirmed(
+        &self,
+        id: BookingId,
+        now: OffsetDateTime,
+    ) -> Result<(Booking, Option<Payment>), ReleaseError>;
+
+    /// Updates contact details and attendee names (by seat) of a booking.
+    async fn update_details(
+        &self,
+        id: BookingId,
+        contact_email: Option<String>,
+        attendees: Vec<(SeatId, Option<String>)>,
+        now: OffsetDateTime,
+    ) -> Result<Booking, StoreError>;
+
+    /// Expires up to `limit` holds whose time is up, returning their seats to sale. Returns how
+    /// many bookings it expired.
+    async fn expire_holds(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError>;
+
+    /// Payments needing attention, last touched before `before`: STARTED (outcome unknown),
+    /// AUTHORIZED (to capture, or to void if their booking did not confirm), REFUND_PENDING.
+    async fn unsettled_payments(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Payment>, StoreError>;
+
+    /// A payment by id.
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    /// Marks a ticket as scanned at the door, if it is valid.
+    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError>;
+
+    /// Checks the booking invariants over the whole database.
+    async fn verify(&self, now: OffsetDateTime) -> Result<Vec<Finding>, StoreError>;
+}
+
+/// What `begin_commit` needs, fully decided by the caller.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub customer: CustomerId,
+    pub booking_id: BookingId,
+    /// The client's key, scoped to the customer.
+    pub idempotency_key: String,
+    /// A digest of the request body; the same key with another body is refused.
+    pub fingerprint: String,
+    pub payment_id: PaymentId,
+    /// The key forwarded to the payment provider.
+    pub provider_key: String,
+    pub provider: String,
+    pub method: String,
+    pub now: OffsetDateTime,
+}
+
+/// The outcome of `begin_commit`.
+#[derive(Debug, Clone)]
+pub enum CommitBegin {
+    /// Go ahead and charge: the booking is PENDING with this payment.
+    Started {
+        booking: Box<Booking>,
+        payment: Box<Payment>,
+    },
+    /// This key already finished: answer exactly this.
+    Replay(StoredResponse),
+}
+
+/// Why a commit could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("the idempotency key was used with a different request")]
+    KeyReused,
+    #[error("a request with this idempotency key is in progress")]
+    InFlight,
+    #[error("no such booking")]
+    NotFound,
+    #[error("the hold has expired or was released")]
+    Gone,
+    #[error("the booking is already confirmed")]
+    AlreadyConfirmed,
+    #[error("a payment for this booking is in progress")]
+    PaymentInProgress,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A response kept under an idempotency key and replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What the payment provider said about a pending commit.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Funds reserved: confirm and issue these tickets (one per seat of the booking). If the
+    /// booking lapsed meanwhile, its seats are taken again if they are still free.
+    Approved {
+        provider_ref: String,
+        tickets: Vec<NewTicket>,
+    },
+    /// The method was refused: back to HOLD (or EXPIRED if the hold ran out meanwhile).
+    Declined { reason: String },
+    /// No money moved (the provider refused the request, or never saw it): like a decline.
+    Failed { reason: String },
+}
+
+/// The outcome of settling a commit.
+#[derive(Debug, Clone)]
+pub enum CommitOutcome {
+    /// Tickets issued; the caller now captures the payment.
+    Confirmed(Booking),
+    /// Declined or failed; the booking is on hold again (or expired).
+    NotPaid { booking: Booking, reason: String },
+    /// Approved, but the booking had lapsed and its seats were taken: the caller voids the
+    /// authorization.
+    Lapsed(Booking),
+}
+
+/// Renders the response stored under the idempotency key for an outcome.
+pub type RenderCommit = Arc<dyn Fn(&CommitOutcome) -> StoredResponse + Send + Sync>;
+
+/// Everything `finish_commit` needs.
+#[derive(Clone)]
+pub struct CommitFinish {
+    pub booking_id: BookingId,
+    pub payment_id: PaymentId,
+    pub settlement: Settlement,
+    pub now: OffsetDateTime,
+    pub render: RenderCommit,
+}
+
+impl std::fmt::Debug for CommitFinish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitFinish")
+            .field("booking_id", &self.booking_id)
+            .field("payment_id", &self.payment_id)
+            .field("settlement", &self.settlement)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of `finish_commit`, with the response stored under the key.
+#[derive(Debug, Clone)]
+pub struct FinishedCommit {
+    pub outcome: CommitOutcome,
+    pub response: StoredResponse,
+    pub payment: Payment,
+}
+
+/// Why a booking could not be released or cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("no such booking")]
+    NotFound,
+    #[error("a payment for this booking is in progress")]
+    PaymentInProgress,
+    /// Releasing a confirmed booking needs `cancel_confirmed`; cancelling a hold needs
+    /// `release`.
+    #[error("the booking is {0:?}")]
+    WrongStatus(BookingStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of scanning a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckIn {
+    Admitted(Ticket),
+    AlreadyUsed(Ticket),
+    Void(Ticket),
+    Unknown,
+}
+
+/// One broken invariant, found by [`Store::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// A stable name for the rule: `seat-sold-twice`, `sold-seat-ticket-count`, …
+    pub rule: String,
+    pub detail: String,
 }
 
 impl SeatMap {

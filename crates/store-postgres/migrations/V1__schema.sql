@@ -145,12 +145,12 @@ CREATE TABLE payments (
     method          text NOT NULL,
     amount_cents    bigint NOT NULL CHECK (amount_cents >= 0),
     currency        text NOT NULL,
-    status          text NOT NULL CHECK (status IN ('STARTED', 'AUTHORIZED', 'CAPTURED', 'DECLINED', 'FAILED', 'VOIDED', 'REFUNDED')),
+    status          text NOT NULL CHECK (status IN ('STARTED', 'AUTHORIZED', 'CAPTURED', 'DECLINED', 'FAILED', 'VOIDED', 'REFUND_PENDING', 'REFUNDED')),
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL
 );
 CREATE INDEX payments_by_booking ON payments (booking_id);
-CREATE INDEX payments_unsettled ON payments (updated_at) WHERE status IN ('STARTED', 'AUTHORIZED');
+CREATE INDEX payments_unsettled ON payments (updated_at) WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING');
 
 -- Commit requests by (customer, Idempotency-Key): the fingerprint of the first request and,
 -- once it finished, the exact response to replay.
@@ -159,6 +159,7 @@ CREATE TABLE idempotency_keys (
     idempotency_key text NOT NULL,
     event_id        uuid NOT NULL,
     booking_id      uuid NOT NULL,
+    payment_id      uuid NOT NULL,
     fingerprint     text NOT NULL,
     state           text NOT NULL CHECK (state IN ('IN_FLIGHT', 'DONE')),
     response_status smallint,
@@ -167,6 +168,7 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (customer_id, idempotency_key)
 );
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_by_payment ON idempotency_keys (payment_id);
 
 CREATE TABLE resale_listings (
     listing_id        uuid PRIMARY KEY,

@@ -5,15 +5,20 @@
 //! `migrations/` and are applied at start while holding a PostgreSQL advisory lock, so nodes
 //! starting together apply them exactly once.
 
+mod booking;
 mod catalog;
 pub mod testing;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
 use boxoffice_domain::event::Event;
-use boxoffice_domain::ids::EventId;
-use boxoffice_domain::ports::{SeatMap, Store, StoreError};
+use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use boxoffice_domain::ports::{
+    CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
+    MaybeStoreError, ReleaseError, SeatMap, Store, StoreError,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
@@ -90,6 +95,47 @@ impl PgStore {
     }
 }
 
+/// Runs `$body` (an expression using the transaction `$tx`, evaluating to a `Result`) in a
+/// transaction, committing on `Ok`. Deadlock victims and serialization failures are retried a
+/// few times with a short random pause, since the other transaction usually finishes quickly.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            let mut client = $self.client().await?;
+            let $tx = client.transaction().await.map_err(pg_error)?;
+            match $body {
+                Ok(v) => match $tx.commit().await {
+                    Ok(()) => break Ok(v),
+                    Err(e) => {
+                        let e = pg_error(e);
+                        if matches!(e, StoreError::Contention(_)) && attempt < 5 {
+                            attempt += 1;
+                            backoff(attempt).await;
+                            continue;
+                        }
+                        break Err(e.into());
+                    }
+                },
+                Err(e) => {
+                    drop($tx);
+                    if MaybeStoreError::is_contention(&e) && attempt < 5 {
+                        attempt += 1;
+                        backoff(attempt).await;
+                        continue;
+                    }
+                    break Err(e);
+                }
+            }
+        }
+    }};
+}
+
+async fn backoff(attempt: u32) {
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 10;
+    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5 + jitter)).await;
+}
+
 /// Applies pending migrations, holding an advisory lock for the duration.
 pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
@@ -121,6 +167,14 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> 
 }
 
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    if let Some(code) = e.code()
+        && (*code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::LOCK_NOT_AVAILABLE)
+    {
+        return StoreError::Contention(format!("postgres: {e}"));
+    }
     if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") {
         StoreError::Unavailable(format!("postgres: {e}"))
     } else {
@@ -158,5 +212,102 @@ impl Store for PgStore {
     async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
         let c = self.client().await?;
         catalog::seat_map(&c, event, now).await
+    }
+
+    async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError> {
+        // A best-available pick that loses seats to concurrent buyers is retried with a new
+        // pick; the last attempt takes whatever is free, adjacent or not.
+        const ATTEMPTS: u32 = 4;
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            let outcome = in_tx!(self, |tx| booking::hold(&tx, req, last).await);
+            match outcome {
+                Ok(booking::HoldAttempt::Done(b)) => return Ok(*b),
+                Ok(booking::HoldAttempt::Contended) => backoff(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(HoldError::Busy)
+    }
+
+    async fn booking(&self, id: BookingId) -> Result<Option<Booking>, StoreError> {
+        let c = self.client().await?;
+        booking::load_booking(&c, id).await
+    }
+
+    async fn tickets_of(&self, customer: &CustomerId) -> Result<Vec<Ticket>, StoreError> {
+        let c = self.client().await?;
+        booking::tickets_of(&c, customer).await
+    }
+
+    async fn begin_commit(&self, req: &CommitRequest) -> Result<CommitBegin, CommitError> {
+        in_tx!(self, |tx| booking::begin_commit(&tx, req).await)
+    }
+
+    async fn finish_commit(&self, fin: &CommitFinish) -> Result<FinishedCommit, StoreError> {
+        in_tx!(self, |tx| booking::finish_commit(&tx, fin).await)
+    }
+
+    async fn set_payment_status(
+        &self,
+        payment: PaymentId,
+        from: &[PaymentStatus],
+        to: PaymentStatus,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        booking::set_payment_status(&c, payment, from, to, now).await
+    }
+
+    async fn release(&self, id: BookingId, now: OffsetDateTime) -> Result<Booking, ReleaseError> {
+        in_tx!(self, |tx| booking::release(&tx, id, now).await)
+    }
+
+    async fn cancel_confirmed(
+        &self,
+        id: BookingId,
+        now: OffsetDateTime,
+    ) -> Result<(Booking, Option<Payment>), ReleaseError> {
+        in_tx!(self, |tx| booking::cancel_confirmed(&tx, id, now).await)
+    }
+
+    async fn update_details(
+        &self,
+        id: BookingId,
+        contact_email: Option<String>,
+        attendees: Vec<(SeatId, Option<String>)>,
+        now: OffsetDateTime,
+    ) -> Result<Booking, StoreError> {
+        in_tx!(self, |tx| {
+            booking::update_details(&tx, id, contact_email.clone(), attendees.clone(), now).await
+        })
+    }
+
+    async fn expire_holds(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError> {
+        in_tx!(self, |tx| booking::expire_holds(&tx, now, limit).await)
+    }
+
+    async fn unsettled_payments(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let c = self.client().await?;
+        booking::unsettled_payments(&c, before, limit).await
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        let c = self.client().await?;
+        booking::load_payment(&c, id).await
+    }
+
+    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
+        let c = self.client().await?;
+        booking::check_in(&c, id, now).await
+    }
+
+    async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {
+        let c = self.client().await?;
+        booking::verify(&c).await
     }
 }

@@ -135,18 +135,19 @@ CREATE TABLE payments (
     method          TEXT NOT NULL,
     amount_cents    INTEGER NOT NULL CHECK (amount_cents >= 0),
     currency        TEXT NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN ('STARTED', 'AUTHORIZED', 'CAPTURED', 'DECLINED', 'FAILED', 'VOIDED', 'REFUNDED')),
+    status          TEXT NOT NULL CHECK (status IN ('STARTED', 'AUTHORIZED', 'CAPTURED', 'DECLINED', 'FAILED', 'VOIDED', 'REFUND_PENDING', 'REFUNDED')),
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX payments_by_booking ON payments (booking_id);
-CREATE INDEX payments_unsettled ON payments (updated_at) WHERE status IN ('STARTED', 'AUTHORIZED');
+CREATE INDEX payments_unsettled ON payments (updated_at) WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING');
 
 CREATE TABLE idempotency_keys (
     customer_id     TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     event_id        BLOB NOT NULL,
     booking_id      BLOB NOT NULL,
+    payment_id      BLOB NOT NULL,
     fingerprint     TEXT NOT NULL,
     state           TEXT NOT NULL CHECK (state IN ('IN_FLIGHT', 'DONE')),
     response_status INTEGER,
@@ -155,6 +156,7 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (customer_id, idempotency_key)
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_by_payment ON idempotency_keys (payment_id);
 
 CREATE TABLE resale_listings (
     listing_id       BLOB PRIMARY KEY,

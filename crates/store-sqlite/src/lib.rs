@@ -9,6 +9,7 @@
 //! Migrations live in `migrations/` and are applied on open under an exclusive file lock, so
 //! two processes opening the same data directory at once cannot race.
 
+mod booking;
 mod catalog;
 mod codec;
 
@@ -18,9 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
 use boxoffice_domain::event::Event;
-use boxoffice_domain::ids::EventId;
-use boxoffice_domain::ports::{SeatMap, Store, StoreError};
+use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use boxoffice_domain::ports::{
+    CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
+    ReleaseError, SeatMap, Store, StoreError,
+};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use time::OffsetDateTime;
 
@@ -207,5 +212,91 @@ impl Store for SqliteStore {
     async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
         let event = event.clone();
         self.read(move |c| catalog::seat_map(c, &event, now)).await
+    }
+
+    async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError> {
+        let req = req.clone();
+        self.write(move |tx| booking::hold(tx, &req)).await
+    }
+
+    async fn booking(&self, id: BookingId) -> Result<Option<Booking>, StoreError> {
+        self.read(move |c| booking::load_booking(c, id)).await
+    }
+
+    async fn tickets_of(&self, customer: &CustomerId) -> Result<Vec<Ticket>, StoreError> {
+        let customer = customer.clone();
+        self.read(move |c| booking::tickets_of(c, &customer)).await
+    }
+
+    async fn begin_commit(&self, req: &CommitRequest) -> Result<CommitBegin, CommitError> {
+        let req = req.clone();
+        self.write(move |tx| booking::begin_commit(tx, &req)).await
+    }
+
+    async fn finish_commit(&self, fin: &CommitFinish) -> Result<FinishedCommit, StoreError> {
+        let fin = fin.clone();
+        self.write(move |tx| booking::finish_commit(tx, &fin)).await
+    }
+
+    async fn set_payment_status(
+        &self,
+        payment: PaymentId,
+        from: &[PaymentStatus],
+        to: PaymentStatus,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let from = from.to_vec();
+        self.write(move |tx| booking::set_payment_status(tx, payment, &from, to, now))
+            .await
+    }
+
+    async fn release(&self, id: BookingId, now: OffsetDateTime) -> Result<Booking, ReleaseError> {
+        self.write(move |tx| booking::release(tx, id, now)).await
+    }
+
+    async fn cancel_confirmed(
+        &self,
+        id: BookingId,
+        now: OffsetDateTime,
+    ) -> Result<(Booking, Option<Payment>), ReleaseError> {
+        self.write(move |tx| booking::cancel_confirmed(tx, id, now))
+            .await
+    }
+
+    async fn update_details(
+        &self,
+        id: BookingId,
+        contact_email: Option<String>,
+        attendees: Vec<(SeatId, Option<String>)>,
+        now: OffsetDateTime,
+    ) -> Result<Booking, StoreError> {
+        self.write(move |tx| booking::update_details(tx, id, contact_email, attendees, now))
+            .await
+    }
+
+    async fn expire_holds(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError> {
+        self.write(move |tx| booking::expire_holds(tx, now, limit))
+            .await
+    }
+
+    async fn unsettled_payments(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Payment>, StoreError> {
+        self.read(move |c| booking::unsettled_payments(c, before, limit))
+            .await
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        self.read(move |c| booking::load_payment(c, id)).await
+    }
+
+    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
+        self.write(move |tx| booking::check_in(tx, id, now)).await
+    }
+
+    async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {
+        self.read(booking::verify).await
     }
 }

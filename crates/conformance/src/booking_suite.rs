@@ -1,0 +1,862 @@
+//! Booking behaviours every store must have: holds, limits, expiry, idempotent commits,
+//! settlement, release, cancellation, check-in, and a clean invariant check after each.
+
+use std::sync::Arc;
+
+use boxoffice_domain::booking::{
+    BookingStatus, HoldError, HoldRequest, NewTicket, PaymentStatus, Selection, TicketStatus,
+};
+use boxoffice_domain::event::{Event, SectionSpec};
+use boxoffice_domain::ids::{BookingId, CustomerId, PaymentId, SeatId, TicketId};
+use boxoffice_domain::ports::{
+    CheckIn, CommitBegin, CommitError, CommitFinish, CommitOutcome, CommitRequest, ReleaseError,
+    RenderCommit, Settlement, Store, StoredResponse,
+};
+use boxoffice_domain::seat::SeatState;
+use time::{Duration, OffsetDateTime};
+
+use crate::fixtures::{concert, event_with, now};
+
+fn customer(name: &str) -> CustomerId {
+    CustomerId::parse(name).expect("valid id")
+}
+
+fn seats(ids: &[&str]) -> Selection {
+    Selection::Seats(
+        ids.iter()
+            .map(|s| SeatId::parse(s).expect("seat id"))
+            .collect(),
+    )
+}
+
+fn hold_req(e: &Event, who: &str, selection: Selection, at: OffsetDateTime) -> HoldRequest {
+    HoldRequest {
+        booking_id: BookingId::new(),
+        event_id: e.id,
+        customer: customer(who),
+        selection,
+        currency: e.spec.currency,
+        max_tickets_per_customer: e.spec.policies.max_tickets_per_customer,
+        now: at,
+        expires_at: at + Duration::minutes(5),
+    }
+}
+
+fn commit_req(booking: BookingId, who: &str, key: &str, at: OffsetDateTime) -> CommitRequest {
+    CommitRequest {
+        customer: customer(who),
+        booking_id: booking,
+        idempotency_key: key.to_owned(),
+        fingerprint: format!("fp-{booking}"),
+        payment_id: PaymentId::new(),
+        provider_key: format!("psp-{}", uuid::Uuid::new_v4()),
+        provider: "sandbox".into(),
+        method: "pm_card_visa".into(),
+        now: at,
+    }
+}
+
+/// A renderer that writes the outcome's kind and booking status, like an API would.
+fn render() -> RenderCommit {
+    Arc::new(|o: &CommitOutcome| {
+        let (status, text) = match o {
+            CommitOutcome::Confirmed(b) => (200, format!("confirmed {} {}", b.id, b.tickets.len())),
+            CommitOutcome::NotPaid { booking, reason } => (
+                402,
+                format!("declined {} {reason}", booking.status.as_str()),
+            ),
+            CommitOutcome::Lapsed(b) => (409, format!("lapsed {}", b.id)),
+        };
+        StoredResponse {
+            status,
+            body: text.into_bytes(),
+        }
+    })
+}
+
+fn approved(booking: &boxoffice_domain::booking::Booking) -> Settlement {
+    Settlement::Approved {
+        provider_ref: format!("pi_{}", uuid::Uuid::new_v4().simple()),
+        tickets: booking
+            .seats
+            .iter()
+            .map(|s| NewTicket {
+                id: TicketId::new(),
+                seat_id: s.seat_id.clone(),
+                token: format!("token-{}", s.seat_id),
+            })
+            .collect(),
+    }
+}
+
+fn finish(
+    booking: &boxoffice_domain::booking::Booking,
+    payment: PaymentId,
+    settlement: Settlement,
+    at: OffsetDateTime,
+) -> CommitFinish {
+    CommitFinish {
+        booking_id: booking.id,
+        payment_id: payment,
+        settlement,
+        now: at,
+        render: render(),
+    }
+}
+
+async fn created(store: &Arc<dyn Store>, e: Event) -> Event {
+    store.create_event(&e).await.expect("create event");
+    e
+}
+
+async fn assert_clean(store: &Arc<dyn Store>) {
+    let findings = store.verify(now()).await.expect("verify");
+    assert!(findings.is_empty(), "invariants broken: {findings:#?}");
+}
+
+async fn seat_state(
+    store: &Arc<dyn Store>,
+    e: &Event,
+    seat: &str,
+    at: OffsetDateTime,
+) -> SeatState {
+    let map = store.seat_map(e, at).await.expect("seat map");
+    map.seats
+        .iter()
+        .find(|s| s.id.as_str() == seat)
+        .map(|s| s.state)
+        .expect("seat in map")
+}
+
+/// Begins and settles a commit as approved; returns the confirmed booking.
+async fn buy(
+    store: &Arc<dyn Store>,
+    booking: &boxoffice_domain::booking::Booking,
+    who: &str,
+    at: OffsetDateTime,
+) -> boxoffice_domain::booking::Booking {
+    let req = commit_req(booking.id, who, &format!("key-{}", booking.id), at);
+    let CommitBegin::Started { booking, payment } = store.begin_commit(&req).await.expect("begin")
+    else {
+        panic!("expected a started commit");
+    };
+    let done = store
+        .finish_commit(&finish(&booking, payment.id, approved(&booking), at))
+        .await
+        .expect("finish");
+    let CommitOutcome::Confirmed(b) = done.outcome else {
+        panic!("expected confirmation, got {:?}", done.outcome);
+    };
+    assert!(
+        store
+            .set_payment_status(
+                payment.id,
+                &[PaymentStatus::Authorized],
+                PaymentStatus::Captured,
+                at
+            )
+            .await
+            .expect("capture")
+    );
+    b
+}
+
+pub async fn holds_exact_seats_all_or_nothing(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
+        .await
+        .expect("hold");
+    assert_eq!(b.status, BookingStatus::Hold);
+    assert_eq!(b.seats.len(), 2);
+    assert_eq!(b.total_cents, 50_000);
+    assert_eq!(b.expires_at, t + Duration::minutes(5));
+    assert_eq!(seat_state(&store, &e, "1-A-1", t).await, SeatState::Hold);
+
+    // One of three taken: nothing held, and the taken one is named.
+    let err = store
+        .hold(&hold_req(&e, "bob", seats(&["1-A-3", "1-A-2", "1-A-4"]), t))
+        .await
+        .expect_err("conflict");
+    match err {
+        HoldError::Unavailable(s) => assert_eq!(s, vec![SeatId::parse("1-A-2").unwrap()]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seat_state(&store, &e, "1-A-3", t).await, SeatState::Open);
+    let err = store
+        .hold(&hold_req(&e, "bob", seats(&["1-A-3", "9-Z-99"]), t))
+        .await
+        .expect_err("no such seat");
+    assert!(matches!(err, HoldError::NoSuchSeats(s) if s.len() == 1));
+    let map = store.seat_map(&e, t).await.expect("map");
+    assert_eq!((map.sections[0].available, map.sections[0].held), (198, 2));
+    assert_clean(&store).await;
+}
+
+pub async fn best_available_prefers_front_adjacent_seats(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    // Take the middle of row A so that four adjacent seats no longer fit around it there.
+    store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-8", "1-A-12"]), t))
+        .await
+        .expect("hold");
+    let b = store
+        .hold(&hold_req(
+            &e,
+            "bob",
+            Selection::BestAvailable {
+                section: 1,
+                quantity: 4,
+            },
+            t,
+        ))
+        .await
+        .expect("best available");
+    let mut numbers: Vec<u32> = b.seats.iter().map(|s| s.number).collect();
+    numbers.sort();
+    assert!(
+        b.seats.iter().all(|s| s.row.as_deref() == Some("A")),
+        "{b:?}"
+    );
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "adjacent: {numbers:?}"
+    );
+    assert_eq!(
+        numbers,
+        vec![13, 14, 15, 16],
+        "closest block to the centre of row A"
+    );
+
+    // General admission: any places; then more than are left.
+    let ga = store
+        .hold(&hold_req(
+            &e,
+            "carol",
+            Selection::BestAvailable {
+                section: 2,
+                quantity: 8,
+            },
+            t,
+        ))
+        .await
+        .expect("GA hold");
+    assert_eq!(ga.seats.len(), 8);
+    assert!(ga.seats.iter().all(|s| s.row.is_none() && s.section == 2));
+    let small = created(
+        &store,
+        event_with(
+            t,
+            vec![SectionSpec::general_admission("Pit", 3, 1_000).unwrap()],
+        ),
+    )
+    .await;
+    let err = store
+        .hold(&hold_req(
+            &small,
+            "dave",
+            Selection::BestAvailable {
+                section: 1,
+                quantity: 4,
+            },
+            t,
+        ))
+        .await
+        .expect_err("not enough");
+    assert!(
+        matches!(
+            err,
+            HoldError::NotEnough {
+                requested: 4,
+                available: 3
+            }
+        ),
+        "{err:?}"
+    );
+    assert_clean(&store).await;
+}
+
+pub async fn customer_limit_counts_holds_and_purchases(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await; // limit 8
+    let first = store
+        .hold(&hold_req(
+            &e,
+            "alice",
+            seats(&["1-A-1", "1-A-2", "1-A-3"]),
+            t,
+        ))
+        .await
+        .expect("hold 3");
+    buy(&store, &first, "alice", t).await;
+    store
+        .hold(&hold_req(
+            &e,
+            "alice",
+            Selection::BestAvailable {
+                section: 2,
+                quantity: 5,
+            },
+            t,
+        ))
+        .await
+        .expect("hold 5 more: 8 in all");
+    let err = store
+        .hold(&hold_req(&e, "alice", seats(&["1-B-1"]), t))
+        .await
+        .expect_err("ninth");
+    assert!(
+        matches!(
+            err,
+            HoldError::LimitExceeded {
+                limit: 8,
+                already: 8
+            }
+        ),
+        "{err:?}"
+    );
+    // Someone else is unaffected.
+    store
+        .hold(&hold_req(&e, "bob", seats(&["1-B-1"]), t))
+        .await
+        .expect("bob");
+    assert_clean(&store).await;
+}
+
+pub async fn parallel_holds_cannot_beat_the_limit(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await; // limit 8
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            let req = hold_req(&e, "alice", seats(&[&format!("1-C-{}", i % 20 + 1)]), t);
+            let req = if i >= 20 {
+                hold_req(
+                    &e,
+                    "alice",
+                    Selection::BestAvailable {
+                        section: 2,
+                        quantity: 1,
+                    },
+                    t,
+                )
+            } else {
+                req
+            };
+            tokio::spawn(async move { store.hold(&req).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(HoldError::LimitExceeded { .. }) => {}
+            Err(other) => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(ok, 8, "exactly the limit");
+    assert_clean(&store).await;
+}
+
+pub async fn parallel_holds_on_one_seat_have_one_winner(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let req = hold_req(&e, &format!("c{i}"), seats(&["1-E-5", "1-E-6"]), t);
+            tokio::spawn(async move { store.hold(&req).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(HoldError::Unavailable(_)) => {}
+            Err(other) => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_clean(&store).await;
+}
+
+pub async fn expired_holds_never_block_and_are_swept(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let old = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
+        .await
+        .expect("hold");
+    let later = t + Duration::minutes(6);
+    assert_eq!(
+        seat_state(&store, &e, "1-A-1", later).await,
+        SeatState::Open
+    );
+    // Someone else takes one of the lapsed seats before any sweeper ran.
+    store
+        .hold(&hold_req(&e, "bob", seats(&["1-A-1"]), later))
+        .await
+        .expect("lapsed seat is free");
+    // The lapsed booking cannot be paid for.
+    let err = store
+        .begin_commit(&commit_req(old.id, "alice", "k1", later))
+        .await
+        .expect_err("gone");
+    assert!(matches!(err, CommitError::Gone), "{err:?}");
+    // The sweeper expires it and frees what it still held.
+    assert_eq!(store.expire_holds(later, 100).await.expect("sweep"), 1);
+    let swept = store.booking(old.id).await.expect("read").expect("exists");
+    assert_eq!(swept.status, BookingStatus::Expired);
+    assert_eq!(
+        seat_state(&store, &e, "1-A-2", later).await,
+        SeatState::Open
+    );
+    assert_eq!(
+        seat_state(&store, &e, "1-A-1", later).await,
+        SeatState::Hold
+    );
+    assert_eq!(store.expire_holds(later, 100).await.expect("sweep"), 0);
+    // Alice's limit is whole again: her own lapsed hold does not count.
+    let mut req = hold_req(&e, "alice", seats(&["1-B-1"]), later);
+    req.max_tickets_per_customer = 1;
+    store.hold(&req).await.expect("alice again");
+    assert_clean(&store).await;
+}
+
+pub async fn bulk_created_events_lay_out_seats_on_first_hold(store: Arc<dyn Store>) {
+    let t = now();
+    let e = concert(t);
+    store
+        .create_events_bulk(std::slice::from_ref(&e))
+        .await
+        .expect("bulk");
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let req = hold_req(&e, &format!("c{i}"), seats(&[&format!("1-D-{}", i + 1)]), t);
+            tokio::spawn(async move { store.hold(&req).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("task")
+            .expect("hold on a lazily laid-out event");
+    }
+    let map = store.seat_map(&e, t).await.expect("map");
+    assert_eq!(map.seats.len(), 200);
+    assert_eq!(map.sections[0].held, 6);
+    assert_clean(&store).await;
+}
+
+pub async fn commit_is_idempotent_and_settles_once(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
+        .await
+        .expect("hold");
+    let req = commit_req(b.id, "alice", "key-1", t);
+    let CommitBegin::Started { booking, payment } = store.begin_commit(&req).await.expect("begin")
+    else {
+        panic!("not started");
+    };
+    assert_eq!(booking.status, BookingStatus::Pending);
+    assert_eq!(payment.status, PaymentStatus::Started);
+    assert_eq!(payment.amount_cents, 50_000);
+    assert_eq!(seat_state(&store, &e, "1-A-1", t).await, SeatState::Pending);
+    // While in flight: the same key is 409, another key is "payment in progress".
+    assert!(matches!(
+        store.begin_commit(&req).await,
+        Err(CommitError::InFlight)
+    ));
+    assert!(matches!(
+        store
+            .begin_commit(&commit_req(b.id, "alice", "key-2", t))
+            .await,
+        Err(CommitError::PaymentInProgress)
+    ));
+    // Someone else's booking id: not found, whatever the key.
+    assert!(matches!(
+        store
+            .begin_commit(&commit_req(b.id, "mallory", "key-1", t))
+            .await,
+        Err(CommitError::NotFound)
+    ));
+    let settlement = approved(&booking);
+    let done = store
+        .finish_commit(&finish(&booking, payment.id, settlement.clone(), t))
+        .await
+        .expect("finish");
+    let CommitOutcome::Confirmed(confirmed) = &done.outcome else {
+        panic!("{:?}", done.outcome);
+    };
+    assert_eq!(confirmed.status, BookingStatus::Confirmed);
+    assert_eq!(confirmed.tickets.len(), 2);
+    assert!(
+        confirmed
+            .tickets
+            .iter()
+            .all(|t| t.status == TicketStatus::Valid)
+    );
+    assert_eq!(done.payment.status, PaymentStatus::Authorized);
+    assert_eq!(seat_state(&store, &e, "1-A-2", t).await, SeatState::Sold);
+    // Settling again (the reconciler racing the request) changes nothing.
+    let again = store
+        .finish_commit(&finish(&booking, payment.id, approved(&booking), t))
+        .await
+        .expect("finish again");
+    assert_eq!(again.response, done.response);
+    let read = store.booking(b.id).await.expect("read").expect("exists");
+    assert_eq!(read.tickets, confirmed.tickets, "no second set of tickets");
+    // Replays: byte for byte; another body under the key is refused.
+    match store.begin_commit(&req).await.expect("replay") {
+        CommitBegin::Replay(r) => assert_eq!(r, done.response),
+        other => panic!("{other:?}"),
+    }
+    let mut other_body = req.clone();
+    other_body.fingerprint = "something else".into();
+    assert!(matches!(
+        store.begin_commit(&other_body).await,
+        Err(CommitError::KeyReused)
+    ));
+    assert!(matches!(
+        store
+            .begin_commit(&commit_req(b.id, "alice", "key-3", t))
+            .await,
+        Err(CommitError::AlreadyConfirmed)
+    ));
+    store
+        .set_payment_status(
+            payment.id,
+            &[PaymentStatus::Authorized],
+            PaymentStatus::Captured,
+            t,
+        )
+        .await
+        .expect("capture");
+    assert_clean(&store).await;
+}
+
+pub async fn parallel_commits_with_one_key_start_once(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1"]), t))
+        .await
+        .expect("hold");
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            let mut req = commit_req(b.id, "alice", "same-key", t);
+            req.fingerprint = "same-body".into();
+            tokio::spawn(async move { store.begin_commit(&req).await })
+        })
+        .collect();
+    let mut started = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(CommitBegin::Started { .. }) => started += 1,
+            Err(CommitError::InFlight) => {}
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+}
+
+pub async fn declines_return_the_hold_and_lapsed_approvals_retake_seats(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
+        .await
+        .expect("hold");
+    let CommitBegin::Started { booking, payment } = store
+        .begin_commit(&commit_req(b.id, "alice", "k-decline", t))
+        .await
+        .expect("begin")
+    else {
+        panic!("not started")
+    };
+    let declined = store
+        .finish_commit(&finish(
+            &booking,
+            payment.id,
+            Settlement::Declined {
+                reason: "card declined".into(),
+            },
+            t,
+        ))
+        .await
+        .expect("finish");
+    assert_eq!(declined.response.status, 402);
+    assert_eq!(declined.payment.status, PaymentStatus::Declined);
+    let held = store.booking(b.id).await.expect("read").expect("exists");
+    assert_eq!(held.status, BookingStatus::Hold, "the buyer may retry");
+    assert_eq!(seat_state(&store, &e, "1-A-1", t).await, SeatState::Hold);
+    // Retry with another key; this time no answer comes before the hold runs out, and the
+    // reconciler gives up on the attempt: the seats go back on sale.
+    let CommitBegin::Started { booking, payment } = store
+        .begin_commit(&commit_req(b.id, "alice", "k-retry", t))
+        .await
+        .expect("begin retry")
+    else {
+        panic!("not started")
+    };
+    let late = t + Duration::minutes(10);
+    let gave_up = store
+        .finish_commit(&finish(
+            &booking,
+            payment.id,
+            Settlement::Failed {
+                reason: "no answer".into(),
+            },
+            late,
+        ))
+        .await
+        .expect("give up");
+    assert!(matches!(gave_up.outcome, CommitOutcome::NotPaid { .. }));
+    let expired = store.booking(b.id).await.expect("read").expect("exists");
+    assert_eq!(expired.status, BookingStatus::Expired);
+    assert_eq!(seat_state(&store, &e, "1-A-1", late).await, SeatState::Open);
+    assert_clean(&store).await;
+    // Then the approval arrives after all: the seats are still free, so it takes them again.
+    let done = store
+        .finish_commit(&finish(&booking, payment.id, approved(&booking), late))
+        .await
+        .expect("late approval");
+    let CommitOutcome::Confirmed(confirmed) = &done.outcome else {
+        panic!("{:?}", done.outcome);
+    };
+    assert_eq!(confirmed.tickets.len(), 2);
+    assert_eq!(
+        done.response.status, 200,
+        "the key now answers with the confirmation"
+    );
+    assert_eq!(seat_state(&store, &e, "1-A-1", late).await, SeatState::Sold);
+    store
+        .set_payment_status(
+            payment.id,
+            &[PaymentStatus::Authorized],
+            PaymentStatus::Captured,
+            late,
+        )
+        .await
+        .expect("capture");
+    assert_clean(&store).await;
+}
+
+pub async fn approval_after_release_is_lapsed_when_seats_are_gone(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-G-1"]), t))
+        .await
+        .expect("hold");
+    let CommitBegin::Started { booking, payment } = store
+        .begin_commit(&commit_req(b.id, "alice", "k", t))
+        .await
+        .expect("begin")
+    else {
+        panic!("not started")
+    };
+    // The attempt is given up (outcome unknown, hold expired) …
+    let late = t + Duration::minutes(6);
+    store
+        .finish_commit(&CommitFinish {
+            settlement: Settlement::Failed {
+                reason: "no answer".into(),
+            },
+            ..finish(&booking, payment.id, approved(&booking), late)
+        })
+        .await
+        .expect("release");
+    // … a second payment attempt on another booking buys the seat …
+    let other = store
+        .hold(&hold_req(&e, "bob", seats(&["1-G-1"]), late))
+        .await
+        .expect("seat free again");
+    buy(&store, &other, "bob", late).await;
+    // … and alice's approval arrives after all: the seat is gone, so the caller must void it.
+    let again = store
+        .finish_commit(&finish(&booking, payment.id, approved(&booking), late))
+        .await
+        .expect("again");
+    assert!(
+        matches!(again.outcome, CommitOutcome::Lapsed(_)),
+        "{:?}",
+        again.outcome
+    );
+    assert_eq!(again.payment.status, PaymentStatus::Authorized);
+    assert_eq!(
+        store.booking(b.id).await.unwrap().unwrap().status,
+        BookingStatus::Expired
+    );
+    store
+        .set_payment_status(
+            payment.id,
+            &[PaymentStatus::Authorized],
+            PaymentStatus::Voided,
+            late,
+        )
+        .await
+        .expect("voided");
+    // Settling once more changes nothing.
+    let third = store
+        .finish_commit(&finish(&booking, payment.id, approved(&booking), late))
+        .await
+        .expect("third");
+    assert!(matches!(third.outcome, CommitOutcome::Lapsed(_)));
+    assert_clean(&store).await;
+}
+
+pub async fn release_and_cancel(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
+        .await
+        .expect("hold");
+    let released = store.release(b.id, t).await.expect("release");
+    assert_eq!(released.status, BookingStatus::Cancelled);
+    assert_eq!(seat_state(&store, &e, "1-A-1", t).await, SeatState::Open);
+    let twice = store.release(b.id, t).await.expect("release twice");
+    assert_eq!(twice.status, BookingStatus::Cancelled);
+    assert!(matches!(
+        store.release(BookingId::new(), t).await,
+        Err(ReleaseError::NotFound)
+    ));
+    // A pending booking cannot be released; a confirmed one needs cancel_confirmed.
+    let p = store
+        .hold(&hold_req(&e, "alice", seats(&["1-B-1"]), t))
+        .await
+        .expect("hold");
+    store
+        .begin_commit(&commit_req(p.id, "alice", "kp", t))
+        .await
+        .expect("begin");
+    assert!(matches!(
+        store.release(p.id, t).await,
+        Err(ReleaseError::PaymentInProgress)
+    ));
+    let c = store
+        .hold(&hold_req(&e, "bob", seats(&["1-C-1", "1-C-2"]), t))
+        .await
+        .expect("hold");
+    let bought = buy(&store, &c, "bob", t).await;
+    assert!(matches!(
+        store.release(c.id, t).await,
+        Err(ReleaseError::WrongStatus(BookingStatus::Confirmed))
+    ));
+    let (cancelled, payment) = store.cancel_confirmed(c.id, t).await.expect("cancel");
+    assert_eq!(cancelled.status, BookingStatus::Cancelled);
+    assert!(
+        cancelled
+            .tickets
+            .iter()
+            .all(|t| t.status == TicketStatus::Void)
+    );
+    assert_eq!(bought.tickets.len(), 2);
+    let payment = payment.expect("the payment to refund");
+    assert_eq!(
+        payment.status,
+        PaymentStatus::Captured,
+        "as it was before the cancel"
+    );
+    assert_eq!(
+        store
+            .payment(payment.id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .status,
+        PaymentStatus::RefundPending
+    );
+    assert_eq!(seat_state(&store, &e, "1-C-1", t).await, SeatState::Open);
+    let (again, none) = store.cancel_confirmed(c.id, t).await.expect("cancel twice");
+    assert_eq!(again.status, BookingStatus::Cancelled);
+    assert!(none.is_none());
+    assert!(
+        store
+            .set_payment_status(
+                payment.id,
+                &[PaymentStatus::RefundPending],
+                PaymentStatus::Refunded,
+                t
+            )
+            .await
+            .expect("refunded")
+    );
+    // The seats can be bought again.
+    let d = store
+        .hold(&hold_req(&e, "carol", seats(&["1-C-1"]), t))
+        .await
+        .expect("hold again");
+    buy(&store, &d, "carol", t).await;
+    assert_eq!(
+        store
+            .unsettled_payments(t + Duration::hours(1), 10)
+            .await
+            .expect("unsettled")
+            .iter()
+            .map(|p| p.status)
+            .collect::<Vec<_>>(),
+        vec![PaymentStatus::Started],
+        "only the pending commit is unsettled"
+    );
+}
+
+pub async fn details_and_check_in(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
+        .await
+        .expect("hold");
+    let b = buy(&store, &b, "alice", t).await;
+    let updated = store
+        .update_details(
+            b.id,
+            Some("alice@example.com".into()),
+            vec![(SeatId::parse("1-A-2").unwrap(), Some("Bob".into()))],
+            t,
+        )
+        .await
+        .expect("update");
+    assert_eq!(updated.contact_email.as_deref(), Some("alice@example.com"));
+    let named = updated
+        .tickets
+        .iter()
+        .find(|t| t.seat_id.as_str() == "1-A-2")
+        .expect("ticket");
+    assert_eq!(named.attendee_name.as_deref(), Some("Bob"));
+    let mine = store.tickets_of(&customer("alice")).await.expect("tickets");
+    assert_eq!(mine.len(), 2);
+    assert!(
+        store
+            .tickets_of(&customer("bob"))
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
+    let ticket = b.tickets[0].id;
+    assert!(matches!(
+        store.check_in(ticket, t).await.unwrap(),
+        CheckIn::Admitted(_)
+    ));
+    assert!(matches!(
+        store.check_in(ticket, t).await.unwrap(),
+        CheckIn::AlreadyUsed(_)
+    ));
+    assert_eq!(
+        store.check_in(TicketId::new(), t).await.unwrap(),
+        CheckIn::Unknown
+    );
+    store.cancel_confirmed(b.id, t).await.expect("cancel");
+    assert!(matches!(
+        store.check_in(b.tickets[1].id, t).await.unwrap(),
+        CheckIn::Void(_)
+    ));
+}

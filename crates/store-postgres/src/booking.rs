@@ -1,0 +1,1354 @@
+//! Holds, commits, cancellations, tickets and the invariant checker, on PostgreSQL.
+//!
+//! Concurrency rules, all enforced by the database:
+//! - A customer's limit counter row (`customer_event_tickets`) is updated first in every hold,
+//!   so one customer's parallel requests queue on that row and cannot pass the limit together;
+//!   different customers never share a counter row.
+//! - Explicit seats are taken with a conditional `UPDATE … FROM (SELECT … FOR UPDATE)`: rows
+//!   are locked in index order (no deadlocks between buyers) and only free seats change.
+//! - Best-available picks lock candidate rows with `FOR UPDATE SKIP LOCKED`, so concurrent
+//!   buyers spread over the section instead of queueing on the same rows; a pick that loses a
+//!   seat to someone else is retried.
+//! - Commits and cancellations lock the booking row (and the payment row), so a request and
+//!   the reconciler settling the same payment take turns, and the second changes nothing.
+
+use std::collections::BTreeMap;
+
+use boxoffice_domain::booking::{
+    BookedSeat, Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus,
+    Selection, Ticket, TicketStatus, best_available,
+};
+use boxoffice_domain::event::SectionKind;
+use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use boxoffice_domain::money::PriceCents;
+use boxoffice_domain::ports::change::{AvailabilityDelta, SectionDelta};
+use boxoffice_domain::ports::{
+    CheckIn, CommitBegin, CommitError, CommitFinish, CommitOutcome, CommitRequest, Finding,
+    FinishedCommit, ReleaseError, Settlement, StoreError, StoredResponse, change,
+};
+use deadpool_postgres::GenericClient;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::catalog::{lay_out_seats, load_event};
+use crate::pg_error;
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Candidate seats scanned for a best-available pick in a seated section.
+const BEST_AVAILABLE_WINDOW: i64 = 2_000;
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt row: {what}"))
+}
+
+macro_rules! q {
+    ($c:expr, $method:ident, $sql:expr, $($arg:expr),* $(,)?) => {{
+        let stmt = $c.prepare_cached($sql).await.map_err(pg_error)?;
+        $c.$method(&stmt, &[$($arg),*]).await.map_err(pg_error)
+    }};
+}
+
+// ---- reading ----------------------------------------------------------------------------
+
+pub async fn load_booking<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+) -> Result<Option<Booking>> {
+    let b = q!(
+        c,
+        query_opt,
+        "SELECT event_id, customer_id, status, expires_at, total_cents, currency,
+            contact_email, created_at, confirmed_at, cancelled_at
+         FROM bookings WHERE booking_id = $1",
+        &booking_id.0
+    )?;
+    let Some(r) = b else {
+        return Ok(None);
+    };
+    let seats_stmt = c
+        .prepare_cached("SELECT seat_id, price_cents FROM booking_seats WHERE booking_id = $1")
+        .await
+        .map_err(pg_error)?;
+    let tickets_stmt = c
+        .prepare_cached(&format!(
+            "{TICKET_SELECT} WHERE booking_id = $1 ORDER BY seat_id"
+        ))
+        .await
+        .map_err(pg_error)?;
+    // Pipelined: both go out before either answer comes back.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&booking_id.0];
+    let (seats, tickets) = tokio::try_join!(
+        c.query(&seats_stmt, &params),
+        c.query(&tickets_stmt, &params)
+    )
+    .map_err(pg_error)?;
+    let mut seats = seats
+        .iter()
+        .map(|s| booked_seat(SeatId::from_trusted(s.get(0)), s.get(1)))
+        .collect::<Result<Vec<_>>>()?;
+    seats.sort_by(|a, b| (a.section, &a.row, a.number).cmp(&(b.section, &b.row, b.number)));
+    let status: &str = r.get(2);
+    let currency: &str = r.get(5);
+    Ok(Some(Booking {
+        id: booking_id,
+        event_id: EventId(r.get(0)),
+        customer: CustomerId::parse(r.get(1)).map_err(|_| corrupt("customer"))?,
+        status: BookingStatus::parse(status).ok_or_else(|| corrupt("booking status"))?,
+        expires_at: r.get(3),
+        seats,
+        total_cents: r.get(4),
+        currency: currency.parse().map_err(|_| corrupt("currency"))?,
+        contact_email: r.get(6),
+        tickets: tickets.iter().map(ticket_row).collect::<Result<_>>()?,
+        created_at: r.get(7),
+        confirmed_at: r.get(8),
+        cancelled_at: r.get(9),
+    }))
+}
+
+fn booked_seat(seat_id: SeatId, price: i64) -> Result<BookedSeat> {
+    let (section, row, number) = seat_id.parts().ok_or_else(|| corrupt("seat id"))?;
+    let row = row.map(str::to_owned);
+    Ok(BookedSeat {
+        section,
+        row,
+        number,
+        price: PriceCents::new(price).map_err(|_| corrupt("price"))?,
+        seat_id,
+    })
+}
+
+const TICKET_SELECT: &str = "SELECT ticket_id, event_id, booking_id, seat_id, customer_id,
+        status, token, attendee_name, issued_at, checked_in_at
+    FROM tickets";
+
+fn ticket_row(r: &Row) -> Result<Ticket> {
+    Ok(Ticket {
+        id: TicketId(r.get(0)),
+        event_id: EventId(r.get(1)),
+        booking_id: BookingId(r.get(2)),
+        seat_id: SeatId::from_trusted(r.get(3)),
+        customer: CustomerId::parse(r.get(4)).map_err(|_| corrupt("customer"))?,
+        status: TicketStatus::parse(r.get(5)).ok_or_else(|| corrupt("ticket status"))?,
+        token: r.get(6),
+        attendee_name: r.get(7),
+        issued_at: r.get(8),
+        checked_in_at: r.get(9),
+    })
+}
+
+pub async fn tickets_of<C: GenericClient>(c: &C, customer: &CustomerId) -> Result<Vec<Ticket>> {
+    q!(
+        c,
+        query,
+        &format!("{TICKET_SELECT} WHERE customer_id = $1 ORDER BY issued_at DESC, seat_id"),
+        &customer.as_str()
+    )?
+    .iter()
+    .map(ticket_row)
+    .collect()
+}
+
+const PAYMENT_SELECT: &str = "SELECT payment_id, booking_id, event_id, customer_id, provider,
+        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at
+    FROM payments";
+
+fn payment_row(r: &Row) -> Result<Payment> {
+    let currency: &str = r.get(9);
+    Ok(Payment {
+        id: PaymentId(r.get(0)),
+        booking_id: BookingId(r.get(1)),
+        event_id: EventId(r.get(2)),
+        customer: CustomerId::parse(r.get(3)).map_err(|_| corrupt("customer"))?,
+        provider: r.get(4),
+        provider_ref: r.get(5),
+        idempotency_key: r.get(6),
+        method: r.get(7),
+        amount_cents: r.get(8),
+        currency: currency.parse().map_err(|_| corrupt("currency"))?,
+        status: PaymentStatus::parse(r.get(10)).ok_or_else(|| corrupt("payment status"))?,
+        updated_at: r.get(11),
+    })
+}
+
+pub async fn load_payment<C: GenericClient>(c: &C, id: PaymentId) -> Result<Option<Payment>> {
+    q!(
+        c,
+        query_opt,
+        &format!("{PAYMENT_SELECT} WHERE payment_id = $1"),
+        &id.0
+    )?
+    .as_ref()
+    .map(payment_row)
+    .transpose()
+}
+
+pub async fn unsettled_payments<C: GenericClient>(
+    c: &C,
+    before: OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<Payment>> {
+    q!(
+        c,
+        query,
+        &format!(
+            "{PAYMENT_SELECT} WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING')
+                AND updated_at < $1 ORDER BY updated_at LIMIT $2"
+        ),
+        &before,
+        &i64::from(limit)
+    )?
+    .iter()
+    .map(payment_row)
+    .collect()
+}
+
+// ---- writing helpers ----------------------------------------------------------------------
+
+async fn record_delta<C: GenericClient>(
+    c: &C,
+    event_id: EventId,
+    deltas: &BTreeMap<u16, i32>,
+) -> Result<()> {
+    let sections: Vec<SectionDelta> = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(s, d)| SectionDelta {
+            section: *s,
+            available: *d,
+        })
+        .collect();
+    if sections.is_empty() {
+        return Ok(());
+    }
+    let payload = serde_json::to_value(AvailabilityDelta { sections })
+        .map_err(|e| StoreError::Internal(format!("encoding delta: {e}")))?;
+    q!(
+        c,
+        execute,
+        "INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $2, $3)",
+        &event_id.0,
+        &change::SEATS_CHANGED,
+        &payload
+    )?;
+    Ok(())
+}
+
+/// Returns the seats `booking` holds in one of `states` to OPEN; counts them per section.
+async fn free_seats<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+    states: &[&str],
+) -> Result<BTreeMap<u16, i32>> {
+    let states: Vec<String> = states.iter().map(|s| (*s).to_owned()).collect();
+    let rows = q!(
+        c,
+        query,
+        "UPDATE seats SET state = 'OPEN', booking_id = NULL, hold_expires_at = NULL,
+            version = version + 1
+         WHERE booking_id = $1 AND state = ANY($2) RETURNING section_no",
+        &booking_id.0,
+        &states
+    )?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        *out.entry(r.get::<_, i16>(0) as u16).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
+async fn adjust_counter<C: GenericClient>(
+    c: &C,
+    event_id: EventId,
+    customer: &CustomerId,
+    delta: i32,
+) -> Result<()> {
+    q!(
+        c,
+        execute,
+        "UPDATE customer_event_tickets SET tickets = greatest(tickets + $3, 0)
+         WHERE event_id = $1 AND customer_id = $2",
+        &event_id.0,
+        &customer.as_str(),
+        &delta
+    )?;
+    Ok(())
+}
+
+/// Adds `quantity` to the customer's counter if that stays within `max`. The row lock this
+/// takes is what serialises one customer's parallel holds. `Err(already)` when over.
+async fn take_from_limit<C: GenericClient>(
+    c: &C,
+    event_id: EventId,
+    customer: &CustomerId,
+    quantity: u32,
+    max: u32,
+) -> Result<std::result::Result<(), u32>> {
+    let q = quantity as i32;
+    if quantity > max {
+        return Ok(Err(0));
+    }
+    let row = q!(
+        c,
+        query_opt,
+        "INSERT INTO customer_event_tickets AS c (event_id, customer_id, tickets)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (event_id, customer_id) DO UPDATE SET tickets = c.tickets + excluded.tickets
+         WHERE c.tickets + excluded.tickets <= $4
+         RETURNING tickets",
+        &event_id.0,
+        &customer.as_str(),
+        &q,
+        &(max as i32)
+    )?;
+    if row.is_some() {
+        return Ok(Ok(()));
+    }
+    let already: i32 = q!(
+        c,
+        query_one,
+        "SELECT tickets FROM customer_event_tickets WHERE event_id = $1 AND customer_id = $2",
+        &event_id.0,
+        &customer.as_str()
+    )?
+    .get(0);
+    Ok(Err(already.max(0) as u32))
+}
+
+/// Ends a HOLD booking (expired or cancelled) if it is still on hold; frees its seats.
+async fn end_hold<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+    to: BookingStatus,
+    now: OffsetDateTime,
+) -> Result<bool> {
+    let row = q!(
+        c,
+        query_opt,
+        "UPDATE bookings SET status = $2, cancelled_at = $3, updated_at = $3,
+            version = version + 1
+         WHERE booking_id = $1 AND status IN ('HOLD', 'PENDING')
+         RETURNING event_id, customer_id, quantity",
+        &booking_id.0,
+        &to.as_str(),
+        &now
+    )?;
+    let Some(r) = row else {
+        return Ok(false);
+    };
+    let event_id = EventId(r.get(0));
+    let customer = CustomerId::parse(r.get(1)).map_err(|_| corrupt("customer"))?;
+    let freed = free_seats(c, booking_id, &["HOLD", "PENDING"]).await?;
+    adjust_counter(c, event_id, &customer, -r.get::<_, i32>(2)).await?;
+    record_delta(c, event_id, &freed).await?;
+    Ok(true)
+}
+
+async fn must_load<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Booking> {
+    load_booking(c, booking_id)
+        .await?
+        .ok_or_else(|| StoreError::Internal(format!("booking {booking_id} vanished")))
+}
+
+// ---- holds ----------------------------------------------------------------------------------
+
+/// What a hold attempt ended in, for the retry loop in the store.
+pub enum HoldAttempt {
+    Done(Box<Booking>),
+    /// Lost candidate seats to concurrent buyers; worth trying again.
+    Contended,
+}
+
+pub async fn hold<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    last_try: bool,
+) -> Result<HoldAttempt, HoldError> {
+    let laid_out = q!(
+        c,
+        query_opt,
+        "SELECT seats_laid_out FROM events WHERE event_id = $1",
+        &req.event_id.0
+    )?
+    .map(|r| r.get::<_, bool>(0))
+    .ok_or_else(|| StoreError::Internal(format!("hold for unknown event {}", req.event_id)))?;
+    let event = load_event(c, req.event_id)
+        .await?
+        .ok_or_else(|| StoreError::Internal("event vanished".into()))?;
+    if !laid_out {
+        // The first buyer lays the seats out; concurrent ones wait on the row, then find the
+        // flag set and the seats there.
+        let n = q!(
+            c,
+            execute,
+            "UPDATE events SET seats_laid_out = true WHERE event_id = $1 AND NOT seats_laid_out",
+            &req.event_id.0
+        )?;
+        if n == 1 {
+            lay_out_seats(c, &event).await?;
+        }
+    }
+    // The customer's own lapsed holds must not count against their limit.
+    let lapsed = q!(
+        c,
+        query,
+        "SELECT booking_id FROM bookings
+         WHERE customer_id = $1 AND event_id = $2 AND status = 'HOLD' AND expires_at <= $3",
+        &req.customer.as_str(),
+        &req.event_id.0,
+        &req.now
+    )?;
+    for r in lapsed {
+        end_hold(c, BookingId(r.get(0)), BookingStatus::Expired, req.now).await?;
+    }
+
+    let quantity = req.selection.quantity();
+    if let Err(already) = take_from_limit(
+        c,
+        req.event_id,
+        &req.customer,
+        quantity,
+        req.max_tickets_per_customer,
+    )
+    .await?
+    {
+        return Err(HoldError::LimitExceeded {
+            limit: req.max_tickets_per_customer,
+            already,
+        });
+    }
+
+    // Take the seats: (seat_id, section, price, was_open).
+    let taken: Vec<(String, i16, i64, bool)> = match &req.selection {
+        Selection::Seats(ids) => {
+            let ids: Vec<String> = ids.iter().map(|s| s.as_str().to_owned()).collect();
+            let rows = take_seats(c, req, &ids, false).await?;
+            if rows.len() < ids.len() {
+                let existing: Vec<String> = q!(
+                    c,
+                    query,
+                    "SELECT seat_id FROM seats WHERE event_id = $1 AND seat_id = ANY($2)",
+                    &req.event_id.0,
+                    &ids
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+                let missing: Vec<SeatId> = ids
+                    .iter()
+                    .filter(|s| !existing.contains(s))
+                    .map(|s| SeatId::from_trusted(s.clone()))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(HoldError::NoSuchSeats(missing));
+                }
+                let got: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+                return Err(HoldError::Unavailable(
+                    ids.iter()
+                        .filter(|s| !got.contains(s))
+                        .map(|s| SeatId::from_trusted(s.clone()))
+                        .collect(),
+                ));
+            }
+            rows
+        }
+        Selection::BestAvailable { section, quantity } => {
+            let sec = event
+                .spec
+                .section(*section)
+                .ok_or_else(|| StoreError::Internal("no such section".into()))?;
+            let section_no = *section as i16;
+            let rows = match sec.kind {
+                SectionKind::GeneralAdmission { .. } => {
+                    take_front(c, req, section_no, *quantity).await?
+                }
+                SectionKind::Seated { seats_per_row, .. } => {
+                    let candidates = q!(
+                        c,
+                        query,
+                        "SELECT seat_id, row_index, number FROM seats
+                         WHERE event_id = $1 AND section_no = $2
+                           AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $3))
+                         ORDER BY row_index, number LIMIT $4",
+                        &req.event_id.0,
+                        &section_no,
+                        &req.now,
+                        &BEST_AVAILABLE_WINDOW.max(i64::from(*quantity))
+                    )?;
+                    let positions: Vec<(u32, u32)> = candidates
+                        .iter()
+                        .map(|r| (r.get::<_, i32>(1) as u32, r.get::<_, i32>(2) as u32))
+                        .collect();
+                    match best_available(&positions, *quantity as usize, seats_per_row) {
+                        Some(pick) => {
+                            let ids: Vec<String> =
+                                pick.iter().map(|&i| candidates[i].get(0)).collect();
+                            let got = take_seats(c, req, &ids, true).await?;
+                            if got.len() == ids.len() {
+                                got
+                            } else if last_try {
+                                // Adjacency lost to the crowd: any free seats, front first.
+                                return finish_front(c, req, section_no, *quantity).await;
+                            } else {
+                                return Ok(HoldAttempt::Contended);
+                            }
+                        }
+                        None => Vec::new(),
+                    }
+                }
+            };
+            if rows.len() < *quantity as usize {
+                let available: i64 = q!(
+                    c,
+                    query_one,
+                    "SELECT count(*) FROM seats WHERE event_id = $1 AND section_no = $2
+                       AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $3))",
+                    &req.event_id.0,
+                    &section_no,
+                    &req.now
+                )?
+                .get::<_, i64>(0)
+                    + rows.len() as i64; // what this attempt took counts too
+                // `available` also counts rows other buyers have locked but not yet taken.
+                if available >= i64::from(*quantity) {
+                    return if last_try {
+                        Err(HoldError::Busy)
+                    } else {
+                        Ok(HoldAttempt::Contended)
+                    };
+                }
+                return Err(HoldError::NotEnough {
+                    requested: *quantity,
+                    available: available.max(0) as u32,
+                });
+            }
+            rows
+        }
+    };
+    write_booking(c, req, &taken).await?;
+    Ok(HoldAttempt::Done(Box::new(
+        must_load(c, req.booking_id).await?,
+    )))
+}
+
+async fn finish_front<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    section_no: i16,
+    quantity: u32,
+) -> Result<HoldAttempt, HoldError> {
+    let rows = take_front(c, req, section_no, quantity).await?;
+    if rows.len() < quantity as usize {
+        return Err(HoldError::Busy);
+    }
+    write_booking(c, req, &rows).await?;
+    Ok(HoldAttempt::Done(Box::new(
+        must_load(c, req.booking_id).await?,
+    )))
+}
+
+/// Conditionally takes exactly these seats for the booking; returns those it got.
+async fn take_seats<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    ids: &[String],
+    skip_locked: bool,
+) -> Result<Vec<(String, i16, i64, bool)>> {
+    let sql = format!(
+        "UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
+            version = s.version + 1
+         FROM (SELECT seat_id, state AS old_state FROM seats
+               WHERE event_id = $1 AND seat_id = ANY($2)
+                 AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $5))
+               ORDER BY seat_id FOR UPDATE{}) o
+         WHERE s.event_id = $1 AND s.seat_id = o.seat_id
+         RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'",
+        if skip_locked { " SKIP LOCKED" } else { "" }
+    );
+    let rows = q!(
+        c,
+        query,
+        &sql,
+        &req.event_id.0,
+        &ids,
+        &req.expires_at,
+        &req.booking_id.0,
+        &req.now
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// Takes the front-most `quantity` free places of a section that nobody else is taking.
+async fn take_front<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    section_no: i16,
+    quantity: u32,
+) -> Result<Vec<(String, i16, i64, bool)>> {
+    let rows = q!(
+        c,
+        query,
+        "UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
+            version = s.version + 1
+         FROM (SELECT seat_id, state AS old_state FROM seats
+               WHERE event_id = $1 AND section_no = $2
+                 AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $5))
+               ORDER BY row_index, number LIMIT $6 FOR UPDATE SKIP LOCKED) o
+         WHERE s.event_id = $1 AND s.seat_id = o.seat_id
+         RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'",
+        &req.event_id.0,
+        &section_no,
+        &req.expires_at,
+        &req.booking_id.0,
+        &req.now,
+        &i64::from(quantity)
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+async fn write_booking<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    taken: &[(String, i16, i64, bool)],
+) -> Result<()> {
+    let total: i64 = taken.iter().map(|t| t.2).sum();
+    q!(
+        c,
+        execute,
+        "INSERT INTO bookings (booking_id, event_id, customer_id, status, expires_at,
+            total_cents, currency, quantity, created_at, updated_at)
+         VALUES ($1, $2, $3, 'HOLD', $4, $5, $6, $7, $8, $8)",
+        &req.booking_id.0,
+        &req.event_id.0,
+        &req.customer.as_str(),
+        &req.expires_at,
+        &total,
+        &req.currency.as_str(),
+        &(taken.len() as i32),
+        &req.now
+    )?;
+    let ids: Vec<&str> = taken.iter().map(|t| t.0.as_str()).collect();
+    let prices: Vec<i64> = taken.iter().map(|t| t.2).collect();
+    q!(
+        c,
+        execute,
+        "INSERT INTO booking_seats (booking_id, event_id, seat_id, price_cents)
+         SELECT $1, $2, * FROM unnest($3::text[], $4::int8[])",
+        &req.booking_id.0,
+        &req.event_id.0,
+        &ids,
+        &prices
+    )?;
+    let mut deltas = BTreeMap::new();
+    for t in taken.iter().filter(|t| t.3) {
+        *deltas.entry(t.1 as u16).or_insert(0) -= 1;
+    }
+    record_delta(c, req.event_id, &deltas).await
+}
+
+// ---- commit ---------------------------------------------------------------------------------
+
+pub async fn begin_commit<C: GenericClient>(
+    c: &C,
+    req: &CommitRequest,
+) -> Result<CommitBegin, CommitError> {
+    // Claim the key first: a concurrent request with the same key waits here on the unique
+    // index until this transaction ends, then finds the key taken.
+    let claimed = q!(
+        c,
+        execute,
+        "INSERT INTO idempotency_keys (customer_id, idempotency_key, event_id, booking_id,
+            payment_id, fingerprint, state, created_at)
+         SELECT $1, $2, b.event_id, b.booking_id, $4, $5, 'IN_FLIGHT', $6
+         FROM bookings b WHERE b.booking_id = $3
+         ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+        &req.customer.as_str(),
+        &req.idempotency_key,
+        &req.booking_id.0,
+        &req.payment_id.0,
+        &req.fingerprint,
+        &req.now
+    )?;
+    if claimed == 0 {
+        let existing = q!(
+            c,
+            query_opt,
+            "SELECT fingerprint, state, response_status, response_body
+             FROM idempotency_keys WHERE customer_id = $1 AND idempotency_key = $2",
+            &req.customer.as_str(),
+            &req.idempotency_key
+        )?;
+        let Some(k) = existing else {
+            // No such booking at all (the insert selected nothing).
+            return Err(CommitError::NotFound);
+        };
+        if k.get::<_, &str>(0) != req.fingerprint {
+            return Err(CommitError::KeyReused);
+        }
+        return match (
+            k.get::<_, &str>(1),
+            k.get::<_, Option<i16>>(2),
+            k.get::<_, Option<Vec<u8>>>(3),
+        ) {
+            ("DONE", Some(status), Some(body)) => Ok(CommitBegin::Replay(StoredResponse {
+                status: status as u16,
+                body,
+            })),
+            _ => Err(CommitError::InFlight),
+        };
+    }
+    let locked = q!(
+        c,
+        query_opt,
+        "SELECT customer_id FROM bookings WHERE booking_id = $1 FOR UPDATE",
+        &req.booking_id.0
+    )?;
+    if locked.map(|r| r.get::<_, String>(0)) != Some(req.customer.as_str().to_owned()) {
+        return Err(CommitError::NotFound);
+    }
+    let booking = must_load(c, req.booking_id).await?;
+    match booking.effective_status(req.now) {
+        BookingStatus::Hold => {}
+        BookingStatus::Pending => return Err(CommitError::PaymentInProgress),
+        BookingStatus::Confirmed => return Err(CommitError::AlreadyConfirmed),
+        BookingStatus::Cancelled | BookingStatus::Expired => return Err(CommitError::Gone),
+    }
+    q!(
+        c,
+        execute,
+        "UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1
+         WHERE booking_id = $1",
+        &req.booking_id.0,
+        &req.now
+    )?;
+    let moved = q!(
+        c,
+        execute,
+        "UPDATE seats SET state = 'PENDING', version = version + 1
+         WHERE booking_id = $1 AND state = 'HOLD'",
+        &req.booking_id.0
+    )?;
+    if moved as usize != booking.seats.len() {
+        return Err(StoreError::Internal(format!(
+            "booking {} holds {moved} of its {} seats",
+            booking.id,
+            booking.seats.len()
+        ))
+        .into());
+    }
+    q!(
+        c,
+        execute,
+        "INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
+            idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'STARTED', $10, $10)",
+        &req.payment_id.0,
+        &booking.event_id.0,
+        &booking.id.0,
+        &req.customer.as_str(),
+        &req.provider,
+        &req.provider_key,
+        &req.method,
+        &booking.total_cents,
+        &booking.currency.as_str(),
+        &req.now
+    )?;
+    let booking = must_load(c, req.booking_id).await?;
+    let payment = load_payment(c, req.payment_id)
+        .await?
+        .ok_or_else(|| StoreError::Internal("payment vanished".into()))?;
+    Ok(CommitBegin::Started {
+        booking: Box::new(booking),
+        payment: Box::new(payment),
+    })
+}
+
+pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Result<FinishedCommit> {
+    // Lock order everywhere: booking, then payment, then seats.
+    q!(
+        c,
+        execute,
+        "SELECT 1 FROM bookings WHERE booking_id = $1 FOR UPDATE",
+        &fin.booking_id.0
+    )?;
+    let payment = q!(
+        c,
+        query_opt,
+        &format!("{PAYMENT_SELECT} WHERE payment_id = $1 FOR UPDATE"),
+        &fin.payment_id.0
+    )?
+    .as_ref()
+    .map(payment_row)
+    .transpose()?
+    .ok_or_else(|| StoreError::Internal(format!("no payment {}", fin.payment_id)))?;
+    let booking = must_load(c, fin.booking_id).await?;
+    // A payment we gave up on (no answer while its hold ran out) may still be approved
+    // later: then it takes its seats again if it can, or is reported lapsed to be voided.
+    let late_approval = payment.status == PaymentStatus::Failed
+        && matches!(fin.settlement, Settlement::Approved { .. });
+    if payment.status != PaymentStatus::Started && !late_approval {
+        let outcome = match payment.status {
+            PaymentStatus::Declined | PaymentStatus::Failed => CommitOutcome::NotPaid {
+                booking,
+                reason: "the payment did not go through".into(),
+            },
+            _ if booking.status == BookingStatus::Confirmed => CommitOutcome::Confirmed(booking),
+            _ => CommitOutcome::Lapsed(booking),
+        };
+        let response = match stored_response(c, fin.payment_id).await? {
+            Some(r) => r,
+            None => (fin.render)(&outcome),
+        };
+        return Ok(FinishedCommit {
+            outcome,
+            response,
+            payment,
+        });
+    }
+    let outcome = match &fin.settlement {
+        Settlement::Approved {
+            provider_ref,
+            tickets,
+        } => {
+            q!(
+                c,
+                execute,
+                "UPDATE payments SET status = 'AUTHORIZED', provider_ref = $2, updated_at = $3
+                 WHERE payment_id = $1",
+                &fin.payment_id.0,
+                &provider_ref,
+                &fin.now
+            )?;
+            if confirm(c, &booking, tickets, fin.now).await? {
+                CommitOutcome::Confirmed(must_load(c, booking.id).await?)
+            } else {
+                CommitOutcome::Lapsed(booking)
+            }
+        }
+        Settlement::Declined { reason } | Settlement::Failed { reason } => {
+            let status = match fin.settlement {
+                Settlement::Declined { .. } => PaymentStatus::Declined,
+                _ => PaymentStatus::Failed,
+            };
+            q!(
+                c,
+                execute,
+                "UPDATE payments SET status = $2, updated_at = $3 WHERE payment_id = $1",
+                &fin.payment_id.0,
+                &status.as_str(),
+                &fin.now
+            )?;
+            if booking.status == BookingStatus::Pending {
+                if booking.expires_at > fin.now {
+                    q!(
+                        c,
+                        execute,
+                        "UPDATE bookings SET status = 'HOLD', updated_at = $2,
+                            version = version + 1
+                         WHERE booking_id = $1",
+                        &booking.id.0,
+                        &fin.now
+                    )?;
+                    q!(
+                        c,
+                        execute,
+                        "UPDATE seats SET state = 'HOLD', version = version + 1
+                         WHERE booking_id = $1 AND state = 'PENDING'",
+                        &booking.id.0
+                    )?;
+                } else {
+                    end_hold(c, booking.id, BookingStatus::Expired, fin.now).await?;
+                }
+            }
+            CommitOutcome::NotPaid {
+                booking: must_load(c, booking.id).await?,
+                reason: reason.clone(),
+            }
+        }
+    };
+    let response = (fin.render)(&outcome);
+    q!(
+        c,
+        execute,
+        "UPDATE idempotency_keys SET state = 'DONE', response_status = $2, response_body = $3
+         WHERE payment_id = $1",
+        &fin.payment_id.0,
+        &(response.status as i16),
+        &response.body
+    )?;
+    let payment = load_payment(c, fin.payment_id)
+        .await?
+        .ok_or_else(|| StoreError::Internal("payment vanished".into()))?;
+    Ok(FinishedCommit {
+        outcome,
+        response,
+        payment,
+    })
+}
+
+async fn stored_response<C: GenericClient>(
+    c: &C,
+    payment_id: PaymentId,
+) -> Result<Option<StoredResponse>> {
+    Ok(q!(
+        c,
+        query_opt,
+        "SELECT response_status, response_body FROM idempotency_keys
+         WHERE payment_id = $1 AND state = 'DONE'",
+        &payment_id.0
+    )?
+    .map(|r| StoredResponse {
+        status: r.get::<_, i16>(0) as u16,
+        body: r.get(1),
+    }))
+}
+
+/// Sells the booking's seats and issues its tickets; see the SQLite store for the rules.
+async fn confirm<C: GenericClient>(
+    c: &C,
+    booking: &Booking,
+    tickets: &[NewTicket],
+    now: OffsetDateTime,
+) -> Result<bool> {
+    let mut deltas = BTreeMap::new();
+    let ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
+    match booking.status {
+        BookingStatus::Pending => {}
+        BookingStatus::Hold | BookingStatus::Expired => {
+            let rows = q!(
+                c,
+                query,
+                "SELECT seat_id, section_no, state, hold_expires_at, booking_id FROM seats
+                 WHERE event_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+                &booking.event_id.0,
+                &ids
+            )?;
+            if rows.len() != ids.len() {
+                return Ok(false);
+            }
+            for r in &rows {
+                let state: &str = r.get(2);
+                let exp: Option<OffsetDateTime> = r.get(3);
+                let owner: Option<Uuid> = r.get(4);
+                let ours = owner == Some(booking.id.0);
+                let free = state == "OPEN"
+                    || (state == "HOLD" && exp.is_some_and(|e| e <= now))
+                    || (ours && (state == "HOLD" || state == "PENDING"));
+                if !free {
+                    return Ok(false);
+                }
+                if state == "OPEN" {
+                    *deltas.entry(r.get::<_, i16>(1) as u16).or_insert(0) -= 1;
+                }
+            }
+            if booking.status == BookingStatus::Expired {
+                let max: i32 = q!(
+                    c,
+                    query_one,
+                    "SELECT max_tickets_per_customer FROM events WHERE event_id = $1",
+                    &booking.event_id.0
+                )?
+                .get(0);
+                if take_from_limit(
+                    c,
+                    booking.event_id,
+                    &booking.customer,
+                    booking.seats.len() as u32,
+                    max as u32,
+                )
+                .await?
+                .is_err()
+                {
+                    return Ok(false);
+                }
+            }
+            q!(
+                c,
+                execute,
+                "UPDATE seats SET state = 'PENDING', booking_id = $3,
+                    hold_expires_at = coalesce(hold_expires_at, $4), version = version + 1
+                 WHERE event_id = $1 AND seat_id = ANY($2)",
+                &booking.event_id.0,
+                &ids,
+                &booking.id.0,
+                &now
+            )?;
+        }
+        BookingStatus::Confirmed | BookingStatus::Cancelled => return Ok(false),
+    }
+    let sold = q!(
+        c,
+        execute,
+        "UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
+         WHERE booking_id = $1 AND state = 'PENDING'",
+        &booking.id.0
+    )?;
+    if sold as usize != booking.seats.len() || tickets.len() != booking.seats.len() {
+        return Err(StoreError::Internal(format!(
+            "booking {}: sold {sold}, {} tickets, {} seats",
+            booking.id,
+            tickets.len(),
+            booking.seats.len()
+        )));
+    }
+    if tickets
+        .iter()
+        .any(|t| !booking.seats.iter().any(|s| s.seat_id == t.seat_id))
+    {
+        return Err(StoreError::Internal(
+            "ticket for a seat not in the booking".into(),
+        ));
+    }
+    q!(
+        c,
+        execute,
+        "UPDATE bookings SET status = 'CONFIRMED', confirmed_at = $2, updated_at = $2,
+            cancelled_at = NULL, version = version + 1
+         WHERE booking_id = $1",
+        &booking.id.0,
+        &now
+    )?;
+    let t_ids: Vec<Uuid> = tickets.iter().map(|t| t.id.0).collect();
+    let t_seats: Vec<&str> = tickets.iter().map(|t| t.seat_id.as_str()).collect();
+    let t_tokens: Vec<&str> = tickets.iter().map(|t| t.token.as_str()).collect();
+    q!(
+        c,
+        execute,
+        "INSERT INTO tickets (ticket_id, event_id, booking_id, seat_id, customer_id, status,
+            token, issued_at)
+         SELECT t, $4, $5, s, $6, 'VALID', k, $7
+         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(t, s, k)",
+        &t_ids,
+        &t_seats,
+        &t_tokens,
+        &booking.event_id.0,
+        &booking.id.0,
+        &booking.customer.as_str(),
+        &now
+    )?;
+    record_delta(c, booking.event_id, &deltas).await?;
+    Ok(true)
+}
+
+pub async fn set_payment_status<C: GenericClient>(
+    c: &C,
+    payment: PaymentId,
+    from: &[PaymentStatus],
+    to: PaymentStatus,
+    now: OffsetDateTime,
+) -> Result<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let n = q!(
+        c,
+        execute,
+        "UPDATE payments SET status = $2, updated_at = $3
+         WHERE payment_id = $1 AND status = ANY($4)",
+        &payment.0,
+        &to.as_str(),
+        &now,
+        &from
+    )?;
+    Ok(n == 1)
+}
+
+// ---- release, cancel, details ---------------------------------------------------------------
+
+async fn lock_booking<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Option<Booking>> {
+    let found = q!(
+        c,
+        query_opt,
+        "SELECT 1 FROM bookings WHERE booking_id = $1 FOR UPDATE",
+        &booking_id.0
+    )?;
+    match found {
+        Some(_) => load_booking(c, booking_id).await,
+        None => Ok(None),
+    }
+}
+
+pub async fn release<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+    now: OffsetDateTime,
+) -> Result<Booking, ReleaseError> {
+    let b = lock_booking(c, booking_id)
+        .await?
+        .ok_or(ReleaseError::NotFound)?;
+    match b.status {
+        BookingStatus::Hold => {
+            let to = if b.expires_at <= now {
+                BookingStatus::Expired
+            } else {
+                BookingStatus::Cancelled
+            };
+            end_hold(c, b.id, to, now).await?;
+            Ok(must_load(c, booking_id).await?)
+        }
+        BookingStatus::Pending => Err(ReleaseError::PaymentInProgress),
+        BookingStatus::Confirmed => Err(ReleaseError::WrongStatus(b.status)),
+        BookingStatus::Cancelled | BookingStatus::Expired => Ok(b),
+    }
+}
+
+pub async fn cancel_confirmed<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+    now: OffsetDateTime,
+) -> Result<(Booking, Option<Payment>), ReleaseError> {
+    let b = lock_booking(c, booking_id)
+        .await?
+        .ok_or(ReleaseError::NotFound)?;
+    match b.status {
+        BookingStatus::Confirmed => {}
+        BookingStatus::Cancelled | BookingStatus::Expired => return Ok((b, None)),
+        s => return Err(ReleaseError::WrongStatus(s)),
+    }
+    let freed = free_seats(c, b.id, &["SOLD"]).await?;
+    q!(
+        c,
+        execute,
+        "UPDATE tickets SET status = 'VOID', voided_at = $2
+         WHERE booking_id = $1 AND status <> 'VOID'",
+        &b.id.0,
+        &now
+    )?;
+    q!(
+        c,
+        execute,
+        "UPDATE bookings SET status = 'CANCELLED', cancelled_at = $2, updated_at = $2,
+            version = version + 1
+         WHERE booking_id = $1",
+        &b.id.0,
+        &now
+    )?;
+    adjust_counter(c, b.event_id, &b.customer, -(b.seats.len() as i32)).await?;
+    record_delta(c, b.event_id, &freed).await?;
+    let paid = q!(
+        c,
+        query_opt,
+        &format!(
+            "{PAYMENT_SELECT} WHERE booking_id = $1 AND status IN ('AUTHORIZED', 'CAPTURED')
+             FOR UPDATE"
+        ),
+        &b.id.0
+    )?
+    .as_ref()
+    .map(payment_row)
+    .transpose()?;
+    if let Some(p) = &paid {
+        set_payment_status(
+            c,
+            p.id,
+            &[PaymentStatus::Authorized, PaymentStatus::Captured],
+            PaymentStatus::RefundPending,
+            now,
+        )
+        .await?;
+    }
+    Ok((must_load(c, booking_id).await?, paid))
+}
+
+pub async fn update_details<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+    contact_email: Option<String>,
+    attendees: Vec<(SeatId, Option<String>)>,
+    now: OffsetDateTime,
+) -> Result<Booking> {
+    if let Some(email) = contact_email {
+        q!(
+            c,
+            execute,
+            "UPDATE bookings SET contact_email = $2, updated_at = $3 WHERE booking_id = $1",
+            &booking_id.0,
+            &email,
+            &now
+        )?;
+    }
+    if !attendees.is_empty() {
+        let seats: Vec<&str> = attendees.iter().map(|(s, _)| s.as_str()).collect();
+        let names: Vec<Option<&str>> = attendees.iter().map(|(_, n)| n.as_deref()).collect();
+        q!(
+            c,
+            execute,
+            "UPDATE tickets t SET attendee_name = x.n
+             FROM unnest($2::text[], $3::text[]) AS x(s, n)
+             WHERE t.booking_id = $1 AND t.seat_id = x.s",
+            &booking_id.0,
+            &seats,
+            &names
+        )?;
+        let json: Vec<serde_json::Value> = attendees
+            .iter()
+            .map(|(s, n)| serde_json::json!({"seatId": s.as_str(), "name": n}))
+            .collect();
+        q!(
+            c,
+            execute,
+            "UPDATE bookings SET attendees = $2 WHERE booking_id = $1",
+            &booking_id.0,
+            &serde_json::Value::from(json)
+        )?;
+    }
+    must_load(c, booking_id).await
+}
+
+// ---- background work ------------------------------------------------------------------------
+
+pub async fn expire_holds<C: GenericClient>(c: &C, now: OffsetDateTime, limit: u32) -> Result<u32> {
+    // SKIP LOCKED: several nodes sweep at once without queueing on each other's rows.
+    let ids = q!(
+        c,
+        query,
+        "SELECT booking_id FROM bookings WHERE status = 'HOLD' AND expires_at <= $1
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        &now,
+        &i64::from(limit)
+    )?;
+    let mut n = 0;
+    for r in ids {
+        if end_hold(c, BookingId(r.get(0)), BookingStatus::Expired, now).await? {
+            n += 1;
+        }
+    }
+    q!(
+        c,
+        execute,
+        "DELETE FROM idempotency_keys WHERE state = 'DONE' AND created_at < $1",
+        &(now - time::Duration::hours(48))
+    )?;
+    Ok(n)
+}
+
+pub async fn check_in<C: GenericClient>(
+    c: &C,
+    ticket: TicketId,
+    now: OffsetDateTime,
+) -> Result<CheckIn> {
+    let n = q!(
+        c,
+        execute,
+        "UPDATE tickets SET status = 'USED', checked_in_at = $2
+         WHERE ticket_id = $1 AND status = 'VALID'",
+        &ticket.0,
+        &now
+    )?;
+    let t = q!(
+        c,
+        query_opt,
+        &format!("{TICKET_SELECT} WHERE ticket_id = $1"),
+        &ticket.0
+    )?
+    .as_ref()
+    .map(ticket_row)
+    .transpose()?;
+    Ok(match t {
+        None => CheckIn::Unknown,
+        Some(t) if n == 1 => CheckIn::Admitted(t),
+        Some(t) if t.status == TicketStatus::Void => CheckIn::Void(t),
+        Some(t) => CheckIn::AlreadyUsed(t),
+    })
+}
+
+/// The invariants, each a query returning one row per violation (same rules as SQLite's).
+const CHECKS: &[(&str, &str)] = &[
+    (
+        "seat-sold-twice",
+        "SELECT event_id || ' ' || seat_id || ': ' || count(*) || ' live tickets'
+         FROM tickets WHERE status <> 'VOID' GROUP BY event_id, seat_id HAVING count(*) > 1",
+    ),
+    (
+        "sold-seat-ticket-count",
+        "SELECT s.event_id || ' ' || s.seat_id || ': ' || count(t.ticket_id) || ' live tickets'
+         FROM seats s LEFT JOIN tickets t
+           ON t.event_id = s.event_id AND t.seat_id = s.seat_id AND t.status <> 'VOID'
+          AND t.booking_id = s.booking_id
+         WHERE s.state = 'SOLD' GROUP BY s.event_id, s.seat_id HAVING count(t.ticket_id) <> 1",
+    ),
+    (
+        "ticket-without-sold-seat",
+        "SELECT t.ticket_id || ' for ' || t.seat_id
+         FROM tickets t LEFT JOIN seats s ON s.event_id = t.event_id AND s.seat_id = t.seat_id
+         WHERE t.status <> 'VOID' AND (s.state IS NULL OR s.state <> 'SOLD'
+               OR s.booking_id IS DISTINCT FROM t.booking_id)",
+    ),
+    (
+        "sold-seat-without-confirmed-booking",
+        "SELECT s.event_id || ' ' || s.seat_id
+         FROM seats s LEFT JOIN bookings b ON b.booking_id = s.booking_id
+         WHERE s.state = 'SOLD' AND (b.status IS NULL OR b.status <> 'CONFIRMED')",
+    ),
+    (
+        "held-seat-without-active-booking",
+        "SELECT s.event_id || ' ' || s.seat_id || ' ' || s.state
+         FROM seats s LEFT JOIN bookings b ON b.booking_id = s.booking_id
+         WHERE s.state IN ('HOLD', 'PENDING') AND (b.status IS NULL OR b.status <> s.state)",
+    ),
+    (
+        "confirmed-booking-ticket-count",
+        "SELECT b.booking_id || ': ' || b.quantity || ' seats, ' || count(t.ticket_id)
+                || ' live tickets'
+         FROM bookings b LEFT JOIN tickets t ON t.booking_id = b.booking_id AND t.status <> 'VOID'
+         WHERE b.status = 'CONFIRMED'
+         GROUP BY b.booking_id, b.quantity HAVING count(t.ticket_id) <> b.quantity",
+    ),
+    (
+        "confirmed-booking-without-captured-payment",
+        "SELECT b.booking_id::text FROM bookings b WHERE b.status = 'CONFIRMED'
+           AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.booking_id = b.booking_id
+                             AND p.status = 'CAPTURED' AND p.amount_cents = b.total_cents)",
+    ),
+    (
+        "captured-payment-without-confirmed-booking",
+        "SELECT p.payment_id || ' for booking ' || p.booking_id || ' (' || b.status || ')'
+         FROM payments p JOIN bookings b ON b.booking_id = p.booking_id
+         WHERE p.status = 'CAPTURED' AND b.status <> 'CONFIRMED'",
+    ),
+    (
+        "customer-limit-counter",
+        "SELECT c.event_id || ' ' || c.customer_id || ': counter ' || c.tickets
+                || ', bookings ' || coalesce(sum(b.quantity), 0)
+         FROM customer_event_tickets c LEFT JOIN bookings b
+           ON b.event_id = c.event_id AND b.customer_id = c.customer_id
+          AND b.status IN ('HOLD', 'PENDING', 'CONFIRMED')
+         GROUP BY c.event_id, c.customer_id, c.tickets
+         HAVING c.tickets <> coalesce(sum(b.quantity), 0)",
+    ),
+    (
+        "customer-limit-exceeded",
+        "SELECT c.event_id || ' ' || c.customer_id || ': ' || c.tickets || ' > '
+                || e.max_tickets_per_customer
+         FROM customer_event_tickets c JOIN events e ON e.event_id = c.event_id
+         WHERE c.tickets > e.max_tickets_per_customer",
+    ),
+    (
+        "booking-total",
+        "SELECT b.booking_id || ': total ' || b.total_cents || ', seats '
+                || coalesce(sum(bs.price_cents), 0)
+         FROM bookings b LEFT JOIN booking_seats bs ON bs.booking_id = b.booking_id
+         GROUP BY b.booking_id, b.total_cents, b.quantity
+         HAVING b.total_cents <> coalesce(sum(bs.price_cents), 0)
+             OR b.quantity <> count(bs.seat_id)",
+    ),
+];
+
+pub async fn verify<C: GenericClient>(c: &C) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for (rule, sql) in CHECKS {
+        for r in c.query(*sql, &[]).await.map_err(pg_error)? {
+            findings.push(Finding {
+                rule: (*rule).to_owned(),
+                detail: r.get(0),
+            });
+        }
+    }
+    Ok(findings)
+}
