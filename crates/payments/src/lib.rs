@@ -16,13 +16,18 @@
 //! - [`Stripe`] ([`stripe`]): the adapter for Stripe's HTTP API (PaymentIntents with manual
 //!   capture, refunds, idempotency keys forwarded, lookup through the Search API).
 //!
-//! Secrets (API keys, database passwords) are held in [`Secret`] or kept out of reach: they
-//! are redacted in `Debug` and never appear in an error or a log line.
+//! [`webhook`] verifies Stripe's signed webhook deliveries; the HTTP route that receives them
+//! belongs to the API crate.
+//!
+//! Secrets (API keys, webhook secrets, database passwords) are held in [`Secret`] or kept out
+//! of reach: they are redacted in `Debug` and never appear in an error or a log line.
 
 pub mod sandbox;
 mod secret;
 pub mod stripe;
+pub mod webhook;
 
 pub use sandbox::{Sandbox, SandboxError, SandboxOptions};
 pub use secret::Secret;
 pub use stripe::{Stripe, StripeConfig, StripeConfigError};
+pub use webhook::{WebhookError, WebhookEvent, WebhookEventData, verify_webhook};
