@@ -8,11 +8,13 @@
 //! - [`middleware`]: metrics by route, and problem documents for every error response.
 
 pub mod auth;
+pub mod booking;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod tickets;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -23,7 +25,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
-use boxoffice_domain::ports::{Clock, Store};
+use boxoffice_domain::event::Event;
+use boxoffice_domain::ids::EventId;
+use boxoffice_domain::ports::{Clock, Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -35,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Authenticator;
+use crate::booking::BookingService;
 use crate::error::Problem;
 
 /// Tunables of the HTTP layer.
@@ -44,8 +49,6 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// A request that has not produced a response by then gets a 503.
     pub request_timeout: Duration,
-    /// How long a seat hold lasts before the seats are free again.
-    pub hold_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -53,7 +56,6 @@ impl Default for ApiConfig {
         Self {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
-            hold_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -68,23 +70,61 @@ pub struct AppInner {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub config: ApiConfig,
+    pub booking: BookingService,
     pub metrics: PrometheusHandle,
+    events: EventCache,
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        auth: Arc<Authenticator>,
-        clock: Arc<dyn Clock>,
-        config: ApiConfig,
-    ) -> Self {
+    /// The booking service brings the store, clock, payment provider and ticket key.
+    pub fn new(auth: Arc<Authenticator>, config: ApiConfig, booking: BookingService) -> Self {
         Self(Arc::new(AppInner {
-            store,
+            store: booking.store.clone(),
+            clock: booking.clock.clone(),
             auth,
-            clock,
             config,
+            booking,
             metrics: middleware::metrics_handle(),
+            events: EventCache::default(),
         }))
+    }
+
+    /// An event, from memory when it was read before. Events do not change once created, so
+    /// the booking path reads each from the database once.
+    pub async fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
+        if let Some(e) = self.events.get(id) {
+            return Ok(Some(e));
+        }
+        let Some(e) = self.store.event(id).await? else {
+            return Ok(None);
+        };
+        let e = Arc::new(e);
+        self.events.put(e.clone());
+        Ok(Some(e))
+    }
+}
+
+/// A bounded map of events read recently.
+#[derive(Debug, Default)]
+struct EventCache {
+    map: std::sync::RwLock<std::collections::HashMap<EventId, Arc<Event>>>,
+}
+
+impl EventCache {
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, id: EventId) -> Option<Arc<Event>> {
+        self.map.read().ok()?.get(&id).cloned()
+    }
+
+    fn put(&self, e: Arc<Event>) {
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= Self::CAPACITY {
+                // Crude but bounded: popular events come straight back.
+                map.clear();
+            }
+            map.insert(e.id, e);
+        }
     }
 }
 
@@ -99,6 +139,7 @@ impl Deref for AppState {
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
+        .merge(routes::booking::router())
         .merge(routes::ops::router())
         .split_for_parts()
 }

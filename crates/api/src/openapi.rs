@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "events", description = "The event catalog"),
+        (name = "booking", description = "Holding seats, paying once, tickets, cancellation"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -5,14 +5,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret};
+use boxoffice_api::booking::{BookingConfig, BookingService};
+use boxoffice_api::tickets::TicketSigner;
 use boxoffice_api::{ApiConfig, AppState};
+use boxoffice_domain::payments::PaymentProvider;
 use boxoffice_domain::ports::{Clock, Store, SystemClock};
+use boxoffice_payments::{Sandbox, SandboxOptions, Stripe, StripeConfig};
 use boxoffice_store_postgres::{PgOptions, PgStore};
 use boxoffice_store_sqlite::SqliteStore;
 use rand::RngExt;
 use tokio::net::TcpListener;
 
-use crate::cli::{SeedArgs, ServeArgs, StoreArgs, TokenArgs};
+use crate::cli::{PaymentArgs, PaymentsArg, SeedArgs, ServeArgs, StoreArgs, TokenArgs};
 
 /// The store the flags select: PostgreSQL for a `postgres://` URL, otherwise SQLite in the data
 /// directory. Either way, migrations are applied before this returns.
@@ -76,6 +80,63 @@ pub fn jwt_secret(args: &StoreArgs) -> anyhow::Result<Secret> {
     Ok(Secret::new(secret))
 }
 
+/// The ticket signing key: from the configured file, else the one kept in the data
+/// directory, generated on first use.
+pub fn ticket_signer(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<TicketSigner> {
+    let path = match &serve.ticket_key_file {
+        Some(p) => p.clone(),
+        None => store.data_dir.join("ticket-signing-key.pem"),
+    };
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        return TicketSigner::from_pem(&pem).with_context(|| format!("reading {}", path.display()));
+    }
+    if serve.ticket_key_file.is_some() {
+        bail!("cannot read the ticket key file {}", path.display());
+    }
+    std::fs::create_dir_all(&store.data_dir)
+        .with_context(|| format!("creating {}", store.data_dir.display()))?;
+    let (_, pem) = TicketSigner::generate();
+    write_private(&path, &pem)?;
+    // Read back what is on disk: a concurrent starter may have written its key first.
+    let pem = std::fs::read_to_string(&path)?;
+    TicketSigner::from_pem(&pem).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The payment provider the flags select.
+pub async fn payment_provider(
+    store: &StoreArgs,
+    args: &PaymentArgs,
+) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+    match args.payments {
+        PaymentsArg::Sandbox => {
+            let options = SandboxOptions {
+                hang: args.sandbox_hang,
+                ..SandboxOptions::default()
+            };
+            let sandbox = match &store.database_url {
+                Some(url) => Sandbox::postgres_with(url.expose(), options).await,
+                None => {
+                    std::fs::create_dir_all(&store.data_dir)?;
+                    Sandbox::sqlite_with(store.data_dir.join("psp-sandbox.db"), options).await
+                }
+            }
+            .context("opening the sandbox payment provider's ledger")?;
+            Ok(Arc::new(sandbox))
+        }
+        PaymentsArg::Stripe => {
+            let Some(key) = &args.stripe_secret_key else {
+                bail!("--payments stripe needs --stripe-secret-key (BOXOFFICE_STRIPE_SECRET_KEY)");
+            };
+            let config = StripeConfig::new(key.expose())
+                .with_base_url(&args.stripe_api_base)
+                .with_request_timeout(args.provider_timeout);
+            Ok(Arc::new(
+                Stripe::new(config).context("configuring the Stripe adapter")?,
+            ))
+        }
+    }
+}
+
 /// Writes a file only its owner can read, without ever leaving it readable by others.
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -100,6 +161,9 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Builds the application state from configuration.
 pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<AppState> {
+    if serve.reconcile_after <= serve.payments.provider_timeout {
+        bail!("--reconcile-after must be longer than --provider-timeout");
+    }
     let db = open_store(store).await?;
     let auth = AuthConfig {
         hs256_secret: Some(jwt_secret(store)?),
@@ -108,15 +172,24 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
         audience: serve.jwt_audience.clone(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(AppState::new(
-        db,
-        Arc::new(Authenticator::new(&auth)),
+    let booking = BookingService {
+        store: db,
+        payments: payment_provider(store, &serve.payments).await?,
+        tickets: Arc::new(ticket_signer(store, serve)?),
         clock,
+        config: BookingConfig {
+            hold_ttl: serve.hold_ttl,
+            provider_timeout: serve.payments.provider_timeout,
+            reconcile_after: serve.reconcile_after,
+        },
+    };
+    Ok(AppState::new(
+        Arc::new(Authenticator::new(&auth)),
         ApiConfig {
             body_limit: serve.body_limit,
             request_timeout: serve.request_timeout,
-            hold_ttl: serve.hold_ttl,
         },
+        booking,
     ))
 }
 
@@ -128,9 +201,26 @@ pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(boxoffice_api::booking::run_workers(
+            state.booking.clone(),
+            args.sweep_interval,
+            args.reconcile_interval,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on http://{addr}");
-    boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown).await?;
+    let _ = workers.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -163,6 +253,20 @@ pub fn token(store: &StoreArgs, args: &TokenArgs) -> anyhow::Result<String> {
     let roles: Vec<Role> = args.roles.iter().map(|r| (*r).into()).collect();
     boxoffice_api::auth::mint_hs256(&secret, &args.sub, &roles, args.ttl)
         .context("signing the token")
+}
+
+/// `boxoffice verify`.
+pub async fn verify(store: &StoreArgs) -> anyhow::Result<()> {
+    let db = open_store(store).await?;
+    let findings = db.verify(time::OffsetDateTime::now_utc()).await?;
+    if findings.is_empty() {
+        println!("ok: no invariant is broken");
+        return Ok(());
+    }
+    for f in &findings {
+        println!("{}: {}", f.rule, f.detail);
+    }
+    bail!("{} broken invariant(s)", findings.len())
 }
 
 /// `boxoffice seed`.

@@ -72,13 +72,16 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate,
     /// Print a signed token for trying the API.
     Token(TokenArgs),
     /// Fill the store with a realistic demo catalog.
     Seed(SeedArgs),
+    /// Check the booking invariants (no seat sold twice, money and tickets agree, …) over the
+    /// whole database; exits non-zero if anything is wrong.
+    Verify,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +107,55 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BOXOFFICE_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Ed25519 key (PKCS#8 PEM) that signs tickets. Generated into the data directory when
+    /// unset; nodes sharing a database must share it.
+    #[arg(long, env = "BOXOFFICE_TICKET_KEY_FILE")]
+    pub ticket_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub payments: PaymentArgs,
+    /// How often lapsed holds are swept back on sale.
+    #[arg(long, env = "BOXOFFICE_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// How often unsettled payments are reconciled with the provider.
+    #[arg(long, env = "BOXOFFICE_RECONCILE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+    /// How long a payment may stay unsettled before the reconciler asks the provider about
+    /// it. Must exceed --provider-timeout.
+    #[arg(long, env = "BOXOFFICE_RECONCILE_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub reconcile_after: Duration,
+}
+
+/// The payment provider.
+#[derive(Debug, Clone, Args)]
+pub struct PaymentArgs {
+    /// `sandbox` (built in, Stripe-like test cards) or `stripe`.
+    #[arg(long, env = "BOXOFFICE_PAYMENTS", value_enum, default_value_t = PaymentsArg::Sandbox)]
+    pub payments: PaymentsArg,
+    /// How long to wait for the provider before the outcome counts as unknown.
+    #[arg(long, env = "BOXOFFICE_PROVIDER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub provider_timeout: Duration,
+    /// How long the sandbox's `pm_card_timeout` hangs.
+    #[arg(long, env = "BOXOFFICE_SANDBOX_HANG", default_value = "60s", value_parser = parse_duration)]
+    pub sandbox_hang: Duration,
+    /// Stripe secret key (`sk_…`).
+    #[arg(long, env = "BOXOFFICE_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<Secret>,
+    /// Stripe API base URL.
+    #[arg(
+        long,
+        env = "BOXOFFICE_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: String,
+    /// Stripe webhook signing secret (`whsec_…`), enabling POST /v1/webhooks/stripe.
+    #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaymentsArg {
+    Sandbox,
+    Stripe,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -189,6 +241,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }),
             Command::Token(args) => app::token(&cli.store, &args).map(|t| println!("{t}")),
             Command::Seed(args) => app::seed(&cli.store, &args).await,
+            Command::Verify => app::verify(&cli.store).await,
         }
     });
     match result {

@@ -1,94 +1,13 @@
 //! The binary as a newcomer uses it: `serve` with nothing configured, `token`, `migrate`,
 //! `seed`, on the embedded store and on PostgreSQL, as real processes.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use boxoffice_store_postgres::testing::TestDatabase;
+use common::{Server, boxoffice_ok as boxoffice};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_boxoffice");
-
-/// A running `boxoffice serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env("BOXOFFICE_DATA_DIR", data_dir)
-            .env("BOXOFFICE_LISTEN", "127.0.0.1:0")
-            .env_remove("BOXOFFICE_DATABASE_URL")
-            .env_remove("BOXOFFICE_JWT_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn boxoffice serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server announces its address");
-        Self { child, base }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn boxoffice(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("BOXOFFICE_DATABASE_URL")
-        .env_remove("BOXOFFICE_JWT_SECRET");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run boxoffice");
-    assert!(
-        out.status.success(),
-        "boxoffice {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn token(data_dir: &Path, env: &[(&str, &str)], sub: &str, roles: &[&str]) -> String {
     let mut args = vec!["token", "--sub", sub];

@@ -354,18 +354,14 @@ async fn must_load<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Boo
 
 // ---- holds ----------------------------------------------------------------------------------
 
-/// What a hold attempt ended in, for the retry loop in the store.
-pub enum HoldAttempt {
-    Done(Box<Booking>),
-    /// Lost candidate seats to concurrent buyers; worth trying again.
-    Contended,
-}
-
+/// Holds seats for a new booking. A best-available pick that loses seats to concurrent
+/// buyers fails with [`HoldError::Busy`] (the caller rolls back and tries again) unless this
+/// is the `last_try`, which takes whatever free seats it can get, adjacent or not.
 pub async fn hold<C: GenericClient>(
     c: &C,
     req: &HoldRequest,
     last_try: bool,
-) -> Result<HoldAttempt, HoldError> {
+) -> Result<Booking, HoldError> {
     let laid_out = q!(
         c,
         query_opt,
@@ -492,7 +488,7 @@ pub async fn hold<C: GenericClient>(
                                 // Adjacency lost to the crowd: any free seats, front first.
                                 return finish_front(c, req, section_no, *quantity).await;
                             } else {
-                                return Ok(HoldAttempt::Contended);
+                                return Err(HoldError::Busy);
                             }
                         }
                         None => Vec::new(),
@@ -513,11 +509,7 @@ pub async fn hold<C: GenericClient>(
                     + rows.len() as i64; // what this attempt took counts too
                 // `available` also counts rows other buyers have locked but not yet taken.
                 if available >= i64::from(*quantity) {
-                    return if last_try {
-                        Err(HoldError::Busy)
-                    } else {
-                        Ok(HoldAttempt::Contended)
-                    };
+                    return Err(HoldError::Busy);
                 }
                 return Err(HoldError::NotEnough {
                     requested: *quantity,
@@ -528,9 +520,7 @@ pub async fn hold<C: GenericClient>(
         }
     };
     write_booking(c, req, &taken).await?;
-    Ok(HoldAttempt::Done(Box::new(
-        must_load(c, req.booking_id).await?,
-    )))
+    Ok(must_load(c, req.booking_id).await?)
 }
 
 async fn finish_front<C: GenericClient>(
@@ -538,15 +528,13 @@ async fn finish_front<C: GenericClient>(
     req: &HoldRequest,
     section_no: i16,
     quantity: u32,
-) -> Result<HoldAttempt, HoldError> {
+) -> Result<Booking, HoldError> {
     let rows = take_front(c, req, section_no, quantity).await?;
     if rows.len() < quantity as usize {
         return Err(HoldError::Busy);
     }
     write_booking(c, req, &rows).await?;
-    Ok(HoldAttempt::Done(Box::new(
-        must_load(c, req.booking_id).await?,
-    )))
+    Ok(must_load(c, req.booking_id).await?)
 }
 
 /// Conditionally takes exactly these seats for the booking; returns those it got.
@@ -1311,6 +1299,12 @@ const CHECKS: &[(&str, &str)] = &[
         "SELECT p.payment_id || ' for booking ' || p.booking_id || ' (' || b.status || ')'
          FROM payments p JOIN bookings b ON b.booking_id = p.booking_id
          WHERE p.status = 'CAPTURED' AND b.status <> 'CONFIRMED'",
+    ),
+    (
+        "booking-paid-twice",
+        "SELECT p.booking_id::text || ': ' || count(*) || ' payments holding money'
+         FROM payments p WHERE p.status IN ('AUTHORIZED', 'CAPTURED', 'REFUND_PENDING')
+         GROUP BY p.booking_id HAVING count(*) > 1",
     ),
     (
         "customer-limit-counter",

@@ -215,19 +215,20 @@ impl Store for PgStore {
     }
 
     async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError> {
-        // A best-available pick that loses seats to concurrent buyers is retried with a new
-        // pick; the last attempt takes whatever is free, adjacent or not.
+        // A best-available pick that loses seats to concurrent buyers is rolled back and
+        // retried with a new pick; the last attempt takes whatever is free.
         const ATTEMPTS: u32 = 4;
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let last = attempt == ATTEMPTS;
-            let outcome = in_tx!(self, |tx| booking::hold(&tx, req, last).await);
-            match outcome {
-                Ok(booking::HoldAttempt::Done(b)) => return Ok(*b),
-                Ok(booking::HoldAttempt::Contended) => backoff(attempt).await,
-                Err(e) => return Err(e),
+            match in_tx!(self, |tx| booking::hold(&tx, req, last).await) {
+                Err(HoldError::Busy) if !last => {
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
             }
         }
-        Err(HoldError::Busy)
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<Booking>, StoreError> {

@@ -1090,6 +1090,12 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE p.status = 'CAPTURED' AND b.status <> 'CONFIRMED'",
     ),
     (
+        "booking-paid-twice",
+        "SELECT hex(p.booking_id) || ': ' || count(*) || ' payments holding money'
+         FROM payments p WHERE p.status IN ('AUTHORIZED', 'CAPTURED', 'REFUND_PENDING')
+         GROUP BY p.booking_id HAVING count(*) > 1",
+    ),
+    (
         "customer-limit-counter",
         "SELECT hex(c.event_id) || ' ' || c.customer_id || ': counter ' || c.tickets
                 || ', bookings ' || coalesce(sum(b.quantity), 0)

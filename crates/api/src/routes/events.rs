@@ -335,7 +335,6 @@ pub async fn get_event(
 ) -> ApiResult<Json<EventResponse>> {
     let id = parse_event_id(&event_id)?;
     let event = state
-        .store
         .event(id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
@@ -444,7 +443,6 @@ pub async fn get_seats(
 ) -> ApiResult<Json<SeatMapResponse>> {
     let id = parse_event_id(&event_id)?;
     let event = state
-        .store
         .event(id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;

@@ -1,4 +1,5 @@
 //! One module per resource; each exposes `router()` with its documented routes.
 
+pub mod booking;
 pub mod events;
 pub mod ops;

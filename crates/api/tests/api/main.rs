@@ -3,5 +3,6 @@
 mod common;
 
 mod auth;
+mod booking;
 mod events;
 mod problems;

@@ -4,15 +4,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret, mint_hs256};
+use boxoffice_api::booking::{BookingConfig, BookingService};
+use boxoffice_api::tickets::TicketSigner;
 use boxoffice_api::{ApiConfig, AppState};
-use boxoffice_domain::ports::{Clock, Store, SystemClock};
+use boxoffice_domain::ports::{Clock, Store};
+use boxoffice_payments::{Sandbox, SandboxOptions};
 use boxoffice_store_postgres::testing::TestDatabase;
 use boxoffice_store_postgres::{PgOptions, PgStore};
 use boxoffice_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough";
 
@@ -22,11 +27,34 @@ pub enum Backend {
     Postgres,
 }
 
+/// The wall clock plus an offset that tests move forward, so that holds can expire and
+/// refund windows close without waiting.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_micros: AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, by: time::Duration) {
+        self.offset_micros
+            .fetch_add(by.whole_microseconds() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+            + time::Duration::microseconds(self.offset_micros.load(Ordering::SeqCst))
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub store: Arc<dyn Store>,
-    _guards: (Option<tempfile::TempDir>, Option<TestDatabase>),
+    pub state: AppState,
+    pub clock: Arc<TestClock>,
+    _guards: (tempfile::TempDir, Option<TestDatabase>),
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -43,41 +71,61 @@ impl TestApp {
     }
 
     pub async fn start_with(backend: Backend, auth: AuthConfig) -> Self {
-        let (store, guards): (Arc<dyn Store>, _) = match backend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = SandboxOptions {
+            hang: Duration::from_secs(5),
+            ..SandboxOptions::default()
+        };
+        let (store, sandbox, db): (Arc<dyn Store>, Sandbox, _) = match backend {
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
                 let store = SqliteStore::open(&dir.path().join("boxoffice.db")).expect("sqlite");
-                (Arc::new(store), (Some(dir), None))
+                let sandbox = Sandbox::sqlite_with(dir.path().join("psp.db"), options)
+                    .await
+                    .expect("sandbox");
+                (Arc::new(store), sandbox, None)
             }
             Backend::Postgres => {
                 let db = TestDatabase::create().await;
                 let store = PgStore::connect(
                     &db.url,
                     PgOptions {
-                        pool_size: 4,
+                        pool_size: 8,
                         ..PgOptions::default()
                     },
                 )
                 .await
                 .expect("postgres");
-                (Arc::new(store), (None, Some(db)))
+                let sandbox = Sandbox::postgres_with(&db.url, options)
+                    .await
+                    .expect("sandbox");
+                (Arc::new(store), sandbox, Some(db))
             }
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock = Arc::new(TestClock::default());
+        let booking = BookingService {
+            store: store.clone(),
+            payments: Arc::new(sandbox),
+            tickets: Arc::new(TicketSigner::generate().0),
+            clock: clock.clone(),
+            config: BookingConfig {
+                hold_ttl: Duration::from_secs(300),
+                provider_timeout: Duration::from_millis(500),
+                reconcile_after: Duration::from_secs(30),
+            },
+        };
         let state = AppState::new(
-            store.clone(),
             Arc::new(Authenticator::new(&auth)),
-            clock,
             ApiConfig {
                 body_limit: 256 * 1024,
                 ..ApiConfig::default()
             },
+            booking,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = boxoffice_api::router(state);
+        let app = boxoffice_api::router(state.clone());
         let server = tokio::spawn(async move {
             boxoffice_api::serve(listener, app, std::future::pending())
                 .await
@@ -90,7 +138,9 @@ impl TestApp {
                 .build()
                 .expect("client"),
             store,
-            _guards: guards,
+            state,
+            clock,
+            _guards: (dir, db),
             _server: server,
         }
     }
@@ -122,6 +172,24 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let res = self.http.get(self.url(path)).send().await.expect("request");
         status_json(res).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        status_json(res).await
+    }
+
+    /// Creates an event (the DESIGN.md one unless `body` says otherwise); returns its id.
+    pub async fn event(&self, body: &Value) -> String {
+        let (status, e) = self.post("/v1/events", &self.organizer(), body).await;
+        assert_eq!(status, 201, "{e}");
+        e["eventId"].as_str().expect("id").to_owned()
     }
 }
 

@@ -1,0 +1,575 @@
+//! The booking flow: holds, paying exactly once, cancelling, and repairing what a crash left
+//! half done. Handlers and the background workers both go through [`BookingService`], so a
+//! commit settled by the request and one settled by the reconciler follow the same rules and
+//! render the same response.
+//!
+//! Paying is two store transactions around one provider call, never a call inside a
+//! transaction:
+//! 1. `begin_commit`: the idempotency key, a STARTED payment, HOLD→PENDING, atomically;
+//! 2. `authorize` at the provider, with our key forwarded, under a timeout;
+//! 3. `finish_commit`: tickets issued and the response stored under the key, atomically;
+//! 4. `capture` at the provider — money is only ever taken once tickets exist.
+//!
+//! If the process dies anywhere in between, the payment stays STARTED or AUTHORIZED and the
+//! reconciler ([`BookingService::reconcile`]) later asks the provider what happened, by key,
+//! and finishes the job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use boxoffice_domain::booking::{Booking, BookingStatus, NewTicket, Payment, PaymentStatus};
+use boxoffice_domain::event::Event;
+use boxoffice_domain::ids::{BookingId, TicketId};
+use boxoffice_domain::payments::{
+    Authorization, PaymentError, PaymentProvider, PaymentRequest, PaymentState,
+};
+use boxoffice_domain::ports::{
+    Clock, CommitFinish, CommitOutcome, RenderCommit, Settlement, Store, StoreError, StoredResponse,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::error::Problem;
+use crate::tickets::{TicketClaims, TicketSigner};
+
+/// Tunables of the booking flow.
+#[derive(Debug, Clone)]
+pub struct BookingConfig {
+    /// How long a hold lasts.
+    pub hold_ttl: Duration,
+    /// How long we wait for the payment provider before treating the outcome as unknown.
+    pub provider_timeout: Duration,
+    /// A payment left unsettled this long is reconciled with the provider. Must exceed
+    /// `provider_timeout`, so that requests still waiting are left alone.
+    pub reconcile_after: Duration,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        Self {
+            hold_ttl: Duration::from_secs(300),
+            provider_timeout: Duration::from_secs(10),
+            reconcile_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The booking use cases over a store, a payment provider and the ticket key.
+#[derive(Debug, Clone)]
+pub struct BookingService {
+    pub store: Arc<dyn Store>,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub tickets: Arc<TicketSigner>,
+    pub clock: Arc<dyn Clock>,
+    pub config: BookingConfig,
+}
+
+/// A seat as bookings show it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookedSeatResponse {
+    pub seat_id: String,
+    /// The section's name.
+    pub section: String,
+    pub row: Option<String>,
+    pub number: u32,
+    pub price_cents: i64,
+}
+
+/// A ticket as its holder sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketResponse {
+    #[schema(value_type = String, format = Uuid)]
+    pub ticket_id: TicketId,
+    pub seat_id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: boxoffice_domain::ids::EventId,
+    #[schema(value_type = String, format = Uuid)]
+    pub booking_id: BookingId,
+    /// VALID, USED or VOID.
+    pub status: String,
+    /// Ed25519-signed token for the door; verify with `/.well-known/ticket-keys.json`.
+    pub token: String,
+    pub attendee_name: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub checked_in_at: Option<OffsetDateTime>,
+}
+
+impl From<&boxoffice_domain::booking::Ticket> for TicketResponse {
+    fn from(t: &boxoffice_domain::booking::Ticket) -> Self {
+        Self {
+            ticket_id: t.id,
+            seat_id: t.seat_id.to_string(),
+            event_id: t.event_id,
+            booking_id: t.booking_id,
+            status: t.status.as_str().to_owned(),
+            token: t.token.clone(),
+            attendee_name: t.attendee_name.clone(),
+            issued_at: t.issued_at,
+            checked_in_at: t.checked_in_at,
+        }
+    }
+}
+
+/// A booking, in every state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingResponse {
+    #[schema(value_type = String, format = Uuid)]
+    pub booking_id: BookingId,
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: boxoffice_domain::ids::EventId,
+    /// HOLD, PENDING, CONFIRMED, CANCELLED or EXPIRED.
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub seats: Vec<BookedSeatResponse>,
+    pub total_cents: i64,
+    pub currency: String,
+    pub contact_email: Option<String>,
+    pub tickets: Vec<TicketResponse>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub confirmed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub cancelled_at: Option<OffsetDateTime>,
+}
+
+impl BookingResponse {
+    /// `status` is the effective one at `now` (an unpaid hold past its time is EXPIRED).
+    pub fn new(b: &Booking, event: &Event, now: OffsetDateTime) -> Self {
+        Self {
+            booking_id: b.id,
+            event_id: b.event_id,
+            status: b.effective_status(now).as_str().to_owned(),
+            expires_at: b.expires_at,
+            seats: b
+                .seats
+                .iter()
+                .map(|s| BookedSeatResponse {
+                    seat_id: s.seat_id.to_string(),
+                    section: event
+                        .spec
+                        .section(s.section)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default(),
+                    row: s.row.clone(),
+                    number: s.number,
+                    price_cents: s.price.cents(),
+                })
+                .collect(),
+            total_cents: b.total_cents,
+            currency: b.currency.to_string(),
+            contact_email: b.contact_email.clone(),
+            tickets: b.tickets.iter().map(TicketResponse::from).collect(),
+            created_at: b.created_at,
+            confirmed_at: b.confirmed_at,
+            cancelled_at: b.cancelled_at,
+        }
+    }
+}
+
+/// The response stored under an idempotency key for each commit outcome. Deterministic in the
+/// outcome, so the request and the reconciler store the same bytes.
+pub fn commit_renderer(event: Arc<Event>) -> RenderCommit {
+    Arc::new(move |outcome: &CommitOutcome| {
+        let (status, body) = match outcome {
+            CommitOutcome::Confirmed(b) => (
+                StatusCode::OK,
+                serde_json::to_vec(&BookingResponse::new(b, &event, b.created_at)),
+            ),
+            CommitOutcome::NotPaid { booking, reason } => (
+                StatusCode::PAYMENT_REQUIRED,
+                serde_json::to_vec(
+                    &Problem::new(
+                        StatusCode::PAYMENT_REQUIRED,
+                        "payment-declined",
+                        "The payment did not go through",
+                    )
+                    .detail(reason.clone())
+                    .with("bookingId", booking.id.to_string())
+                    .with("bookingStatus", booking.status.as_str()),
+                ),
+            ),
+            CommitOutcome::Lapsed(b) => (
+                StatusCode::CONFLICT,
+                serde_json::to_vec(
+                    &Problem::new(
+                        StatusCode::CONFLICT,
+                        "booking-lapsed",
+                        "The hold ran out and its seats were sold; the payment was voided",
+                    )
+                    .with("bookingId", b.id.to_string()),
+                ),
+            ),
+        };
+        StoredResponse {
+            status: status.as_u16(),
+            body: body.unwrap_or_default(),
+        }
+    })
+}
+
+/// Digest of what a commit asks for: the same key with another body is refused.
+pub fn fingerprint(booking_id: BookingId, method: &str) -> String {
+    hex(&Sha256::digest(format!("commit\n{booking_id}\n{method}")))
+}
+
+/// The key forwarded to the provider: derived from the customer and their key, so retries of
+/// one request carry one key and two customers' keys never collide at the provider.
+pub fn provider_key(customer: &str, key: &str) -> String {
+    format!(
+        "bo_{}",
+        &hex(&Sha256::digest(format!("{customer}\n{key}")))[..48]
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a commit request ended in, for the handler to answer.
+#[derive(Debug)]
+pub enum CommitReply {
+    /// A settled outcome: exactly these bytes, also stored under the key.
+    Stored(StoredResponse),
+    /// The provider gave no answer in time; the booking is PENDING and will be reconciled.
+    Pending(Box<Booking>),
+}
+
+impl BookingService {
+    async fn with_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, PaymentError>>,
+    ) -> Result<T, PaymentError> {
+        match tokio::time::timeout(self.config.provider_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(PaymentError::Timeout),
+        }
+    }
+
+    /// One signed ticket per seat of the booking.
+    pub fn issue_tickets(&self, booking: &Booking, now: OffsetDateTime) -> Vec<NewTicket> {
+        booking
+            .seats
+            .iter()
+            .map(|s| {
+                let id = TicketId::new();
+                NewTicket {
+                    id,
+                    seat_id: s.seat_id.clone(),
+                    token: self.tickets.sign(&TicketClaims {
+                        tid: id,
+                        eid: booking.event_id,
+                        bid: booking.id,
+                        seat: s.seat_id.clone(),
+                        iat: now.unix_timestamp(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Steps 2–4 for a commit whose step 1 succeeded.
+    pub async fn charge(
+        &self,
+        event: Arc<Event>,
+        booking: Booking,
+        payment: Payment,
+    ) -> Result<CommitReply, StoreError> {
+        let req = PaymentRequest {
+            idempotency_key: payment.idempotency_key.clone(),
+            amount_cents: payment.amount_cents,
+            currency: payment.currency,
+            method: payment.method.clone(),
+            description: format!("{} ({} tickets)", event.spec.name, booking.seats.len()),
+            booking_ref: booking.id.to_string(),
+        };
+        let answer = self.with_timeout(self.payments.authorize(&req)).await;
+        let settlement = match answer {
+            Ok(Authorization::Approved { provider_ref }) => Settlement::Approved {
+                provider_ref,
+                tickets: self.issue_tickets(&booking, self.clock.now()),
+            },
+            Ok(Authorization::Declined { reason }) => Settlement::Declined { reason },
+            Err(PaymentError::Rejected(reason)) => {
+                tracing::error!(booking_id = %booking.id, %reason, "payment provider rejected the request");
+                Settlement::Failed {
+                    reason: "The payment provider could not process this payment.".into(),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(booking_id = %booking.id, error = %e, "payment outcome unknown; left for reconciliation");
+                return Ok(CommitReply::Pending(Box::new(booking)));
+            }
+        };
+        let finished = self.settle(&event, &booking, &payment, settlement).await?;
+        Ok(CommitReply::Stored(finished))
+    }
+
+    /// Step 3 and 4: record the provider's answer, then capture or void as it requires.
+    async fn settle(
+        &self,
+        event: &Arc<Event>,
+        booking: &Booking,
+        payment: &Payment,
+        settlement: Settlement,
+    ) -> Result<StoredResponse, StoreError> {
+        let finished = self
+            .store
+            .finish_commit(&CommitFinish {
+                booking_id: booking.id,
+                payment_id: payment.id,
+                settlement,
+                now: self.clock.now(),
+                render: commit_renderer(event.clone()),
+            })
+            .await?;
+        match (&finished.outcome, &finished.payment.provider_ref) {
+            (CommitOutcome::Confirmed(_), Some(r))
+                if finished.payment.status == PaymentStatus::Authorized =>
+            {
+                self.capture(&finished.payment, r).await;
+            }
+            (CommitOutcome::Lapsed(_), Some(r))
+                if finished.payment.status == PaymentStatus::Authorized =>
+            {
+                self.void(&finished.payment, r).await;
+            }
+            _ => {}
+        }
+        Ok(finished.response)
+    }
+
+    async fn capture(&self, p: &Payment, provider_ref: &str) {
+        let key = format!("{}_capture", p.idempotency_key);
+        match self
+            .with_timeout(self.payments.capture(provider_ref, &key))
+            .await
+        {
+            Ok(()) => {
+                if let Err(e) = self
+                    .store
+                    .set_payment_status(
+                        p.id,
+                        &[PaymentStatus::Authorized],
+                        PaymentStatus::Captured,
+                        self.clock.now(),
+                    )
+                    .await
+                {
+                    tracing::warn!(payment_id = %p.id, error = %e, "captured, but not recorded yet; the reconciler will");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(payment_id = %p.id, error = %e, "capture failed; the reconciler will retry")
+            }
+        }
+    }
+
+    async fn void(&self, p: &Payment, provider_ref: &str) {
+        let key = format!("{}_void", p.idempotency_key);
+        match self
+            .with_timeout(self.payments.void(provider_ref, &key))
+            .await
+        {
+            Ok(()) => {
+                let _ = self
+                    .store
+                    .set_payment_status(
+                        p.id,
+                        &[PaymentStatus::Authorized],
+                        PaymentStatus::Voided,
+                        self.clock.now(),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(payment_id = %p.id, error = %e, "void failed; the reconciler will retry")
+            }
+        }
+    }
+
+    /// Gives a cancelled booking's money back (or releases it if never captured).
+    pub async fn refund(&self, p: &Payment) -> Result<(), PaymentError> {
+        let Some(provider_ref) = &p.provider_ref else {
+            return Ok(());
+        };
+        let state = self
+            .with_timeout(self.payments.lookup(&p.idempotency_key))
+            .await?;
+        let to = match state {
+            PaymentState::Authorized { .. } => {
+                self.with_timeout(
+                    self.payments
+                        .void(provider_ref, &format!("{}_void", p.idempotency_key)),
+                )
+                .await?;
+                PaymentStatus::Voided
+            }
+            PaymentState::Captured { .. } => {
+                self.with_timeout(self.payments.refund(
+                    provider_ref,
+                    p.amount_cents,
+                    &format!("{}_refund", p.idempotency_key),
+                ))
+                .await?;
+                PaymentStatus::Refunded
+            }
+            PaymentState::Refunded { .. } => PaymentStatus::Refunded,
+            PaymentState::Voided { .. } => PaymentStatus::Voided,
+            PaymentState::Unknown | PaymentState::Declined => PaymentStatus::Voided,
+        };
+        if let Err(e) = self
+            .store
+            .set_payment_status(p.id, &[PaymentStatus::RefundPending], to, self.clock.now())
+            .await
+        {
+            tracing::warn!(payment_id = %p.id, error = %e, "refunded, but not recorded yet");
+        }
+        Ok(())
+    }
+
+    /// Expires lapsed holds; returns how many.
+    pub async fn sweep(&self) -> Result<u32, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.store.expire_holds(self.clock.now(), 500).await?;
+            total += n;
+            if n < 500 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Settles every payment left unsettled for longer than `reconcile_after` (long enough
+    /// that no live request can still be waiting on it, on this node or another). Returns how
+    /// many it settled.
+    pub async fn reconcile(&self) -> Result<u32, StoreError> {
+        let before = self.clock.now() - self.config.reconcile_after;
+        let mut settled = 0;
+        for p in self.store.unsettled_payments(before, 200).await? {
+            match self.reconcile_one(&p).await {
+                Ok(true) => settled += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(payment_id = %p.id, error = %e, "could not reconcile yet")
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    async fn reconcile_one(&self, p: &Payment) -> Result<bool, ReconcileError> {
+        let booking = self
+            .store
+            .booking(p.booking_id)
+            .await?
+            .ok_or_else(|| StoreError::Internal(format!("payment {} has no booking", p.id)))?;
+        match p.status {
+            PaymentStatus::Started => {
+                let state = self
+                    .with_timeout(self.payments.lookup(&p.idempotency_key))
+                    .await?;
+                let settlement = match state {
+                    PaymentState::Authorized { provider_ref, .. }
+                    | PaymentState::Captured { provider_ref, .. } => Settlement::Approved {
+                        provider_ref,
+                        tickets: self.issue_tickets(&booking, self.clock.now()),
+                    },
+                    PaymentState::Declined => Settlement::Declined {
+                        reason: "Your card was declined.".into(),
+                    },
+                    PaymentState::Voided { .. } | PaymentState::Refunded { .. } => {
+                        Settlement::Failed {
+                            reason: "The payment was cancelled.".into(),
+                        }
+                    }
+                    PaymentState::Unknown if booking.expires_at <= self.clock.now() => {
+                        Settlement::Failed {
+                            reason: "The payment never reached the payment provider.".into(),
+                        }
+                    }
+                    // Maybe still on its way to the provider, and the hold still runs.
+                    PaymentState::Unknown => return Ok(false),
+                };
+                let event = self.event_of(&booking).await?;
+                self.settle(&event, &booking, p, settlement).await?;
+                tracing::info!(payment_id = %p.id, booking_id = %booking.id, "reconciled a payment");
+                Ok(true)
+            }
+            PaymentStatus::Authorized => {
+                let Some(r) = &p.provider_ref else {
+                    return Ok(false);
+                };
+                if booking.status == BookingStatus::Confirmed {
+                    self.capture(p, r).await;
+                } else {
+                    self.void(p, r).await;
+                }
+                Ok(true)
+            }
+            PaymentStatus::RefundPending => {
+                self.refund(p).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn event_of(&self, booking: &Booking) -> Result<Arc<Event>, StoreError> {
+        self.store
+            .event(booking.event_id)
+            .await?
+            .map(Arc::new)
+            .ok_or_else(|| StoreError::Internal(format!("booking {} has no event", booking.id)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+}
+
+/// Runs the hold sweeper and the payment reconciler until `shutdown` resolves. Both run once
+/// at start (the first tick of an interval is immediate), so a node coming back from a crash
+/// repairs what it left half done.
+pub async fn run_workers(
+    service: BookingService,
+    sweep_every: Duration,
+    reconcile_every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut sweep = tokio::time::interval(sweep_every);
+    let mut reconcile = tokio::time::interval(reconcile_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = sweep.tick() => {
+                match service.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "expired holds"),
+                    Err(e) => tracing::warn!(error = %e, "hold sweep failed"),
+                }
+            }
+            _ = reconcile.tick() => {
+                if let Err(e) = service.reconcile().await {
+                    tracing::warn!(error = %e, "reconciliation failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,766 @@
+//! Holding seats, paying, and managing bookings and tickets.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use boxoffice_domain::booking::{BookingStatus, HoldError, HoldRequest, Selection};
+use boxoffice_domain::event::{Event, SaleState};
+use boxoffice_domain::ids::{BookingId, EventId, SeatId, truncate};
+use boxoffice_domain::ports::{CheckIn, CommitBegin, CommitError, CommitRequest, ReleaseError};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::auth::{Principal, Role, Scanner};
+use crate::booking::{BookingResponse, CommitReply, TicketResponse, fingerprint, provider_key};
+use crate::error::{ApiError, ApiResult, PROBLEM_JSON, Problem};
+use crate::extract::Json;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(attempt))
+        .routes(routes!(commit))
+        .routes(routes!(get_booking, update_booking, delete_booking))
+        .routes(routes!(my_tickets))
+        .routes(routes!(check_in))
+        .routes(routes!(ticket_keys))
+}
+
+/// Most seats one request may hold.
+const MAX_SEATS_PER_REQUEST: usize = 100;
+
+/// Hold seats: either `seatIds`, or `section` and `quantity` for the best available.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttemptRequest {
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: String,
+    /// Exact seats (or general-admission places), all or none.
+    pub seat_ids: Option<Vec<String>>,
+    /// A section name, for best available.
+    pub section: Option<String>,
+    pub quantity: Option<u32>,
+}
+
+pub(crate) async fn load_event(state: &AppState, raw: &str) -> ApiResult<Arc<Event>> {
+    let id: EventId = raw.parse().map_err(|_| ApiError::not_found("event"))?;
+    state
+        .event(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))
+}
+
+fn customer(who: &Principal) -> ApiResult<()> {
+    who.require(&[Role::Customer])
+}
+
+/// Hold seats for a few minutes.
+#[utoipa::path(
+    post,
+    path = "/v1/attempt",
+    tag = "booking",
+    request_body = AttemptRequest,
+    responses(
+        (status = 201, description = "Held", body = BookingResponse),
+        (status = 400, description = "Invalid request or unknown seats", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Seats unavailable, not enough left, ticket limit, or not on sale", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The event has started", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(customer = %who.sub))]
+pub async fn attempt(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(body): Json<AttemptRequest>,
+) -> ApiResult<Response> {
+    customer(&who)?;
+    let event = load_event(&state, &body.event_id).await?;
+    let selection = match (body.seat_ids, body.section, body.quantity) {
+        (Some(ids), None, None) => {
+            if ids.is_empty() || ids.len() > MAX_SEATS_PER_REQUEST {
+                return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                    "seatIds",
+                    format!("give 1 to {MAX_SEATS_PER_REQUEST} seats"),
+                )));
+            }
+            let mut seats = Vec::with_capacity(ids.len());
+            for raw in &ids {
+                let seat = SeatId::parse(raw)?;
+                if seats.contains(&seat) {
+                    return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                        "seatIds",
+                        format!("`{}` is listed twice", truncate(raw, 40)),
+                    )));
+                }
+                seats.push(seat);
+            }
+            let unknown: Vec<_> = seats
+                .iter()
+                .filter(|s| event.spec.seat(s).is_none())
+                .map(|s| s.to_string())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(unknown_seats(unknown));
+            }
+            Selection::Seats(seats)
+        }
+        (None, Some(section), Some(quantity)) => {
+            let sec = event.spec.section_named(&section).ok_or_else(|| {
+                ApiError::invalid(boxoffice_domain::ValidationError::new(
+                    "section",
+                    format!("the event has no section `{}`", truncate(&section, 60)),
+                ))
+            })?;
+            if quantity == 0 || quantity as usize > MAX_SEATS_PER_REQUEST {
+                return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                    "quantity",
+                    format!("must be between 1 and {MAX_SEATS_PER_REQUEST}"),
+                )));
+            }
+            Selection::BestAvailable {
+                section: sec.number,
+                quantity,
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                "",
+                "give either seatIds, or section and quantity",
+            )));
+        }
+    };
+    let now = state.clock.now();
+    match event.spec.sale_state(now) {
+        SaleState::OnSale => {}
+        SaleState::NotYetOnSale => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "not-on-sale",
+                "Tickets are not on sale yet",
+            )
+            .with("onSaleAt", rfc3339(event.spec.on_sale_at))
+            .into());
+        }
+        SaleState::Started => {
+            return Err(Problem::new(
+                StatusCode::GONE,
+                "event-started",
+                "The event has already started",
+            )
+            .into());
+        }
+    }
+    let hold_ttl = time::Duration::try_from(state.booking.config.hold_ttl)
+        .unwrap_or(time::Duration::minutes(5));
+    let req = HoldRequest {
+        booking_id: BookingId::new(),
+        event_id: event.id,
+        customer: who.sub.clone(),
+        selection,
+        currency: event.spec.currency,
+        max_tickets_per_customer: event.spec.policies.max_tickets_per_customer,
+        now,
+        expires_at: boxoffice_domain::event::to_micros(now + hold_ttl),
+    };
+    let booking = match state.store.hold(&req).await {
+        Ok(b) => b,
+        Err(HoldError::Unavailable(seats)) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "seats-unavailable",
+                "Some of these seats are taken",
+            )
+            .detail("none were held; choose other seats")
+            .with(
+                "seats",
+                seats.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .into());
+        }
+        Err(HoldError::NotEnough {
+            requested,
+            available,
+        }) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "not-enough-seats",
+                "Not enough seats left in this section",
+            )
+            .detail(format!("{available} available, {requested} requested"))
+            .with("available", available)
+            .into());
+        }
+        Err(HoldError::Busy) => {
+            let mut res = Problem::new(
+                StatusCode::CONFLICT,
+                "seats-contended",
+                "Other buyers took the seats picked for you",
+            )
+            .detail("seats are still available; try again")
+            .into_response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(res);
+        }
+        Err(HoldError::NoSuchSeats(seats)) => {
+            return Err(unknown_seats(seats.iter().map(|s| s.to_string()).collect()));
+        }
+        Err(HoldError::LimitExceeded { limit, already }) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "ticket-limit",
+                "That would exceed the tickets allowed per customer",
+            )
+            .detail(format!(
+                "at most {limit} tickets per customer for this event; you hold or bought {already}"
+            ))
+            .with("limit", limit)
+            .with("held", already)
+            .into());
+        }
+        Err(HoldError::Store(e)) => return Err(e.into()),
+    };
+    tracing::info!(booking_id = %booking.id, seats = booking.seats.len(), "seats held");
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/booking/{}", booking.id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(BookingResponse::new(&booking, &event, now)),
+    )
+        .into_response())
+}
+
+fn unknown_seats(seats: Vec<String>) -> ApiError {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "unknown-seats",
+        "The event has no such seats",
+    )
+    .with("seats", seats)
+    .into()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Pay for a held booking.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommitRequestBody {
+    #[schema(value_type = String, format = Uuid)]
+    pub booking_id: String,
+    /// A payment method token, e.g. `pm_card_visa`.
+    pub payment_method: String,
+}
+
+/// The client's idempotency key: `Idempotency-Key`, or the seed design's `idempotentKey`.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<String> {
+    let read = |name: &str| -> ApiResult<Option<String>> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                let s = v.to_str().map_err(|_| bad_key())?.trim().to_owned();
+                let ok = !s.is_empty()
+                    && s.len() <= 255
+                    && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+                if ok { Ok(Some(s)) } else { Err(bad_key()) }
+            }
+        }
+    };
+    match (read("idempotency-key")?, read("idempotentkey")?) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::bad_request(
+            "idempotency-key-mismatch",
+            "Idempotency-Key and idempotentKey differ",
+        )),
+        (Some(k), _) | (None, Some(k)) => Ok(k),
+        (None, None) => Err(ApiError::bad_request(
+            "idempotency-key-required",
+            "send an Idempotency-Key header so that a retry never pays twice",
+        )),
+    }
+}
+
+fn bad_key() -> ApiError {
+    ApiError::bad_request(
+        "invalid-idempotency-key",
+        "the idempotency key must be 1 to 255 printable ASCII characters",
+    )
+}
+
+fn stored(status: u16, body: Vec<u8>, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let ctype = if status.is_success() {
+        "application/json"
+    } else {
+        PROBLEM_JSON
+    };
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// Pay and confirm. Repeating a request with the same `Idempotency-Key` replays the first
+/// outcome byte for byte and never charges twice.
+#[utoipa::path(
+    post,
+    path = "/v1/commit",
+    tag = "booking",
+    request_body = CommitRequestBody,
+    params(
+        ("Idempotency-Key" = String, Header, description = "Unique per purchase attempt; `idempotentKey` is accepted too"),
+    ),
+    responses(
+        (status = 200, description = "Confirmed, with tickets", body = BookingResponse),
+        (status = 202, description = "Payment outcome not known yet; the booking is PENDING", body = BookingResponse),
+        (status = 400, description = "Missing idempotency key or invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Payment declined; the hold remains", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such booking", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this key is in progress, or the booking is already paid or being paid", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The hold expired or was released", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The key was used with a different request", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(customer = %who.sub))]
+pub async fn commit(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    Json(body): Json<CommitRequestBody>,
+) -> ApiResult<Response> {
+    customer(&who)?;
+    let key = idempotency_key(&headers)?;
+    let booking_id: BookingId = body
+        .booking_id
+        .parse()
+        .map_err(|_| ApiError::not_found("booking"))?;
+    let method = body.payment_method.trim();
+    if method.is_empty() || method.len() > 255 || !method.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+            "paymentMethod",
+            "must be a payment method token such as pm_card_visa",
+        )));
+    }
+    let req = CommitRequest {
+        customer: who.sub.clone(),
+        booking_id,
+        fingerprint: fingerprint(booking_id, method),
+        provider_key: provider_key(who.sub.as_str(), &key),
+        idempotency_key: key,
+        payment_id: boxoffice_domain::ids::PaymentId::new(),
+        provider: state.booking.payments.name().to_owned(),
+        method: method.to_owned(),
+        now: state.clock.now(),
+    };
+    let (booking, payment) = match state.store.begin_commit(&req).await {
+        Ok(CommitBegin::Started { booking, payment }) => (*booking, *payment),
+        Ok(CommitBegin::Replay(r)) => return Ok(stored(r.status, r.body, true)),
+        Err(e) => return Err(commit_error(e)),
+    };
+    let event = state
+        .event(booking.event_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
+    match state
+        .booking
+        .charge(event.clone(), booking, payment)
+        .await?
+    {
+        CommitReply::Stored(r) => Ok(stored(r.status, r.body, false)),
+        CommitReply::Pending(b) => Ok((
+            StatusCode::ACCEPTED,
+            Json(BookingResponse::new(&b, &event, state.clock.now())),
+        )
+            .into_response()),
+    }
+}
+
+fn commit_error(e: CommitError) -> ApiError {
+    let p = match e {
+        CommitError::KeyReused => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "This idempotency key was used for a different request",
+        ),
+        CommitError::InFlight => Problem::new(
+            StatusCode::CONFLICT,
+            "request-in-progress",
+            "A request with this idempotency key is still being processed",
+        ),
+        CommitError::NotFound => return ApiError::not_found("booking"),
+        CommitError::Gone => Problem::new(
+            StatusCode::GONE,
+            "hold-expired",
+            "The hold has expired or was released; hold the seats again",
+        ),
+        CommitError::AlreadyConfirmed => Problem::new(
+            StatusCode::CONFLICT,
+            "already-confirmed",
+            "This booking is already paid",
+        ),
+        CommitError::PaymentInProgress => Problem::new(
+            StatusCode::CONFLICT,
+            "payment-in-progress",
+            "A payment for this booking is in progress",
+        ),
+        CommitError::Store(e) => return e.into(),
+    };
+    p.into()
+}
+
+/// Loads a booking the caller may see: its owner, or an admin. Anyone else gets 404, as if it
+/// did not exist.
+async fn visible_booking(
+    state: &AppState,
+    who: &Principal,
+    raw: &str,
+) -> ApiResult<boxoffice_domain::booking::Booking> {
+    let id: BookingId = raw.parse().map_err(|_| ApiError::not_found("booking"))?;
+    match state.store.booking(id).await? {
+        Some(b) if b.customer == who.sub || who.is_admin() => Ok(b),
+        _ => Err(ApiError::not_found("booking")),
+    }
+}
+
+async fn respond(state: &AppState, b: &boxoffice_domain::booking::Booking) -> ApiResult<Response> {
+    let event = state
+        .event(b.event_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
+    Ok(Json(BookingResponse::new(b, &event, state.clock.now())).into_response())
+}
+
+/// A booking and its tickets (owner or admin).
+#[utoipa::path(
+    get,
+    path = "/v1/booking/{bookingId}",
+    tag = "booking",
+    params(("bookingId" = String, Path, description = "Booking id")),
+    responses(
+        (status = 200, description = "The booking", body = BookingResponse),
+        (status = 404, description = "No such booking (or not yours)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_booking(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let b = visible_booking(&state, &who, &id).await?;
+    respond(&state, &b).await
+}
+
+/// Contact details and attendee names.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateBookingRequest {
+    pub contact_email: Option<String>,
+    #[serde(default)]
+    pub attendees: Vec<AttendeeBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttendeeBody {
+    pub seat_id: String,
+    /// `null` clears the name.
+    pub name: Option<String>,
+}
+
+/// Update contact email and attendee names (owner only).
+#[utoipa::path(
+    put,
+    path = "/v1/booking/{bookingId}",
+    tag = "booking",
+    params(("bookingId" = String, Path, description = "Booking id")),
+    request_body = UpdateBookingRequest,
+    responses(
+        (status = 200, description = "Updated", body = BookingResponse),
+        (status = 400, description = "Invalid details", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such booking (or not yours)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_booking(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBookingRequest>,
+) -> ApiResult<Response> {
+    let b = visible_booking(&state, &who, &id).await?;
+    if b.customer != who.sub {
+        return Err(ApiError::not_found("booking"));
+    }
+    let email = match body.contact_email {
+        Some(e) => {
+            let e = e.trim().to_owned();
+            let valid = e.len() <= 254
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+                && e.split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'));
+            if !valid {
+                return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                    "contactEmail",
+                    "must be an email address",
+                )));
+            }
+            Some(e)
+        }
+        None => None,
+    };
+    if body.attendees.len() > b.seats.len() {
+        return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+            "attendees",
+            "more attendees than seats",
+        )));
+    }
+    let mut attendees = Vec::new();
+    for (i, a) in body.attendees.iter().enumerate() {
+        let seat = SeatId::parse(&a.seat_id)
+            .map_err(|e| ApiError::invalid(e.within(&format!("attendees[{i}]"))))?;
+        if !b.seats.iter().any(|s| s.seat_id == seat) {
+            return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                format!("attendees[{i}].seatId"),
+                "that seat is not part of this booking",
+            )));
+        }
+        let name = match &a.name {
+            Some(n) => {
+                let n = n.trim();
+                if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
+                    return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                        format!("attendees[{i}].name"),
+                        "must be 1 to 100 characters",
+                    )));
+                }
+                Some(n.to_owned())
+            }
+            None => None,
+        };
+        attendees.push((seat, name));
+    }
+    let updated = state
+        .store
+        .update_details(b.id, email, attendees, state.clock.now())
+        .await?;
+    respond(&state, &updated).await
+}
+
+/// Release a hold at once, or cancel a confirmed booking within the refund window (refunded
+/// through the payment provider, tickets void, seats back on sale). Owner or admin; deleting
+/// twice is harmless.
+#[utoipa::path(
+    delete,
+    path = "/v1/booking/{bookingId}",
+    tag = "booking",
+    params(("bookingId" = String, Path, description = "Booking id")),
+    responses(
+        (status = 200, description = "Released or cancelled", body = BookingResponse),
+        (status = 404, description = "No such booking (or not yours)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Payment in progress, or outside the refund window", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(customer = %who.sub, booking_id = %id))]
+pub async fn delete_booking(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let b = visible_booking(&state, &who, &id).await?;
+    let now = state.clock.now();
+    let result = match b.status {
+        BookingStatus::Confirmed => {
+            let event = state
+                .event(b.event_id)
+                .await?
+                .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
+            let window = time::Duration::hours(i64::from(event.spec.policies.refund_window_hours));
+            let confirmed = b.confirmed_at.unwrap_or(b.created_at);
+            if now >= confirmed + window || now >= event.spec.starts_at {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "refund-window-closed",
+                    "This booking can no longer be cancelled",
+                )
+                .detail(format!(
+                    "bookings for this event can be cancelled within {} hours of purchase, before the event starts",
+                    event.spec.policies.refund_window_hours
+                ))
+                .into());
+            }
+            match state.store.cancel_confirmed(b.id, now).await {
+                Ok((cancelled, payment)) => {
+                    if let Some(p) = payment {
+                        // Tickets are void already; the money follows. If the provider is
+                        // down, the reconciler retries the refund.
+                        if let Err(e) = state.booking.refund(&p).await {
+                            tracing::warn!(payment_id = %p.id, error = %e, "refund deferred to the reconciler");
+                        }
+                    }
+                    Ok(cancelled)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => state.store.release(b.id, now).await,
+    };
+    match result {
+        Ok(b) => respond(&state, &b).await,
+        Err(ReleaseError::PaymentInProgress) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "payment-in-progress",
+            "A payment for this booking is in progress; try again shortly",
+        )
+        .into()),
+        Err(ReleaseError::NotFound) => Err(ApiError::not_found("booking")),
+        Err(ReleaseError::WrongStatus(s)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The booking changed meanwhile",
+        )
+        .with("bookingStatus", s.as_str())
+        .into()),
+        Err(ReleaseError::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TicketsResponse {
+    pub tickets: Vec<TicketResponse>,
+}
+
+/// My tickets, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tickets",
+    tag = "booking",
+    responses((status = 200, description = "My tickets", body = TicketsResponse)),
+    security(("bearer" = []))
+)]
+pub async fn my_tickets(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<TicketsResponse>> {
+    let tickets = state.store.tickets_of(&who.sub).await?;
+    Ok(Json(TicketsResponse {
+        tickets: tickets.iter().map(TicketResponse::from).collect(),
+    }))
+}
+
+/// A ticket scanned at the door.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckInRequest {
+    /// The ticket's token, as its QR code carries it.
+    pub token: String,
+    /// The event this door admits to; a ticket for another event is refused.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInResponse {
+    /// ADMITTED.
+    pub result: String,
+    pub ticket: TicketResponse,
+}
+
+/// Check a ticket in (scanner role): forged, void and already-scanned tickets are refused.
+#[utoipa::path(
+    post,
+    path = "/v1/checkin",
+    tag = "booking",
+    request_body = CheckInRequest,
+    responses(
+        (status = 200, description = "Admitted", body = CheckInResponse),
+        (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already checked in, or void", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Forged or unreadable token, or another event's ticket", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn check_in(
+    State(state): State<AppState>,
+    Scanner(_who): Scanner,
+    Json(body): Json<CheckInRequest>,
+) -> ApiResult<Json<CheckInResponse>> {
+    let invalid = || {
+        ApiError::from(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-ticket",
+            "This is not a genuine ticket",
+        ))
+    };
+    let claims = state
+        .booking
+        .tickets
+        .verify(body.token.trim())
+        .ok_or_else(invalid)?;
+    if let Some(raw) = &body.event_id {
+        let event: EventId = raw.parse().map_err(|_| ApiError::not_found("event"))?;
+        if event != claims.eid {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong-event",
+                "This ticket is for another event",
+            )
+            .into());
+        }
+    }
+    match state.store.check_in(claims.tid, state.clock.now()).await? {
+        CheckIn::Admitted(t) => Ok(Json(CheckInResponse {
+            result: "ADMITTED".into(),
+            ticket: TicketResponse::from(&t),
+        })),
+        CheckIn::AlreadyUsed(t) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "already-checked-in",
+            "This ticket was already scanned",
+        )
+        .with("checkedInAt", t.checked_in_at.map(rfc3339))
+        .into()),
+        CheckIn::Void(_) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ticket-void",
+            "This ticket was cancelled",
+        )
+        .into()),
+        CheckIn::Unknown => Err(ApiError::not_found("ticket")),
+    }
+}
+
+/// The public key that signs ticket tokens, as a JWKS, for scanners that verify offline.
+#[utoipa::path(
+    get,
+    path = "/.well-known/ticket-keys.json",
+    tag = "booking",
+    responses((status = 200, description = "JWKS with the Ed25519 ticket key"))
+)]
+pub async fn ticket_keys(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(state.booking.tickets.jwks()),
+    )
+}

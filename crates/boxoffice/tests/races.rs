@@ -1,0 +1,557 @@
+//! Races over real HTTP against real server processes, on both backends, each followed by
+//! `boxoffice verify` (no seat sold twice, money and tickets agree, limits held). Exactly the
+//! right number is sold, every time.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use boxoffice_api::auth::{Role, Secret, mint_hs256};
+use boxoffice_store_postgres::testing::TestDatabase;
+use common::{SECRET, Server, boxoffice};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One or more server processes over one store.
+struct Cluster {
+    nodes: Vec<Server>,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    _db: Option<TestDatabase>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    async fn start(backend: Backend, nodes: usize, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = match backend {
+            Backend::Postgres => Some(TestDatabase::create().await),
+            Backend::Sqlite => None,
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("BOXOFFICE_JWT_SECRET".into(), SECRET.into()),
+            ("BOXOFFICE_DB_POOL_SIZE".into(), "12".into()),
+        ];
+        if let Some(db) = &db {
+            env.push(("BOXOFFICE_DATABASE_URL".into(), db.url.clone()));
+        }
+        for (k, v) in extra {
+            env.push(((*k).into(), (*v).into()));
+        }
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            env,
+            dir,
+            _db: db,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("client"),
+        };
+        for _ in 0..nodes {
+            cluster.add_node();
+        }
+        cluster
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn add_node(&mut self) {
+        // Every node has its own data directory (search index, generated files), as in
+        // a real deployment; SQLite nodes share the one database in the first.
+        let data = if self._db.is_some() {
+            self.dir.path().join(format!("node-{}", self.nodes.len()))
+        } else {
+            self.dir.path().to_owned()
+        };
+        let env = self.env();
+        self.nodes.push(Server::start(&data, &env));
+    }
+
+    fn node(&self, i: usize) -> &Server {
+        &self.nodes[i % self.nodes.len()]
+    }
+
+    fn token(&self, sub: &str, roles: &[Role]) -> String {
+        mint_hs256(&Secret::new(SECRET), sub, roles, Duration::from_secs(3600)).expect("token")
+    }
+
+    async fn post(&self, node: usize, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(self.node(node).url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    async fn commit(&self, node: usize, token: &str, key: &str, booking: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(self.node(node).url("/v1/commit"))
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&json!({"bookingId": booking, "paymentMethod": "pm_card_visa"})),
+        )
+        .await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(Value::Null);
+        assert!(status < 500, "server error {status}: {body}");
+        (status, body)
+    }
+
+    async fn event(&self, sections: Value, max_per_customer: u32) -> String {
+        let body = json!({
+            "name": "Race Night", "category": "concert", "startsAt": "2099-06-01T19:30:00Z",
+            "currency": "USD",
+            "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S", "city": "Seattle",
+                      "zipCode": "98134", "country": "US", "lat": 47.5952, "lon": -122.3316},
+            "sections": sections,
+            "policies": {"maxTicketsPerCustomer": max_per_customer}
+        });
+        let org = self.token("org", &[Role::Organizer]);
+        let (status, e) = self.post(0, "/v1/events", &org, &body).await;
+        assert_eq!(status, 201, "{e}");
+        e["eventId"].as_str().expect("id").to_owned()
+    }
+
+    async fn seat_map(&self, event: &str) -> Value {
+        self.send(
+            self.http
+                .get(self.node(0).url(&format!("/v1/events/{event}/seats"))),
+        )
+        .await
+        .1
+    }
+
+    /// `boxoffice verify` against the same store, as a separate process.
+    fn verify(&self) {
+        let mut env = self.env();
+        let dir = self.dir.path().to_str().expect("utf-8").to_owned();
+        env.push(("BOXOFFICE_DATA_DIR", &dir));
+        let out = boxoffice(&["verify"], &env);
+        assert!(
+            out.status.success(),
+            "boxoffice verify found problems:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() { super::$name(super::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() { super::$name(super::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    five_hundred_clients_for_one_hundred_seats,
+    thousand_buyers_for_three_hundred_general_admission_places,
+    parallel_requests_cannot_beat_the_ticket_limit,
+    duplicate_commits_with_one_key_charge_once,
+    sigkill_mid_commit_is_repaired_on_restart,
+);
+
+/// Buyers who each want one specific seat: read the map, pick a random open seat, try to
+/// hold it and pay; on conflict, look again. Stops when nothing is open or held.
+async fn five_hundred_clients_for_one_hundred_seats(backend: Backend) {
+    let cluster = Arc::new(Cluster::start(backend, 1, &[]).await);
+    race_for_explicit_seats(cluster, 500).await;
+}
+
+async fn race_for_explicit_seats(cluster: Arc<Cluster>, clients: usize) {
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 5, "seatsPerRow": 20, "priceCents": 10000}]),
+            4,
+        )
+        .await;
+    let bought = Arc::new(AtomicUsize::new(0));
+    futures_util::stream::iter(0..clients)
+        .for_each_concurrent(250, |i| {
+            let cluster = cluster.clone();
+            let event = event.clone();
+            let bought = bought.clone();
+            async move {
+                let token = cluster.token(&format!("buyer-{i}"), &[Role::Customer]);
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    assert!(Instant::now() < deadline, "buyer {i} never finished");
+                    let map = cluster.seat_map(&event).await;
+                    let seats = map["seats"].as_array().expect("seats");
+                    let open: Vec<&str> = seats
+                        .iter()
+                        .filter(|s| s["status"] == "OPEN")
+                        .map(|s| s["seatId"].as_str().expect("id"))
+                        .collect();
+                    if open.is_empty() {
+                        if seats.iter().all(|s| s["status"] == "SOLD") {
+                            return;
+                        }
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    let seat = open[rand::random_range(0..open.len())];
+                    let (status, b) = cluster
+                        .post(
+                            i,
+                            "/v1/attempt",
+                            &token,
+                            &json!({"eventId": event, "seatIds": [seat]}),
+                        )
+                        .await;
+                    match status {
+                        201 => {
+                            let id = b["bookingId"].as_str().expect("id");
+                            let (status, paid) =
+                                cluster.commit(i, &token, &format!("k-{i}"), id).await;
+                            assert_eq!(status, 200, "{paid}");
+                            bought.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        409 => continue,
+                        other => panic!("unexpected {other}: {b}"),
+                    }
+                }
+            }
+        })
+        .await;
+    assert_eq!(
+        bought.load(Ordering::SeqCst),
+        100,
+        "every seat sold exactly once"
+    );
+    let map = cluster.seat_map(&event).await;
+    assert!(
+        map["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .all(|s| s["status"] == "SOLD")
+    );
+    cluster.verify();
+}
+
+/// Buyers who want any one place of a general-admission section.
+async fn thousand_buyers_for_three_hundred_general_admission_places(backend: Backend) {
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
+    race_for_general_admission(cluster, 1000).await;
+}
+
+async fn race_for_general_admission(cluster: Arc<Cluster>, buyers: usize) {
+    let event = cluster
+        .event(
+            json!([{"name": "Pit", "capacity": 300, "priceCents": 5000}]),
+            4,
+        )
+        .await;
+    let bought = Arc::new(AtomicUsize::new(0));
+    let sold_out = Arc::new(AtomicUsize::new(0));
+    futures_util::stream::iter(0..buyers)
+        .for_each_concurrent(250, |i| {
+            let cluster = cluster.clone();
+            let event = event.clone();
+            let (bought, sold_out) = (bought.clone(), sold_out.clone());
+            async move {
+                let token = cluster.token(&format!("fan-{i}"), &[Role::Customer]);
+                let body = json!({"eventId": event, "section": "Pit", "quantity": 1});
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    assert!(Instant::now() < deadline, "fan {i} never finished");
+                    let (status, b) = cluster.post(i, "/v1/attempt", &token, &body).await;
+                    match (status, b["code"].as_str()) {
+                        (201, _) => {
+                            let id = b["bookingId"].as_str().expect("id");
+                            let (status, paid) =
+                                cluster.commit(i, &token, &format!("k-{i}"), id).await;
+                            assert_eq!(status, 200, "{paid}");
+                            bought.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        (409, Some("not-enough-seats")) => {
+                            sold_out.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        (409, Some("seats-contended")) => continue,
+                        other => panic!("unexpected {other:?}: {b}"),
+                    }
+                }
+            }
+        })
+        .await;
+    assert_eq!(bought.load(Ordering::SeqCst), 300);
+    assert_eq!(sold_out.load(Ordering::SeqCst), buyers - 300);
+    let map = cluster.seat_map(&event).await;
+    assert_eq!(map["sections"][0]["sold"], 300);
+    cluster.verify();
+}
+
+/// One customer firing many holds at once, across every node, cannot pass the limit.
+async fn parallel_requests_cannot_beat_the_ticket_limit(backend: Backend) {
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 4, "seatsPerRow": 10, "priceCents": 10000},
+                   {"name": "Lawn", "capacity": 50, "priceCents": 2000}]),
+            4,
+        )
+        .await;
+    let token = cluster.token("greedy", &[Role::Customer]);
+    let results: Vec<(u16, Value)> = futures_util::future::join_all((0..40).map(|i| {
+        let cluster = cluster.clone();
+        let token = token.clone();
+        let event = event.clone();
+        async move {
+            let body = if i % 2 == 0 {
+                json!({"eventId": event, "seatIds": [format!("1-{}-{}", ["A", "B", "C", "D"][i % 4], i / 4 + 1)]})
+            } else {
+                json!({"eventId": event, "section": "Lawn", "quantity": 1})
+            };
+            cluster.post(i, "/v1/attempt", &token, &body).await
+        }
+    }))
+    .await;
+    let held: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.0 == 201)
+        .map(|r| &r.1)
+        .collect();
+    assert_eq!(held.len(), 4, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.0 == 201 || r.1["code"] == "ticket-limit")
+    );
+    for (i, b) in held.iter().enumerate() {
+        let (status, _) = cluster
+            .commit(
+                i,
+                &token,
+                &format!("g-{i}"),
+                b["bookingId"].as_str().expect("id"),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, more) = cluster
+        .post(
+            0,
+            "/v1/attempt",
+            &token,
+            &json!({"eventId": event, "section": "Lawn", "quantity": 1}),
+        )
+        .await;
+    assert_eq!((status, more["code"].as_str()), (409, Some("ticket-limit")));
+    cluster.verify();
+}
+
+/// The same commit sent many times at once, to every node: one charge, one set of tickets.
+async fn duplicate_commits_with_one_key_charge_once(backend: Backend) {
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
+            8,
+        )
+        .await;
+    let token = cluster.token("clicker", &[Role::Customer]);
+    let (_, b) = cluster
+        .post(
+            0,
+            "/v1/attempt",
+            &token,
+            &json!({"eventId": event, "seatIds": ["1-A-1", "1-A-2"]}),
+        )
+        .await;
+    let booking = b["bookingId"].as_str().expect("id").to_owned();
+    let mut results: Vec<(u16, Value)> = futures_util::future::join_all((0..20).map(|i| {
+        let cluster = cluster.clone();
+        let token = token.clone();
+        let booking = booking.clone();
+        async move { cluster.commit(i, &token, "one-click", &booking).await }
+    }))
+    .await;
+    // Whoever got 409 retries until the outcome is there to replay.
+    for (i, r) in results.iter_mut().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.0 == 409 {
+            assert_eq!(r.1["code"], "request-in-progress", "{}", r.1);
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            *r = cluster.commit(i, &token, "one-click", &booking).await;
+        }
+    }
+    assert!(
+        results.iter().all(|r| r.0 == 200 && r.1 == results[0].1),
+        "{results:?}"
+    );
+    assert_eq!(
+        results[0].1["tickets"].as_array().expect("tickets").len(),
+        2
+    );
+    // A different key for the same, now paid, booking is refused, not charged.
+    let (status, p) = cluster.commit(0, &token, "second-click", &booking).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("already-confirmed"))
+    );
+    cluster.verify();
+}
+
+/// The server dies (SIGKILL) while a payment is in flight at the provider; after a restart
+/// the reconciler asks the provider, finds the authorization, confirms and captures.
+async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
+    let mut cluster = Cluster::start(
+        backend,
+        1,
+        &[
+            ("BOXOFFICE_SANDBOX_HANG", "60s"),
+            ("BOXOFFICE_PROVIDER_TIMEOUT", "30s"),
+            ("BOXOFFICE_RECONCILE_AFTER", "31s"),
+        ],
+    )
+    .await;
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
+            8,
+        )
+        .await;
+    let token = cluster.token("unlucky", &[Role::Customer]);
+    let (_, b) = cluster
+        .post(
+            0,
+            "/v1/attempt",
+            &token,
+            &json!({"eventId": event, "seatIds": ["1-A-1"]}),
+        )
+        .await;
+    let booking = b["bookingId"].as_str().expect("id").to_owned();
+    let url = cluster.node(0).url("/v1/commit");
+    let http = cluster.http.clone();
+    let (t, bk) = (token.clone(), booking.clone());
+    let in_flight = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(&t)
+            .header("Idempotency-Key", "doomed")
+            .json(&json!({"bookingId": bk, "paymentMethod": "pm_card_timeout"}))
+            .send()
+            .await
+    });
+    // Wait until the commit is really in flight: the booking is PENDING.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, read) = cluster
+            .send(
+                cluster
+                    .http
+                    .get(cluster.node(0).url(&format!("/v1/booking/{booking}")))
+                    .bearer_auth(&token),
+            )
+            .await;
+        if read["status"] == "PENDING" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commit never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.nodes.pop().expect("node").kill_hard();
+    assert!(
+        in_flight.await.expect("task").is_err(),
+        "the connection died with the server"
+    );
+
+    // Restart with a short reconciliation delay; the process that made the request is gone.
+    cluster.env.retain(|(k, _)| {
+        !k.starts_with("BOXOFFICE_RECONCILE") && !k.starts_with("BOXOFFICE_PROVIDER")
+    });
+    cluster
+        .env
+        .push(("BOXOFFICE_PROVIDER_TIMEOUT".into(), "1s".into()));
+    cluster
+        .env
+        .push(("BOXOFFICE_RECONCILE_AFTER".into(), "2s".into()));
+    cluster
+        .env
+        .push(("BOXOFFICE_RECONCILE_INTERVAL".into(), "200ms".into()));
+    cluster.add_node();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let confirmed = loop {
+        let (_, read) = cluster
+            .send(
+                cluster
+                    .http
+                    .get(cluster.node(0).url(&format!("/v1/booking/{booking}")))
+                    .bearer_auth(&token),
+            )
+            .await;
+        if read["status"] == "CONFIRMED" {
+            break read;
+        }
+        assert!(Instant::now() < deadline, "never reconciled: {read}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(confirmed["tickets"].as_array().expect("tickets").len(), 1);
+    // The key now replays the settled outcome.
+    let (status, replay) = cluster
+        .send(
+            cluster
+                .http
+                .post(cluster.node(0).url("/v1/commit"))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", "doomed")
+                .json(&json!({"bookingId": booking, "paymentMethod": "pm_card_timeout"})),
+        )
+        .await;
+    assert_eq!(
+        (status, replay["status"].as_str()),
+        (200, Some("CONFIRMED"))
+    );
+    // Wait for the capture to be recorded, then check everything.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut env = cluster.env();
+        let dir = cluster.dir.path().to_str().expect("utf-8").to_owned();
+        env.push(("BOXOFFICE_DATA_DIR", &dir));
+        if boxoffice(&["verify"], &env).status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "invariants never held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.verify();
+}
