@@ -49,6 +49,8 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// A request that has not produced a response by then gets a 503.
     pub request_timeout: Duration,
+    /// Signing secret of Stripe webhook deliveries; `None` disables the webhook route.
+    pub stripe_webhook_secret: Option<auth::Secret>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +58,7 @@ impl Default for ApiConfig {
         Self {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            stripe_webhook_secret: None,
         }
     }
 }
@@ -140,6 +143,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
         .merge(routes::booking::router())
+        .merge(routes::webhooks::router())
         .merge(routes::ops::router())
         .split_for_parts()
 }

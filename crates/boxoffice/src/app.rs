@@ -188,6 +188,7 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
         ApiConfig {
             body_limit: serve.body_limit,
             request_timeout: serve.request_timeout,
+            stripe_webhook_secret: serve.payments.stripe_webhook_secret.clone(),
         },
         booking,
     ))

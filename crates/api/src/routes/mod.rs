@@ -3,3 +3,4 @@
 pub mod booking;
 pub mod events;
 pub mod ops;
+pub mod webhooks;

@@ -195,3 +195,38 @@ fn mangled_events_get_4xx_never_5xx() {
         )
         .unwrap();
 }
+
+#[tokio::test]
+async fn stripe_webhooks_are_verified() {
+    use crate::common::WEBHOOK_SECRET;
+    let app = TestApp::start(Backend::Sqlite).await;
+    let body =
+        br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1"}}}"#;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let post = |sig: String, body: &'static [u8]| {
+        let req = app
+            .http
+            .post(app.url("/v1/webhooks/stripe"))
+            .header("stripe-signature", sig)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { status_json(req.send().await.unwrap()).await }
+    };
+    let good = boxoffice_payments::webhook::signature_header(body, WEBHOOK_SECRET, now);
+    assert_eq!(
+        post(good.clone(), body).await,
+        (200, json!({"received": true}))
+    );
+    let tampered =
+        br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_2"}}}"#;
+    let (status, problem) = post(good, tampered).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid-signature"))
+    );
+    let old = boxoffice_payments::webhook::signature_header(body, WEBHOOK_SECRET, now - 3600);
+    assert_eq!(post(old, body).await.0, 400);
+    let wrong = boxoffice_payments::webhook::signature_header(body, "whsec_other", now);
+    assert_eq!(post(wrong, body).await.0, 400);
+    assert_eq!(post(String::new(), body).await.0, 400);
+}

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough";
+pub const WEBHOOK_SECRET: &str = "whsec_test_webhook_secret";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -117,6 +118,7 @@ impl TestApp {
             Arc::new(Authenticator::new(&auth)),
             ApiConfig {
                 body_limit: 256 * 1024,
+                stripe_webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
                 ..ApiConfig::default()
             },
             booking,
