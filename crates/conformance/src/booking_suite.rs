@@ -32,11 +32,9 @@ fn seats(ids: &[&str]) -> Selection {
 fn hold_req(e: &Event, who: &str, selection: Selection, at: OffsetDateTime) -> HoldRequest {
     HoldRequest {
         booking_id: BookingId::new(),
-        event_id: e.id,
+        event: Arc::new(e.clone()),
         customer: customer(who),
         selection,
-        currency: e.spec.currency,
-        max_tickets_per_customer: e.spec.policies.max_tickets_per_customer,
         now: at,
         expires_at: at + Duration::minutes(5),
     }
@@ -419,9 +417,12 @@ pub async fn expired_holds_never_block_and_are_swept(store: Arc<dyn Store>) {
     );
     assert_eq!(store.expire_holds(later, 100).await.expect("sweep"), 0);
     // Alice's limit is whole again: her own lapsed hold does not count.
-    let mut req = hold_req(&e, "alice", seats(&["1-B-1"]), later);
-    req.max_tickets_per_customer = 1;
-    store.hold(&req).await.expect("alice again");
+    let mut one = e.clone();
+    one.spec.policies.max_tickets_per_customer = 1;
+    store
+        .hold(&hold_req(&one, "alice", seats(&["1-B-1"]), later))
+        .await
+        .expect("alice again");
     assert_clean(&store).await;
 }
 

@@ -122,17 +122,30 @@ impl Selection {
 }
 
 /// A request to hold seats, fully decided by the caller (ids, times) so that stores only
-/// carry it out.
+/// carry it out. Times are whole microseconds, the precision stores keep.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {
     pub booking_id: BookingId,
-    pub event_id: EventId,
+    /// The event, as the caller read it (events do not change once created).
+    pub event: std::sync::Arc<crate::event::Event>,
     pub customer: CustomerId,
     pub selection: Selection,
-    pub currency: Currency,
-    pub max_tickets_per_customer: u32,
     pub now: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+}
+
+impl HoldRequest {
+    pub fn event_id(&self) -> EventId {
+        self.event.id
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.event.spec.currency
+    }
+
+    pub fn max_tickets_per_customer(&self) -> u32 {
+        self.event.spec.policies.max_tickets_per_customer
+    }
 }
 
 /// Why a hold was refused.
@@ -236,6 +249,23 @@ pub struct Booking {
 }
 
 impl Booking {
+    /// Puts seats in venue order (section, row, number) and tickets in the order of their
+    /// seats, so that every store and every code path presents a booking the same way.
+    pub fn sort(&mut self) {
+        fn key(s: &BookedSeat) -> (u16, Option<u32>, u32) {
+            (
+                s.section,
+                s.row.as_deref().and_then(crate::event::row_index),
+                s.number,
+            )
+        }
+        self.seats.sort_by_key(key);
+        let position = |seat: &SeatId| self.seats.iter().position(|s| &s.seat_id == seat);
+        let mut tickets = std::mem::take(&mut self.tickets);
+        tickets.sort_by_key(|t| position(&t.seat_id));
+        self.tickets = tickets;
+    }
+
     /// The status a reader should see at `now`: an unpaid hold past its expiry is expired
     /// even before the sweeper has written that down.
     pub fn effective_status(&self, now: OffsetDateTime) -> BookingStatus {

@@ -76,6 +76,8 @@ impl MaybeStoreError for HoldError {
 
 /// Time, injectable so that hold expiry and refund windows can be tested without waiting.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// Now, in whole microseconds: the precision every store keeps, so that a value answered
+    /// from memory equals the same value read back later.
     fn now(&self) -> OffsetDateTime;
 }
 
@@ -85,7 +87,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        crate::event::to_micros(OffsetDateTime::now_utc())
     }
 }
 

@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::catalog::{lay_out_seats, load_event};
+use crate::catalog::lay_out_seats;
 use crate::pg_error;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -52,52 +52,66 @@ macro_rules! q {
 
 // ---- reading ----------------------------------------------------------------------------
 
+const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, total_cents,
+        currency, contact_email, created_at, confirmed_at, cancelled_at
+    FROM bookings";
+
 pub async fn load_booking<C: GenericClient>(
     c: &C,
     booking_id: BookingId,
 ) -> Result<Option<Booking>> {
-    let b = q!(
-        c,
-        query_opt,
-        "SELECT event_id, customer_id, status, expires_at, total_cents, currency,
-            contact_email, created_at, confirmed_at, cancelled_at
-         FROM bookings WHERE booking_id = $1",
-        &booking_id.0
-    )?;
-    let Some(r) = b else {
-        return Ok(None);
+    read_booking(c, booking_id, false, true).await
+}
+
+/// Reads a booking in one round trip (its row, seats and tickets pipelined), optionally
+/// locking its row first.
+async fn read_booking<C: GenericClient>(
+    c: &C,
+    booking_id: BookingId,
+    lock: bool,
+    with_tickets: bool,
+) -> Result<Option<Booking>> {
+    let row_sql = if lock {
+        format!("{BOOKING_SELECT} WHERE booking_id = $1 FOR UPDATE")
+    } else {
+        format!("{BOOKING_SELECT} WHERE booking_id = $1")
     };
-    let seats_stmt = c
-        .prepare_cached("SELECT seat_id, price_cents FROM booking_seats WHERE booking_id = $1")
-        .await
-        .map_err(pg_error)?;
-    let tickets_stmt = c
-        .prepare_cached(&format!(
-            "{TICKET_SELECT} WHERE booking_id = $1 ORDER BY seat_id"
-        ))
-        .await
-        .map_err(pg_error)?;
-    // Pipelined: both go out before either answer comes back.
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&booking_id.0];
-    let (seats, tickets) = tokio::try_join!(
-        c.query(&seats_stmt, &params),
-        c.query(&tickets_stmt, &params)
+    let tickets_sql = format!("{TICKET_SELECT} WHERE booking_id = $1");
+    let (row_stmt, seats_stmt, tickets_stmt) = tokio::try_join!(
+        c.prepare_cached(&row_sql),
+        c.prepare_cached("SELECT seat_id, price_cents FROM booking_seats WHERE booking_id = $1"),
+        c.prepare_cached(&tickets_sql),
     )
     .map_err(pg_error)?;
-    let mut seats = seats
-        .iter()
-        .map(|s| booked_seat(SeatId::from_trusted(s.get(0)), s.get(1)))
-        .collect::<Result<Vec<_>>>()?;
-    seats.sort_by(|a, b| (a.section, &a.row, a.number).cmp(&(b.section, &b.row, b.number)));
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&booking_id.0];
+    // Pipelined: all go out before the first answer comes back, and run in this order.
+    let (row, seats, tickets) = tokio::try_join!(
+        c.query_opt(&row_stmt, &params),
+        c.query(&seats_stmt, &params),
+        async {
+            if with_tickets {
+                c.query(&tickets_stmt, &params).await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    )
+    .map_err(pg_error)?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
     let status: &str = r.get(2);
     let currency: &str = r.get(5);
-    Ok(Some(Booking {
+    let mut booking = Booking {
         id: booking_id,
         event_id: EventId(r.get(0)),
         customer: CustomerId::parse(r.get(1)).map_err(|_| corrupt("customer"))?,
         status: BookingStatus::parse(status).ok_or_else(|| corrupt("booking status"))?,
         expires_at: r.get(3),
-        seats,
+        seats: seats
+            .iter()
+            .map(|s| booked_seat(SeatId::from_trusted(s.get(0)), s.get(1)))
+            .collect::<Result<Vec<_>>>()?,
         total_cents: r.get(4),
         currency: currency.parse().map_err(|_| corrupt("currency"))?,
         contact_email: r.get(6),
@@ -105,7 +119,9 @@ pub async fn load_booking<C: GenericClient>(
         created_at: r.get(7),
         confirmed_at: r.get(8),
         cancelled_at: r.get(9),
-    }))
+    };
+    booking.sort();
+    Ok(Some(booking))
 }
 
 fn booked_seat(seat_id: SeatId, price: i64) -> Result<BookedSeat> {
@@ -361,29 +377,30 @@ pub async fn hold<C: GenericClient>(
     c: &C,
     req: &HoldRequest,
     last_try: bool,
+    laid_out_known: bool,
 ) -> Result<Booking, HoldError> {
-    let laid_out = q!(
-        c,
-        query_opt,
-        "SELECT seats_laid_out FROM events WHERE event_id = $1",
-        &req.event_id.0
-    )?
-    .map(|r| r.get::<_, bool>(0))
-    .ok_or_else(|| StoreError::Internal(format!("hold for unknown event {}", req.event_id)))?;
-    let event = load_event(c, req.event_id)
-        .await?
-        .ok_or_else(|| StoreError::Internal("event vanished".into()))?;
-    if !laid_out {
-        // The first buyer lays the seats out; concurrent ones wait on the row, then find the
-        // flag set and the seats there.
-        let n = q!(
+    let event = &req.event;
+    if !laid_out_known {
+        let laid_out = q!(
             c,
-            execute,
-            "UPDATE events SET seats_laid_out = true WHERE event_id = $1 AND NOT seats_laid_out",
-            &req.event_id.0
-        )?;
-        if n == 1 {
-            lay_out_seats(c, &event).await?;
+            query_opt,
+            "SELECT seats_laid_out FROM events WHERE event_id = $1",
+            &req.event_id().0
+        )?
+        .map(|r| r.get::<_, bool>(0))
+        .ok_or_else(|| StoreError::Internal(format!("hold for unknown event {}", event.id)))?;
+        if !laid_out {
+            // The first buyer lays the seats out; concurrent ones wait on the row, then find
+            // the flag set and the seats there.
+            let n = q!(
+                c,
+                execute,
+                "UPDATE events SET seats_laid_out = true WHERE event_id = $1 AND NOT seats_laid_out",
+                &req.event_id().0
+            )?;
+            if n == 1 {
+                lay_out_seats(c, event).await?;
+            }
         }
     }
     // The customer's own lapsed holds must not count against their limit.
@@ -393,7 +410,7 @@ pub async fn hold<C: GenericClient>(
         "SELECT booking_id FROM bookings
          WHERE customer_id = $1 AND event_id = $2 AND status = 'HOLD' AND expires_at <= $3",
         &req.customer.as_str(),
-        &req.event_id.0,
+        &req.event_id().0,
         &req.now
     )?;
     for r in lapsed {
@@ -403,15 +420,15 @@ pub async fn hold<C: GenericClient>(
     let quantity = req.selection.quantity();
     if let Err(already) = take_from_limit(
         c,
-        req.event_id,
+        req.event_id(),
         &req.customer,
         quantity,
-        req.max_tickets_per_customer,
+        req.max_tickets_per_customer(),
     )
     .await?
     {
         return Err(HoldError::LimitExceeded {
-            limit: req.max_tickets_per_customer,
+            limit: req.max_tickets_per_customer(),
             already,
         });
     }
@@ -426,7 +443,7 @@ pub async fn hold<C: GenericClient>(
                     c,
                     query,
                     "SELECT seat_id FROM seats WHERE event_id = $1 AND seat_id = ANY($2)",
-                    &req.event_id.0,
+                    &req.event_id().0,
                     &ids
                 )?
                 .iter()
@@ -468,7 +485,7 @@ pub async fn hold<C: GenericClient>(
                          WHERE event_id = $1 AND section_no = $2
                            AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $3))
                          ORDER BY row_index, number LIMIT $4",
-                        &req.event_id.0,
+                        &req.event_id().0,
                         &section_no,
                         &req.now,
                         &BEST_AVAILABLE_WINDOW.max(i64::from(*quantity))
@@ -501,7 +518,7 @@ pub async fn hold<C: GenericClient>(
                     query_one,
                     "SELECT count(*) FROM seats WHERE event_id = $1 AND section_no = $2
                        AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $3))",
-                    &req.event_id.0,
+                    &req.event_id().0,
                     &section_no,
                     &req.now
                 )?
@@ -519,8 +536,7 @@ pub async fn hold<C: GenericClient>(
             rows
         }
     };
-    write_booking(c, req, &taken).await?;
-    Ok(must_load(c, req.booking_id).await?)
+    Ok(write_booking(c, req, &taken).await?)
 }
 
 async fn finish_front<C: GenericClient>(
@@ -533,8 +549,7 @@ async fn finish_front<C: GenericClient>(
     if rows.len() < quantity as usize {
         return Err(HoldError::Busy);
     }
-    write_booking(c, req, &rows).await?;
-    Ok(must_load(c, req.booking_id).await?)
+    Ok(write_booking(c, req, &rows).await?)
 }
 
 /// Conditionally takes exactly these seats for the booking; returns those it got.
@@ -559,7 +574,7 @@ async fn take_seats<C: GenericClient>(
         c,
         query,
         &sql,
-        &req.event_id.0,
+        &req.event_id().0,
         &ids,
         &req.expires_at,
         &req.booking_id.0,
@@ -589,7 +604,7 @@ async fn take_front<C: GenericClient>(
                ORDER BY row_index, number LIMIT $6 FOR UPDATE SKIP LOCKED) o
          WHERE s.event_id = $1 AND s.seat_id = o.seat_id
          RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'",
-        &req.event_id.0,
+        &req.event_id().0,
         &section_no,
         &req.expires_at,
         &req.booking_id.0,
@@ -602,44 +617,82 @@ async fn take_front<C: GenericClient>(
         .collect())
 }
 
+/// Writes the booking, its seats and the availability change (pipelined), and returns the
+/// booking as it now stands.
 async fn write_booking<C: GenericClient>(
     c: &C,
     req: &HoldRequest,
     taken: &[(String, i16, i64, bool)],
-) -> Result<()> {
+) -> Result<Booking> {
     let total: i64 = taken.iter().map(|t| t.2).sum();
-    q!(
-        c,
-        execute,
-        "INSERT INTO bookings (booking_id, event_id, customer_id, status, expires_at,
-            total_cents, currency, quantity, created_at, updated_at)
-         VALUES ($1, $2, $3, 'HOLD', $4, $5, $6, $7, $8, $8)",
-        &req.booking_id.0,
-        &req.event_id.0,
-        &req.customer.as_str(),
-        &req.expires_at,
-        &total,
-        &req.currency.as_str(),
-        &(taken.len() as i32),
-        &req.now
-    )?;
     let ids: Vec<&str> = taken.iter().map(|t| t.0.as_str()).collect();
     let prices: Vec<i64> = taken.iter().map(|t| t.2).collect();
-    q!(
-        c,
-        execute,
-        "INSERT INTO booking_seats (booking_id, event_id, seat_id, price_cents)
-         SELECT $1, $2, * FROM unnest($3::text[], $4::int8[])",
-        &req.booking_id.0,
-        &req.event_id.0,
-        &ids,
-        &prices
-    )?;
     let mut deltas = BTreeMap::new();
     for t in taken.iter().filter(|t| t.3) {
         *deltas.entry(t.1 as u16).or_insert(0) -= 1;
     }
-    record_delta(c, req.event_id, &deltas).await
+    let (booking_stmt, seats_stmt) = tokio::try_join!(
+        c.prepare_cached(
+            "INSERT INTO bookings (booking_id, event_id, customer_id, status, expires_at,
+                total_cents, currency, quantity, created_at, updated_at)
+             VALUES ($1, $2, $3, 'HOLD', $4, $5, $6, $7, $8, $8)",
+        ),
+        c.prepare_cached(
+            "INSERT INTO booking_seats (booking_id, event_id, seat_id, price_cents)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::int8[])",
+        ),
+    )
+    .map_err(pg_error)?;
+    let quantity = taken.len() as i32;
+    let currency = req.currency();
+    tokio::try_join!(
+        async {
+            c.execute(
+                &booking_stmt,
+                &[
+                    &req.booking_id.0,
+                    &req.event_id().0,
+                    &req.customer.as_str(),
+                    &req.expires_at,
+                    &total,
+                    &currency.as_str(),
+                    &quantity,
+                    &req.now,
+                ],
+            )
+            .await
+            .map_err(pg_error)
+        },
+        async {
+            c.execute(
+                &seats_stmt,
+                &[&req.booking_id.0, &req.event_id().0, &ids, &prices],
+            )
+            .await
+            .map_err(pg_error)
+        },
+        record_delta(c, req.event_id(), &deltas),
+    )?;
+    let mut booking = Booking {
+        id: req.booking_id,
+        event_id: req.event_id(),
+        customer: req.customer.clone(),
+        status: BookingStatus::Hold,
+        expires_at: req.expires_at,
+        seats: taken
+            .iter()
+            .map(|t| booked_seat(SeatId::from_trusted(t.0.clone()), t.2))
+            .collect::<Result<_>>()?,
+        total_cents: total,
+        currency,
+        contact_email: None,
+        tickets: Vec::new(),
+        created_at: req.now,
+        confirmed_at: None,
+        cancelled_at: None,
+    };
+    booking.sort();
+    Ok(booking)
 }
 
 // ---- commit ---------------------------------------------------------------------------------
@@ -693,37 +746,56 @@ pub async fn begin_commit<C: GenericClient>(
             _ => Err(CommitError::InFlight),
         };
     }
-    let locked = q!(
-        c,
-        query_opt,
-        "SELECT customer_id FROM bookings WHERE booking_id = $1 FOR UPDATE",
-        &req.booking_id.0
-    )?;
-    if locked.map(|r| r.get::<_, String>(0)) != Some(req.customer.as_str().to_owned()) {
-        return Err(CommitError::NotFound);
-    }
-    let booking = must_load(c, req.booking_id).await?;
+    let booking = read_booking(c, req.booking_id, true, false)
+        .await?
+        .filter(|b| b.customer == req.customer)
+        .ok_or(CommitError::NotFound)?;
     match booking.effective_status(req.now) {
         BookingStatus::Hold => {}
         BookingStatus::Pending => return Err(CommitError::PaymentInProgress),
         BookingStatus::Confirmed => return Err(CommitError::AlreadyConfirmed),
         BookingStatus::Cancelled | BookingStatus::Expired => return Err(CommitError::Gone),
     }
-    q!(
-        c,
-        execute,
-        "UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1
-         WHERE booking_id = $1",
-        &req.booking_id.0,
-        &req.now
-    )?;
-    let moved = q!(
-        c,
-        execute,
-        "UPDATE seats SET state = 'PENDING', version = version + 1
-         WHERE booking_id = $1 AND state = 'HOLD'",
-        &req.booking_id.0
-    )?;
+    let (b_stmt, s_stmt, p_stmt) = tokio::try_join!(
+        c.prepare_cached(
+            "UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1
+             WHERE booking_id = $1",
+        ),
+        c.prepare_cached(
+            "UPDATE seats SET state = 'PENDING', version = version + 1
+             WHERE booking_id = $1 AND state = 'HOLD'",
+        ),
+        c.prepare_cached(
+            "INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
+                idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'STARTED', $10, $10)",
+        ),
+    )
+    .map_err(pg_error)?;
+    let currency = booking.currency.as_str();
+    let (_, moved, _) = tokio::try_join!(
+        async { c.execute(&b_stmt, &[&req.booking_id.0, &req.now]).await },
+        async { c.execute(&s_stmt, &[&req.booking_id.0]).await },
+        async {
+            c.execute(
+                &p_stmt,
+                &[
+                    &req.payment_id.0,
+                    &booking.event_id.0,
+                    &booking.id.0,
+                    &req.customer.as_str(),
+                    &req.provider,
+                    &req.provider_key,
+                    &req.method,
+                    &booking.total_cents,
+                    &currency,
+                    &req.now,
+                ],
+            )
+            .await
+        }
+    )
+    .map_err(pg_error)?;
     if moved as usize != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} holds {moved} of its {} seats",
@@ -732,27 +804,24 @@ pub async fn begin_commit<C: GenericClient>(
         ))
         .into());
     }
-    q!(
-        c,
-        execute,
-        "INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
-            idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'STARTED', $10, $10)",
-        &req.payment_id.0,
-        &booking.event_id.0,
-        &booking.id.0,
-        &req.customer.as_str(),
-        &req.provider,
-        &req.provider_key,
-        &req.method,
-        &booking.total_cents,
-        &booking.currency.as_str(),
-        &req.now
-    )?;
-    let booking = must_load(c, req.booking_id).await?;
-    let payment = load_payment(c, req.payment_id)
-        .await?
-        .ok_or_else(|| StoreError::Internal("payment vanished".into()))?;
+    let payment = Payment {
+        id: req.payment_id,
+        booking_id: booking.id,
+        event_id: booking.event_id,
+        customer: req.customer.clone(),
+        provider: req.provider.clone(),
+        provider_ref: None,
+        idempotency_key: req.provider_key.clone(),
+        method: req.method.clone(),
+        amount_cents: booking.total_cents,
+        currency: booking.currency,
+        status: PaymentStatus::Started,
+        updated_at: req.now,
+    };
+    let booking = Booking {
+        status: BookingStatus::Pending,
+        ..booking
+    };
     Ok(CommitBegin::Started {
         booking: Box::new(booking),
         payment: Box::new(payment),
@@ -760,24 +829,27 @@ pub async fn begin_commit<C: GenericClient>(
 }
 
 pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Result<FinishedCommit> {
-    // Lock order everywhere: booking, then payment, then seats.
-    q!(
-        c,
-        execute,
-        "SELECT 1 FROM bookings WHERE booking_id = $1 FOR UPDATE",
-        &fin.booking_id.0
-    )?;
-    let payment = q!(
-        c,
-        query_opt,
-        &format!("{PAYMENT_SELECT} WHERE payment_id = $1 FOR UPDATE"),
-        &fin.payment_id.0
-    )?
-    .as_ref()
-    .map(payment_row)
-    .transpose()?
-    .ok_or_else(|| StoreError::Internal(format!("no payment {}", fin.payment_id)))?;
-    let booking = must_load(c, fin.booking_id).await?;
+    // Lock order everywhere: booking, then payment, then seats. Both locks and the reads go
+    // out in one round trip.
+    let pay_stmt = c
+        .prepare_cached(&format!(
+            "{PAYMENT_SELECT} WHERE payment_id = $1 FOR UPDATE"
+        ))
+        .await
+        .map_err(pg_error)?;
+    let (booking, payment) =
+        tokio::try_join!(read_booking(c, fin.booking_id, true, true), async {
+            c.query_opt(&pay_stmt, &[&fin.payment_id.0])
+                .await
+                .map_err(pg_error)
+        })?;
+    let booking =
+        booking.ok_or_else(|| StoreError::Internal(format!("no booking {}", fin.booking_id)))?;
+    let payment = payment
+        .as_ref()
+        .map(payment_row)
+        .transpose()?
+        .ok_or_else(|| StoreError::Internal(format!("no payment {}", fin.payment_id)))?;
     // A payment we gave up on (no answer while its hold ran out) may still be approved
     // later: then it takes its seats again if it can, or is reported lapsed to be voided.
     let late_approval = payment.status == PaymentStatus::Failed
@@ -800,6 +872,15 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
             response,
             payment,
         });
+    }
+    if let Settlement::Approved {
+        provider_ref,
+        tickets,
+    } = &fin.settlement
+        && booking.status == BookingStatus::Pending
+        && payment.status == PaymentStatus::Started
+    {
+        return confirm_pending(c, fin, booking, payment, provider_ref, tickets).await;
     }
     let outcome = match &fin.settlement {
         Settlement::Approved {
@@ -880,6 +961,135 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
         response,
         payment,
     })
+}
+
+/// The common case, in one round trip: a pending booking whose payment was approved. The
+/// outcome and its stored response are computed first, then every write goes out together.
+async fn confirm_pending<C: GenericClient>(
+    c: &C,
+    fin: &CommitFinish,
+    booking: Booking,
+    payment: Payment,
+    provider_ref: &str,
+    tickets: &[NewTicket],
+) -> Result<FinishedCommit> {
+    if tickets.len() != booking.seats.len()
+        || tickets
+            .iter()
+            .any(|t| !booking.seats.iter().any(|s| s.seat_id == t.seat_id))
+    {
+        return Err(StoreError::Internal(
+            "one ticket per seat of the booking is required".into(),
+        ));
+    }
+    let now = fin.now;
+    let mut confirmed = Booking {
+        status: BookingStatus::Confirmed,
+        confirmed_at: Some(now),
+        cancelled_at: None,
+        tickets: tickets
+            .iter()
+            .map(|t| Ticket {
+                id: t.id,
+                event_id: booking.event_id,
+                booking_id: booking.id,
+                seat_id: t.seat_id.clone(),
+                customer: booking.customer.clone(),
+                status: TicketStatus::Valid,
+                token: t.token.clone(),
+                attendee_name: None,
+                issued_at: now,
+                checked_in_at: None,
+            })
+            .collect(),
+        ..booking
+    };
+    confirmed.sort();
+    let outcome = CommitOutcome::Confirmed(confirmed);
+    let response = (fin.render)(&outcome);
+    let t_ids: Vec<Uuid> = tickets.iter().map(|t| t.id.0).collect();
+    let t_seats: Vec<&str> = tickets.iter().map(|t| t.seat_id.as_str()).collect();
+    let t_tokens: Vec<&str> = tickets.iter().map(|t| t.token.as_str()).collect();
+    let (pay, seats, book, tick, key) = tokio::try_join!(
+        c.prepare_cached(
+            "UPDATE payments SET status = 'AUTHORIZED', provider_ref = $2, updated_at = $3
+             WHERE payment_id = $1",
+        ),
+        c.prepare_cached(
+            "UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
+             WHERE booking_id = $1 AND state = 'PENDING'",
+        ),
+        c.prepare_cached(
+            "UPDATE bookings SET status = 'CONFIRMED', confirmed_at = $2, updated_at = $2,
+                cancelled_at = NULL, version = version + 1
+             WHERE booking_id = $1",
+        ),
+        c.prepare_cached(
+            "INSERT INTO tickets (ticket_id, event_id, booking_id, seat_id, customer_id, status,
+                token, issued_at)
+             SELECT t, $4, $5, s, $6, 'VALID', k, $7
+             FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(t, s, k)",
+        ),
+        c.prepare_cached(
+            "UPDATE idempotency_keys SET state = 'DONE', response_status = $2,
+                response_body = $3
+             WHERE payment_id = $1",
+        ),
+    )
+    .map_err(pg_error)?;
+    let status = response.status as i16;
+    let (_, sold, _, _, _) = tokio::try_join!(
+        async {
+            c.execute(&pay, &[&fin.payment_id.0, &provider_ref, &now])
+                .await
+        },
+        async { c.execute(&seats, &[&booking_id_of(&outcome).0]).await },
+        async { c.execute(&book, &[&booking_id_of(&outcome).0, &now]).await },
+        async {
+            c.execute(
+                &tick,
+                &[
+                    &t_ids,
+                    &t_seats,
+                    &t_tokens,
+                    &payment.event_id.0,
+                    &payment.booking_id.0,
+                    &payment.customer.as_str(),
+                    &now,
+                ],
+            )
+            .await
+        },
+        async {
+            c.execute(&key, &[&fin.payment_id.0, &status, &response.body])
+                .await
+        }
+    )
+    .map_err(pg_error)?;
+    if sold as usize != tickets.len() {
+        return Err(StoreError::Internal(format!(
+            "booking {}: sold {sold} of {} seats",
+            payment.booking_id,
+            tickets.len()
+        )));
+    }
+    Ok(FinishedCommit {
+        outcome,
+        response,
+        payment: Payment {
+            status: PaymentStatus::Authorized,
+            provider_ref: Some(provider_ref.to_owned()),
+            updated_at: now,
+            ..payment
+        },
+    })
+}
+
+fn booking_id_of(o: &CommitOutcome) -> BookingId {
+    match o {
+        CommitOutcome::Confirmed(b) | CommitOutcome::Lapsed(b) => b.id,
+        CommitOutcome::NotPaid { booking, .. } => booking.id,
+    }
 }
 
 async fn stored_response<C: GenericClient>(

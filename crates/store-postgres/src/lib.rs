@@ -9,6 +9,7 @@ mod booking;
 mod catalog;
 pub mod testing;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,6 +53,9 @@ impl Default for PgOptions {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Events known to have their seats laid out (a fact that never reverts), so holds skip
+    /// asking.
+    laid_out: Arc<std::sync::RwLock<std::collections::HashSet<EventId>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -84,7 +88,23 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("building pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            laid_out: Arc::default(),
+        })
+    }
+
+    fn laid_out(&self, id: EventId) -> bool {
+        self.laid_out.read().is_ok_and(|s| s.contains(&id))
+    }
+
+    fn remember_laid_out(&self, id: EventId) {
+        if let Ok(mut s) = self.laid_out.write() {
+            if s.len() > 100_000 {
+                s.clear();
+            }
+            s.insert(id);
+        }
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -221,10 +241,15 @@ impl Store for PgStore {
         let mut attempt = 1;
         loop {
             let last = attempt == ATTEMPTS;
-            match in_tx!(self, |tx| booking::hold(&tx, req, last).await) {
+            let known = self.laid_out(req.event_id());
+            match in_tx!(self, |tx| booking::hold(&tx, req, last, known).await) {
                 Err(HoldError::Busy) if !last => {
                     backoff(attempt).await;
                     attempt += 1;
+                }
+                Ok(b) => {
+                    self.remember_laid_out(req.event_id());
+                    return Ok(b);
                 }
                 other => return other,
             }

@@ -73,10 +73,8 @@ pub fn load_booking(c: &Connection, booking_id: BookingId) -> rusqlite::Result<O
             booked_seat(SeatId::from_trusted(r.get(0)?), r.get(1)?)
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    booking
-        .seats
-        .sort_by(|a, b| (a.section, &a.row, a.number).cmp(&(b.section, &b.row, b.number)));
     booking.tickets = tickets_where(c, "booking_id = ?1", &id(booking_id.0))?;
+    booking.sort();
     Ok(Some(booking))
 }
 
@@ -320,19 +318,19 @@ struct Candidate {
 pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldError> {
     let laid_out: Option<bool> = sq(tx
         .prepare_cached("SELECT seats_laid_out FROM events WHERE event_id = ?1")
-        .and_then(|mut s| s.query_row([id(req.event_id.0)], |r| r.get(0)).optional()))?;
+        .and_then(|mut s| s.query_row([id(req.event_id().0)], |r| r.get(0)).optional()))?;
     let Some(laid_out) = laid_out else {
         return Err(
-            StoreError::Internal(format!("hold for unknown event {}", req.event_id)).into(),
+            StoreError::Internal(format!("hold for unknown event {}", req.event_id())).into(),
         );
     };
-    let event = sq(load_event(tx, req.event_id))?
+    let event = sq(load_event(tx, req.event_id()))?
         .ok_or_else(|| StoreError::Internal("event vanished".into()))?;
     if !laid_out {
         sq(lay_out_seats(tx, &event))?;
         sq(tx
             .prepare_cached("UPDATE events SET seats_laid_out = 1 WHERE event_id = ?1")
-            .and_then(|mut s| s.execute([id(req.event_id.0)])))?;
+            .and_then(|mut s| s.execute([id(req.event_id().0)])))?;
     }
     // The customer's own lapsed holds must not count against their limit.
     let lapsed: Vec<Vec<u8>> = sq(tx
@@ -342,7 +340,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
         )
         .and_then(|mut s| {
             s.query_map(
-                params![req.customer.as_str(), id(req.event_id.0), ts(req.now)],
+                params![req.customer.as_str(), id(req.event_id().0), ts(req.now)],
                 |r| r.get(0),
             )?
             .collect()
@@ -365,7 +363,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
             let mut out = Vec::new();
             for seat in ids {
                 let row = sq(stmt
-                    .query_row(params![id(req.event_id.0), seat.as_str()], |r| {
+                    .query_row(params![id(req.event_id().0), seat.as_str()], |r| {
                         Ok((
                             r.get::<_, u16>(0)?,
                             r.get::<_, u32>(1)?,
@@ -422,7 +420,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
                  ORDER BY row_index, number LIMIT ?4",
             ))?;
             let open: Vec<Candidate> = sq(stmt
-                .query_map(params![id(req.event_id.0), section, now, window], |r| {
+                .query_map(params![id(req.event_id().0), section, now, window], |r| {
                     Ok(Candidate {
                         seat_id: r.get(0)?,
                         section: *section,
@@ -441,7 +439,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
                            AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= ?3))",
                     )
                     .and_then(|mut s| {
-                        s.query_row(params![id(req.event_id.0), section, now], |r| r.get(0))
+                        s.query_row(params![id(req.event_id().0), section, now], |r| r.get(0))
                     }))?;
                 return Err(HoldError::NotEnough {
                     requested: *quantity,
@@ -456,13 +454,13 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
     let quantity = chosen.len() as u32;
     if let Err(already) = take_from_limit(
         tx,
-        req.event_id,
+        req.event_id(),
         &req.customer,
         quantity,
-        req.max_tickets_per_customer,
+        req.max_tickets_per_customer(),
     )? {
         return Err(HoldError::LimitExceeded {
-            limit: req.max_tickets_per_customer,
+            limit: req.max_tickets_per_customer(),
             already,
         });
     }
@@ -477,11 +475,11 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
         .and_then(|mut s| {
             s.execute(params![
                 id(req.booking_id.0),
-                id(req.event_id.0),
+                id(req.event_id().0),
                 req.customer.as_str(),
                 ts(req.expires_at),
                 total,
-                req.currency.as_str(),
+                req.currency().as_str(),
                 quantity,
                 now
             ])
@@ -499,7 +497,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
     let mut deltas = BTreeMap::new();
     for c in &chosen {
         let n = sq(take.execute(params![
-            id(req.event_id.0),
+            id(req.event_id().0),
             c.seat_id,
             ts(req.expires_at),
             id(req.booking_id.0),
@@ -512,7 +510,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
         }
         sq(link.execute(params![
             id(req.booking_id.0),
-            id(req.event_id.0),
+            id(req.event_id().0),
             c.seat_id,
             c.price
         ]))?;
@@ -520,7 +518,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
             *deltas.entry(c.section).or_insert(0) -= 1;
         }
     }
-    record_delta(tx, req.event_id, &deltas, req.now)?;
+    record_delta(tx, req.event_id(), &deltas, req.now)?;
     Ok(must_load(tx, req.booking_id)?)
 }
 

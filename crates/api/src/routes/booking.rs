@@ -137,7 +137,7 @@ pub async fn attempt(
             )));
         }
     };
-    let now = state.clock.now();
+    let now = boxoffice_domain::event::to_micros(state.clock.now());
     match event.spec.sale_state(now) {
         SaleState::OnSale => {}
         SaleState::NotYetOnSale => {
@@ -162,11 +162,9 @@ pub async fn attempt(
         .unwrap_or(time::Duration::minutes(5));
     let req = HoldRequest {
         booking_id: BookingId::new(),
-        event_id: event.id,
+        event: event.clone(),
         customer: who.sub.clone(),
         selection,
-        currency: event.spec.currency,
-        max_tickets_per_customer: event.spec.policies.max_tickets_per_customer,
         now,
         expires_at: boxoffice_domain::event::to_micros(now + hold_ttl),
     };

@@ -44,7 +44,7 @@ impl TestClock {
 
 impl Clock for TestClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        boxoffice_domain::event::to_micros(OffsetDateTime::now_utc())
             + time::Duration::microseconds(self.offset_micros.load(Ordering::SeqCst))
     }
 }
