@@ -143,6 +143,23 @@ impl Cluster {
         .1
     }
 
+    /// Polls a booking until it has `status`; returns it.
+    async fn wait_for_booking(&self, token: &str, booking: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let url = self.node(0).url(&format!("/v1/booking/{booking}"));
+            let (_, read) = self.send(self.http.get(url).bearer_auth(token)).await;
+            if read["status"] == status {
+                return read;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "booking never became {status}: {read}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `boxoffice verify` against the same store, as a separate process.
     fn verify(&self) {
         let mut env = self.env();
@@ -473,22 +490,7 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
             .await
     });
     // Wait until the commit is really in flight: the booking is PENDING.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, read) = cluster
-            .send(
-                cluster
-                    .http
-                    .get(cluster.node(0).url(&format!("/v1/booking/{booking}")))
-                    .bearer_auth(&token),
-            )
-            .await;
-        if read["status"] == "PENDING" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the commit never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.wait_for_booking(&token, &booking, "PENDING").await;
     cluster.nodes.pop().expect("node").kill_hard();
     assert!(
         in_flight.await.expect("task").is_err(),
@@ -509,22 +511,9 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
         .env
         .push(("BOXOFFICE_RECONCILE_INTERVAL".into(), "200ms".into()));
     cluster.add_node();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let confirmed = loop {
-        let (_, read) = cluster
-            .send(
-                cluster
-                    .http
-                    .get(cluster.node(0).url(&format!("/v1/booking/{booking}")))
-                    .bearer_auth(&token),
-            )
-            .await;
-        if read["status"] == "CONFIRMED" {
-            break read;
-        }
-        assert!(Instant::now() < deadline, "never reconciled: {read}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let confirmed = cluster
+        .wait_for_booking(&token, &booking, "CONFIRMED")
+        .await;
     assert_eq!(confirmed["tickets"].as_array().expect("tickets").len(), 1);
     // The key now replays the settled outcome.
     let (status, replay) = cluster
