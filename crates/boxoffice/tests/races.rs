@@ -203,7 +203,8 @@ on_every_backend!(
 /// Buyers who each want one specific seat: read the map, pick a random open seat, try to
 /// hold it and pay; on conflict, look again. Stops when nothing is open or held.
 async fn five_hundred_clients_for_one_hundred_seats(backend: Backend) {
-    let cluster = Arc::new(Cluster::start(backend, 1, &[]).await);
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
     race_for_explicit_seats(cluster, 500).await;
 }
 
@@ -543,4 +544,60 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cluster.verify();
+}
+
+/// `boxoffice verify` is only worth something if it fails: break the data behind the
+/// service's back and it must say what is wrong and exit non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_reports_broken_invariants() {
+    let cluster = Cluster::start(Backend::Postgres, 1, &[]).await;
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
+            8,
+        )
+        .await;
+    let token = cluster.token("victim", &[Role::Customer]);
+    let (_, b) = cluster
+        .post(
+            0,
+            "/v1/attempt",
+            &token,
+            &json!({"eventId": event, "seatIds": ["1-A-1"]}),
+        )
+        .await;
+    let booking = b["bookingId"].as_str().expect("id").to_owned();
+    assert_eq!(cluster.commit(0, &token, "k", &booking).await.0, 200);
+    cluster.verify();
+
+    let url = cluster._db.as_ref().expect("postgres").url.clone();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "UPDATE payments SET status = 'AUTHORIZED';
+             UPDATE customer_event_tickets SET tickets = tickets + 3;
+             UPDATE tickets SET status = 'VOID';",
+        )
+        .await
+        .expect("corrupt");
+    let mut env = cluster.env();
+    let dir = cluster.dir.path().to_str().expect("utf-8").to_owned();
+    env.push(("BOXOFFICE_DATA_DIR", &dir));
+    let out = boxoffice(&["verify"], &env);
+    assert!(
+        !out.status.success(),
+        "verify must fail on a broken database"
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    for rule in [
+        "confirmed-booking-without-captured-payment",
+        "customer-limit-counter",
+        "sold-seat-ticket-count",
+        "confirmed-booking-ticket-count",
+    ] {
+        assert!(report.contains(rule), "{rule} missing from:\n{report}");
+    }
 }
