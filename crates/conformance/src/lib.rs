@@ -10,16 +10,20 @@
 //! (a new SQLite file, a new PostgreSQL database). Each behaviour below becomes one
 //! `#[tokio::test]`, so failures name the behaviour and the backend.
 
+pub mod feed;
 pub mod fixtures;
 pub mod suite;
 
 use std::sync::Arc;
 
+use boxoffice_domain::feed::ChangeFeed;
 use boxoffice_domain::ports::Store;
 
 /// A store under test, and whatever must stay alive (and be cleaned up) with it.
 pub struct Harness {
     pub store: Arc<dyn Store>,
+    /// The same store, as the change feed search indexers follow.
+    pub feed: Arc<dyn ChangeFeed>,
     pub guard: Box<dyn Send + Sync>,
 }
 
@@ -44,6 +48,23 @@ macro_rules! store_suite {
             events_at_one_venue_share_it,
             stadium_sized_event_is_laid_out,
         );
+        $crate::store_suite!(@feed_tests $factory;
+            feed_reports_each_created_event_once,
+            feed_snapshot_excludes_later_writes,
+            feed_pages_through_the_whole_catalog,
+            feed_cursor_of_another_database_is_not_used,
+            feed_wait_wakes_on_a_change,
+        );
+    };
+    (@feed_tests $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::feed::$name(harness.store.clone(), harness.feed.clone()).await;
+                drop(harness);
+            }
+        )*
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(

@@ -46,15 +46,24 @@ pub enum PaymentState {
     /// The provider never saw this key.
     Unknown,
     /// Reserved, not taken.
-    Authorized { provider_ref: String, amount_cents: i64 },
+    Authorized {
+        provider_ref: String,
+        amount_cents: i64,
+    },
     /// Taken.
-    Captured { provider_ref: String, amount_cents: i64 },
+    Captured {
+        provider_ref: String,
+        amount_cents: i64,
+    },
     /// Refused; nothing reserved.
     Declined,
     /// Reservation released without taking money.
     Voided { provider_ref: String },
     /// Taken and given back (fully).
-    Refunded { provider_ref: String, amount_cents: i64 },
+    Refunded {
+        provider_ref: String,
+        amount_cents: i64,
+    },
 }
 
 /// A failure to get an answer. Never carries secrets: messages may be logged.

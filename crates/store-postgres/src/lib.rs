@@ -6,6 +6,7 @@
 //! starting together apply them exactly once.
 
 mod catalog;
+mod feed;
 pub mod testing;
 
 use std::time::Duration;
@@ -47,6 +48,7 @@ impl Default for PgOptions {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    feed: std::sync::Arc<feed::Listener>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -65,6 +67,7 @@ impl PgStore {
             .parse()
             .map_err(|_| StoreError::Internal("the PostgreSQL URL is malformed".into()))?;
         migrate(&config).await?;
+        let feed = std::sync::Arc::new(feed::Listener::new(config.clone()));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -79,7 +82,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("building pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, feed })
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

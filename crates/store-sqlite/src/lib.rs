@@ -11,6 +11,7 @@
 
 mod catalog;
 mod codec;
+mod feed;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
