@@ -1,0 +1,147 @@
+//! The in-memory side of the index: one compact row per event, addressed by *slot*.
+//!
+//! tantivy answers "which events match these words"; everything else a query needs — filters,
+//! sort keys, facets, the hit as JSON, seats left — is read from these rows. A scan over them
+//! costs a few nanoseconds per event, where reading the same values through tantivy's fast
+//! fields and a collector costs tens; and seat counts change here, in place, without
+//! re-indexing anything. Every document in tantivy stores its slot, so a text match leads
+//! straight to its row.
+//!
+//! The indexer owns the only mutable copy and publishes immutable snapshots; searches take the
+//! current snapshot (an `Arc`) and never wait for the indexer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use boxoffice_domain::event::Category;
+
+use crate::schema::Source;
+
+/// What filters and sorts read. `Copy` and small, so that scans stay in cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Row {
+    pub starts_at: i64,
+    pub min_price: i64,
+    pub max_price: i64,
+    pub lat: f32,
+    pub lon: f32,
+    pub available: u32,
+    /// Interned zip code; 0 for none.
+    pub zip: u32,
+    /// Index into [`Category::ALL`].
+    pub category: u8,
+    pub alive: bool,
+}
+
+/// A hit as JSON, minus the members that change (seats left, distance) and the closing brace.
+#[derive(Debug)]
+pub struct Hit {
+    pub json_head: Box<str>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub rows: Vec<Row>,
+    /// Event ids as integers: the final tie-breaker of every sort, so orders are total.
+    pub ids: Vec<u128>,
+    pub hits: Vec<Option<Arc<Hit>>>,
+    pub zips: Arc<HashMap<String, u32>>,
+    pub live: usize,
+}
+
+pub fn category_index(c: Category) -> u8 {
+    Category::ALL.iter().position(|x| *x == c).unwrap_or(0) as u8
+}
+
+impl Catalog {
+    pub fn zip_id(&self, zip: &str) -> Option<u32> {
+        self.zips.get(zip).copied()
+    }
+
+    /// Puts (or replaces) the event at `slot`.
+    pub fn set(&mut self, slot: u32, s: &Source) {
+        let i = slot as usize;
+        if self.rows.len() <= i {
+            self.rows.resize(i + 1, Row::default());
+            self.ids.resize(i + 1, 0);
+            self.hits.resize(i + 1, None);
+        }
+        let zip = if s.zip_code.is_empty() {
+            0
+        } else if let Some(z) = self.zips.get(&s.zip_code) {
+            *z
+        } else {
+            let zips = Arc::make_mut(&mut self.zips);
+            let z = zips.len() as u32 + 1;
+            zips.insert(s.zip_code.clone(), z);
+            z
+        };
+        if !self.rows[i].alive {
+            self.live += 1;
+        }
+        self.rows[i] = Row {
+            starts_at: s.starts_at,
+            min_price: s.min_price_cents,
+            max_price: s.max_price_cents,
+            lat: s.lat as f32,
+            lon: s.lon as f32,
+            available: s.available,
+            zip,
+            category: category_index(s.category),
+            alive: true,
+        };
+        self.ids[i] = s.id.as_u128();
+        self.hits[i] = Some(Arc::new(Hit {
+            json_head: hit_head(s).into_boxed_str(),
+        }));
+    }
+
+    pub fn set_available(&mut self, slot: u32, available: u32) {
+        if let Some(r) = self.rows.get_mut(slot as usize) {
+            r.available = available;
+        }
+    }
+
+    pub fn remove(&mut self, slot: u32) {
+        let i = slot as usize;
+        if let Some(r) = self.rows.get_mut(i)
+            && r.alive
+        {
+            r.alive = false;
+            self.hits[i] = None;
+            self.live -= 1;
+        }
+    }
+}
+
+fn hit_head(s: &Source) -> String {
+    let starts = time::OffsetDateTime::from_unix_timestamp(s.starts_at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let v = serde_json::json!({
+        "eventId": s.id.to_string(),
+        "name": s.name,
+        "performers": s.performers,
+        "category": s.category.as_str(),
+        "startsAt": starts,
+        "venue": {
+            "name": s.venue,
+            "city": s.city,
+            "zipCode": s.zip_code,
+            "country": s.country,
+            "lat": s.lat,
+            "lon": s.lon,
+        },
+        "minPriceCents": s.min_price_cents,
+        "maxPriceCents": s.max_price_cents,
+        "currency": s.currency,
+        "capacity": s.capacity,
+    });
+    let mut text = v.to_string();
+    text.pop(); // the closing brace: seats left and distance follow per query
+    text
+}
