@@ -24,6 +24,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use boxoffice_domain::ports::{Clock, Store};
+use boxoffice_search::SearchIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -69,6 +70,8 @@ pub struct AppInner {
     pub clock: Arc<dyn Clock>,
     pub config: ApiConfig,
     pub metrics: PrometheusHandle,
+    /// Event search, answered from the node's own index.
+    pub search: SearchIndex,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
         auth: Arc<Authenticator>,
         clock: Arc<dyn Clock>,
         config: ApiConfig,
+        search: SearchIndex,
     ) -> Self {
         Self(Arc::new(AppInner {
             store,
@@ -84,6 +88,7 @@ impl AppState {
             clock,
             config,
             metrics: middleware::metrics_handle(),
+            search,
         }))
     }
 }
@@ -99,6 +104,7 @@ impl Deref for AppState {
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
+        .merge(routes::search::router())
         .merge(routes::ops::router())
         .split_for_parts()
 }

@@ -104,6 +104,12 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BOXOFFICE_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Threads that run searches (default: one per core).
+    #[arg(long, env = "BOXOFFICE_SEARCH_THREADS")]
+    pub search_threads: Option<usize>,
+    /// Rendered search answers kept for repeated searches; 0 turns the cache off.
+    #[arg(long, env = "BOXOFFICE_SEARCH_CACHE_ENTRIES", default_value_t = 20_000)]
+    pub search_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Args)]

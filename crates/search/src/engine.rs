@@ -38,11 +38,14 @@ pub const PRICE_BANDS: [(i64, Option<i64>); 5] = [
     (20_000, None),
 ];
 
+/// A total sort key: (primary, secondary, event id), ascending.
+pub type SortKey = (i64, i64, u128);
+
 /// What a search produced, before rendering.
 #[derive(Debug)]
 pub struct Outcome {
     /// Slots of the page, in order, with their sort keys and distances.
-    pub page: Vec<(u32, (i64, i64, u128), Option<f64>)>,
+    pub page: Vec<(u32, SortKey, Option<f64>)>,
     pub next: Option<Cursor>,
     pub total: u64,
     pub categories: [u64; 9],
@@ -175,7 +178,7 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let dp = p2 - p1;
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    6_371.0088 * 2.0 * a.sqrt().min(1.0).asin()
+    6_371.008_8 * 2.0 * a.sqrt().min(1.0).asin()
 }
 
 /// The filters of a request, prepared for a scan.
@@ -290,7 +293,7 @@ pub fn execute(
     };
     let after = req.cursor.map(|c| c.key);
     let keep = req.limit + 1;
-    let mut heap: BinaryHeap<((i64, i64, u128), u32)> = BinaryHeap::with_capacity(keep + 1);
+    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
     let rows = &catalog.rows;
     let mut visit = |slot: u32, score: f32| {
         let Some(r) = rows.get(slot as usize) else {
@@ -304,10 +307,8 @@ pub fn execute(
         else {
             return;
         };
-        if price {
-            if let Some(c) = out.categories.get_mut(r.category as usize) {
-                *c += 1;
-            }
+        if price && let Some(c) = out.categories.get_mut(r.category as usize) {
+            *c += 1;
         }
         if category {
             out.price_bands[price_band(r.min_price)] += 1;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret, mint_hs256};
 use boxoffice_api::{ApiConfig, AppState};
+use boxoffice_domain::feed::ChangeFeed;
 use boxoffice_domain::ports::{Clock, Store, SystemClock};
+use boxoffice_search::{SearchConfig, SearchIndex};
 use boxoffice_store_postgres::testing::TestDatabase;
 use boxoffice_store_postgres::{PgOptions, PgStore};
 use boxoffice_store_sqlite::SqliteStore;
@@ -26,7 +28,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub store: Arc<dyn Store>,
-    _guards: (Option<tempfile::TempDir>, Option<TestDatabase>),
+    pub search: SearchIndex,
+    pub _guards: (Option<tempfile::TempDir>, Option<TestDatabase>),
+    _index_dir: tempfile::TempDir,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -43,11 +47,11 @@ impl TestApp {
     }
 
     pub async fn start_with(backend: Backend, auth: AuthConfig) -> Self {
-        let (store, guards): (Arc<dyn Store>, _) = match backend {
+        let (store, feed, guards): (Arc<dyn Store>, Arc<dyn ChangeFeed>, _) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let store = SqliteStore::open(&dir.path().join("boxoffice.db")).expect("sqlite");
-                (Arc::new(store), (Some(dir), None))
+                (Arc::new(store.clone()), Arc::new(store), (Some(dir), None))
             }
             Backend::Postgres => {
                 let db = TestDatabase::create().await;
@@ -60,9 +64,12 @@ impl TestApp {
                 )
                 .await
                 .expect("postgres");
-                (Arc::new(store), (None, Some(db)))
+                (Arc::new(store.clone()), Arc::new(store), (None, Some(db)))
             }
         };
+        let index_dir = tempfile::tempdir().expect("tempdir");
+        let search = SearchIndex::open(&SearchConfig::new(index_dir.path().to_owned()), feed)
+            .expect("search index");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState::new(
             store.clone(),
@@ -72,6 +79,7 @@ impl TestApp {
                 body_limit: 256 * 1024,
                 ..ApiConfig::default()
             },
+            search.clone(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -90,7 +98,9 @@ impl TestApp {
                 .build()
                 .expect("client"),
             store,
+            search,
             _guards: guards,
+            _index_dir: index_dir,
             _server: server,
         }
     }
