@@ -12,14 +12,18 @@
 //! All query words must match; if that finds nothing, any word may (ranked by how many did),
 //! so one unknown word does not blank out a query that otherwise matches well.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query, TermQuery,
+    AutomatonWeight, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, EnableScoring,
+    FuzzyTermQuery, Occur, Query, TermQuery, Weight,
 };
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
 
 use crate::catalog::{Catalog, Row};
@@ -69,7 +73,73 @@ pub fn words(q: &str) -> Vec<String> {
     out
 }
 
-fn word_query(f: &Fields, word: &str, last: bool) -> Box<dyn Query> {
+/// Levenshtein automata by (word, distance, prefix). Building one costs up to a millisecond
+/// for long words at two typos, and the same words come back (popular searches, the same
+/// typos), so each is built once and shared by every field and every search.
+#[derive(Default)]
+pub struct Automata {
+    built: Mutex<HashMap<(String, u8, bool), Arc<DfaWrapper>>>,
+}
+
+impl std::fmt::Debug for Automata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Automata")
+            .field("built", &self.built.lock().len())
+            .finish()
+    }
+}
+
+/// Automata kept; past this the cache starts over (they are rebuilt on demand).
+const MAX_AUTOMATA: usize = 2_000;
+
+impl Automata {
+    fn get(&self, word: &str, distance: u8, prefix: bool) -> Option<Arc<DfaWrapper>> {
+        let key = (word.to_owned(), distance, prefix);
+        if let Some(a) = self.built.lock().get(&key) {
+            return Some(a.clone());
+        }
+        // A throwaway field: the automaton only looks at the term's text.
+        let term = Term::from_field_text(Field::from_field_id(0), word);
+        let q = if prefix {
+            FuzzyTermQuery::new_prefix(term, distance, true)
+        } else {
+            FuzzyTermQuery::new(term, distance, true)
+        };
+        let dfa = Arc::new(q.automaton().ok()?);
+        let mut built = self.built.lock();
+        if built.len() >= MAX_AUTOMATA {
+            built.clear();
+        }
+        built.insert(key, dfa.clone());
+        Some(dfa)
+    }
+}
+
+/// Terms of `field` accepted by a shared automaton.
+#[derive(Clone)]
+struct AutomatonQuery {
+    field: Field,
+    dfa: Arc<DfaWrapper>,
+}
+
+impl std::fmt::Debug for AutomatonQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutomatonQuery")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query for AutomatonQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+            self.field,
+            self.dfa.clone(),
+        )))
+    }
+}
+
+fn word_query(f: &Fields, automata: &Automata, word: &str, last: bool) -> Box<dyn Query> {
     let title = Term::from_field_text(f.title, word);
     let text = Term::from_field_text(f.text, word);
     let exact = |t: Term, score: f32| -> Box<dyn Query> {
@@ -80,23 +150,25 @@ fn word_query(f: &Fields, word: &str, last: bool) -> Box<dyn Query> {
     };
     let mut alternatives = vec![exact(title.clone(), 4.0), exact(text.clone(), 2.0)];
     let len = word.chars().count();
-    if last && len >= 2 {
-        for (t, score) in [(title.clone(), 2.5), (text.clone(), 1.5)] {
-            alternatives.push(Box::new(ConstScoreQuery::new(
-                Box::new(FuzzyTermQuery::new_prefix(t, 0, true)),
-                score,
-            )));
+    let mut approximate = |dfa: Option<Arc<DfaWrapper>>, title_score: f32, text_score: f32| {
+        if let Some(dfa) = dfa {
+            for (field, score) in [(f.title, title_score), (f.text, text_score)] {
+                let q = AutomatonQuery {
+                    field,
+                    dfa: dfa.clone(),
+                };
+                alternatives.push(Box::new(ConstScoreQuery::new(Box::new(q), score)));
+            }
         }
+    };
+    if last && len >= 2 {
+        approximate(automata.get(word, 0, true), 2.5, 1.5);
     }
     if len >= 4 {
         let distance = if len >= 8 { 2 } else { 1 };
-        for (t, score) in [(title, 1.5), (text, 1.0)] {
-            alternatives.push(Box::new(ConstScoreQuery::new(
-                Box::new(FuzzyTermQuery::new(t, distance, true)),
-                score,
-            )));
-        }
+        approximate(automata.get(word, distance, false), 1.5, 1.0);
     }
+    drop((title, text));
     Box::new(DisjunctionMaxQuery::new(alternatives))
 }
 
@@ -146,30 +218,49 @@ impl SegmentCollector for SegmentSlots {
     }
 }
 
-/// The events matching the query's words, with their scores; all words first, then any.
-pub fn text_matches(
+/// The events matching the query's words (and zip code, which is a term of its own), with
+/// their scores: all words first, then any. `None` when there is nothing to look up, and the
+/// caller scans every event.
+pub fn matches(
     searcher: &Searcher,
     fields: &Fields,
-    q: &str,
-) -> tantivy::Result<Vec<(u32, f32)>> {
-    let words = words(q);
-    if words.is_empty() {
-        return Ok(Vec::new());
+    automata: &Automata,
+    q: Option<&str>,
+    zip: Option<&str>,
+) -> tantivy::Result<Option<Vec<(u32, f32)>>> {
+    let words = q.map(words).unwrap_or_default();
+    let zip = zip.map(|z| -> Box<dyn Query> {
+        Box::new(ConstScoreQuery::new(
+            Box::new(TermQuery::new(
+                Term::from_field_text(fields.zip, z),
+                IndexRecordOption::Basic,
+            )),
+            0.0,
+        ))
+    });
+    if words.is_empty() && zip.is_none() {
+        return Ok(if q.is_some() { Some(Vec::new()) } else { None });
     }
     let n = words.len();
     let clauses = |occur: Occur| -> Vec<(Occur, Box<dyn Query>)> {
-        words
+        let mut c: Vec<(Occur, Box<dyn Query>)> = words
             .iter()
             .enumerate()
-            .map(|(i, w)| (occur, word_query(fields, w, i + 1 == n)))
-            .collect()
+            .map(|(i, w)| (occur, word_query(fields, automata, w, i + 1 == n)))
+            .collect();
+        if let Some(z) = &zip {
+            c.push((Occur::Must, z.box_clone()));
+        }
+        c
     };
     let all = BooleanQuery::new(clauses(Occur::Must));
     let found = searcher.search(&all, &Slots)?;
-    if !found.is_empty() || n == 1 {
-        return Ok(found);
+    if !found.is_empty() || n <= 1 {
+        return Ok(Some(found));
     }
-    searcher.search(&BooleanQuery::new(clauses(Occur::Should)), &Slots)
+    searcher
+        .search(&BooleanQuery::new(clauses(Occur::Should)), &Slots)
+        .map(Some)
 }
 
 /// Great-circle distance in kilometres.

@@ -99,6 +99,7 @@ pub(crate) struct Shared {
     ready: AtomicBool,
     cache: Cache,
     pool: Pool,
+    automata: engine::Automata,
 }
 
 /// The search handle the API holds: cheap to clone.
@@ -137,6 +138,7 @@ impl SearchIndex {
             ready: AtomicBool::new(false),
             cache: Cache::new(config.cache_entries),
             pool: Pool::new(config.threads, config.queue),
+            automata: engine::Automata::default(),
         });
         let indexer = indexer::Indexer::load(&index, fields, &shared)?;
         indexer.spawn(feed);
@@ -179,12 +181,16 @@ impl SearchIndex {
 fn run(shared: &Shared, req: &SearchRequest) -> Result<Bytes, SearchError> {
     let catalog = shared.catalog.load_full();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let matches = match &req.q {
-        Some(q) => {
-            let searcher = shared.reader.searcher();
-            Some(engine::text_matches(&searcher, &shared.fields, q)?)
-        }
-        None => None,
+    let matches = if req.q.is_some() || req.zip_code.is_some() {
+        engine::matches(
+            &shared.reader.searcher(),
+            &shared.fields,
+            &shared.automata,
+            req.q.as_deref(),
+            req.zip_code.as_deref(),
+        )?
+    } else {
+        None
     };
     let outcome = engine::execute(req, &catalog, matches.as_deref(), now);
     Ok(render(&outcome, &catalog))

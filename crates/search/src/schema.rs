@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// Bumped whenever the schema or the stored source changes shape: an index of another
 /// version is rebuilt rather than read.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Lower-cased, accents folded (`Björk` → `bjork`, `Beyoncé` → `beyonce`), split on anything
 /// that is not a letter or digit. Queries go through the same analyser.
@@ -26,6 +26,9 @@ pub struct Fields {
     pub title: Field,
     /// Everything searchable: name, performers, venue, city, description.
     pub text: Field,
+    /// The venue's zip code as one term: a zip filter reads its posting list instead of
+    /// scanning every event.
+    pub zip: Field,
     /// Position of the event in the in-memory catalog (see `catalog`).
     pub slot: Field,
     /// The [`Source`], as JSON: what the in-memory catalog is rebuilt from at start.
@@ -45,6 +48,7 @@ pub fn schema() -> (Schema, Fields) {
         id: b.add_text_field("id", STRING),
         title: b.add_text_field("title", text_options.clone()),
         text: b.add_text_field("text", text_options),
+        zip: b.add_text_field("zip", STRING),
         slot: b.add_u64_field("slot", FAST | STORED),
         source: b.add_bytes_field("source", STORED),
     };
@@ -123,6 +127,9 @@ impl Source {
         }
         for p in &self.performers {
             doc.add_text(f.text, p);
+        }
+        if !self.zip_code.is_empty() {
+            doc.add_text(f.zip, &self.zip_code);
         }
         doc.add_u64(f.slot, u64::from(slot));
         doc.add_bytes(
