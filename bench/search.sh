@@ -7,12 +7,14 @@
 # own cost is visible too.
 #
 # Usage: bench/search.sh                     (builds release binaries first)
-# Knobs: EVENTS=100000 USERS=16,64,256 DURATION=10s WARMUP=3s CACHE_OFF=1 BACKEND=sqlite|postgres
+# Knobs: EVENTS=100000 USERS=16,64,256 RATES="5000 10000" DURATION=10s WARMUP=3s CACHE_OFF=1
+#        BACKEND=sqlite|postgres
 # Needs: for BACKEND=postgres, PostgreSQL at 127.0.0.1:5432 (the test service) and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-100000}
 USERS=${USERS:-16,64,256}
+RATES=${RATES:-5000 10000}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 CACHE_OFF=${CACHE_OFF:-1}
@@ -65,9 +67,19 @@ echo "Search benchmark: $EVENTS events ($BACKEND), users $USERS, ${DURATION} mea
 echo
 serve 20000
 printf 'Seeded in %.1f s; index rebuilt from empty and all %s events searchable %.1f s after start (process start included).\n\n' "$seed_s" "$EVENTS" "$REBUILD_S"
-echo "### Zipf mix (s = 1), answer cache on (default)"
+echo "### Zipf mix (s = 1), answer cache on (the default)"
+echo
+echo "Closed loop (each user sends its next search when answered: the most the node serves), each level right after /healthz at the same level:"
 echo
 "$LOAD" --url "$BASE" --users "$USERS" --duration "$DURATION" --warmup "$WARMUP" search --baseline
+echo
+echo "Open loop at fixed rates (searches started per second, timed from when each was due):"
+echo
+header=""
+for rate in $RATES; do
+    "$LOAD" --url "$BASE" --users 64 --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" $header search
+    header=--no-header
+done
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 if [ "$CACHE_OFF" = 1 ]; then
@@ -75,6 +87,16 @@ if [ "$CACHE_OFF" = 1 ]; then
     echo
     echo "### Zipf mix (s = 1), answer cache off (--search-cache-entries 0): the engine's own cost"
     echo
-    "$LOAD" --url "$BASE" --users "$USERS" --duration "$DURATION" --warmup "$WARMUP" --breakdown search --baseline
+    echo "Closed loop, 64 users, by kind of search:"
+    echo
+    "$LOAD" --url "$BASE" --users 64 --duration "$DURATION" --warmup "$WARMUP" --breakdown search --baseline
+    echo
+    echo "Open loop:"
+    echo
+    header=""
+    for rate in 1000 2000 $RATES; do
+        "$LOAD" --url "$BASE" --users 64 --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" $header search
+        header=--no-header
+    done
     kill "$PID"; wait "$PID" 2>/dev/null || true
 fi

@@ -11,7 +11,7 @@
 //! current snapshot (an `Arc`) and never wait for the indexer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use boxoffice_domain::event::Category;
 
@@ -39,7 +39,7 @@ pub struct Hit {
     pub json_head: Box<str>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Catalog {
     pub rows: Vec<Row>,
     /// Event ids as integers: the final tie-breaker of every sort, so orders are total.
@@ -47,6 +47,25 @@ pub struct Catalog {
     pub hits: Vec<Option<Arc<Hit>>>,
     pub zips: Arc<HashMap<String, u32>>,
     pub live: usize,
+    /// Live slots by (start, id) and by (cheapest price, start, id), computed by the first
+    /// search of a snapshot that can use them.
+    by_date: OnceLock<Vec<u32>>,
+    by_price: OnceLock<Vec<u32>>,
+}
+
+impl Clone for Catalog {
+    /// A copy to change: the orders of the original do not carry over.
+    fn clone(&self) -> Self {
+        Self {
+            rows: self.rows.clone(),
+            ids: self.ids.clone(),
+            hits: self.hits.clone(),
+            zips: self.zips.clone(),
+            live: self.live,
+            by_date: OnceLock::new(),
+            by_price: OnceLock::new(),
+        }
+    }
 }
 
 pub fn category_index(c: Category) -> u8 {
@@ -54,6 +73,31 @@ pub fn category_index(c: Category) -> u8 {
 }
 
 impl Catalog {
+    pub fn by_date(&self) -> &[u32] {
+        self.by_date.get_or_init(|| {
+            let mut v = self.live_slots();
+            v.sort_unstable_by_key(|&s| (self.rows[s as usize].starts_at, self.ids[s as usize]));
+            v
+        })
+    }
+
+    pub fn by_price(&self) -> &[u32] {
+        self.by_price.get_or_init(|| {
+            let mut v = self.live_slots();
+            v.sort_unstable_by_key(|&s| {
+                let r = &self.rows[s as usize];
+                (r.min_price, r.starts_at, self.ids[s as usize])
+            });
+            v
+        })
+    }
+
+    fn live_slots(&self) -> Vec<u32> {
+        (0..self.rows.len() as u32)
+            .filter(|&s| self.rows[s as usize].alive)
+            .collect()
+    }
+
     pub fn zip_id(&self, zip: &str) -> Option<u32> {
         self.zips.get(zip).copied()
     }

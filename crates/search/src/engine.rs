@@ -139,9 +139,23 @@ impl Query for AutomatonQuery {
     }
 }
 
-fn word_query(f: &Fields, automata: &Automata, word: &str, last: bool) -> Box<dyn Query> {
+/// A word found as typed in at least this share of events (1 in 200) is taken as meant:
+/// common words ("tour", "live", "city") are spelt right far more often than not, and
+/// expanding them to every neighbour ("four", "hour", "lives") costs the most and finds the
+/// least.
+const COMMON_WORD_SHARE: u64 = 200;
+
+fn word_query(
+    searcher: &Searcher,
+    f: &Fields,
+    automata: &Automata,
+    word: &str,
+    last: bool,
+) -> Box<dyn Query> {
     let title = Term::from_field_text(f.title, word);
     let text = Term::from_field_text(f.text, word);
+    let common =
+        searcher.doc_freq(&text).unwrap_or(0) >= (searcher.num_docs() / COMMON_WORD_SHARE).max(50);
     let exact = |t: Term, score: f32| -> Box<dyn Query> {
         Box::new(ConstScoreQuery::new(
             Box::new(TermQuery::new(t, IndexRecordOption::Basic)),
@@ -161,10 +175,10 @@ fn word_query(f: &Fields, automata: &Automata, word: &str, last: bool) -> Box<dy
             }
         }
     };
-    if last && len >= 2 {
+    if last && len >= 2 && !common {
         approximate(automata.get(word, 0, true), 2.5, 1.5);
     }
-    if len >= 4 {
+    if len >= 4 && !common {
         let distance = if len >= 8 { 2 } else { 1 };
         approximate(automata.get(word, distance, false), 1.5, 1.0);
     }
@@ -246,7 +260,7 @@ pub fn matches(
         let mut c: Vec<(Occur, Box<dyn Query>)> = words
             .iter()
             .enumerate()
-            .map(|(i, w)| (occur, word_query(fields, automata, w, i + 1 == n)))
+            .map(|(i, w)| (occur, word_query(searcher, fields, automata, w, i + 1 == n)))
             .collect();
         if let Some(z) = &zip {
             c.push((Occur::Must, z.box_clone()));
@@ -365,12 +379,58 @@ fn price_band(min_price: i64) -> usize {
         .unwrap_or(0)
 }
 
+/// How many events match, by category and price band (see [`Outcome`]). They depend on the
+/// filters only, not on the order or the page, so browsing can reuse them page after page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    pub categories: [u64; 9],
+    pub price_bands: [u64; PRICE_BANDS.len()],
+}
+
+impl Outcome {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            total: self.total,
+            categories: self.categories,
+            price_bands: self.price_bands,
+        }
+    }
+}
+
+fn sort_key(
+    req: &SearchRequest,
+    catalog: &Catalog,
+    slot: u32,
+    score: f32,
+    distance: Option<f64>,
+) -> SortKey {
+    let r = &catalog.rows[slot as usize];
+    let id = catalog.ids[slot as usize];
+    match req.sort {
+        // Scores are sums of a few fixed weights: exact in thousandths.
+        Sort::Relevance => (-((score * 1000.0).round() as i64), r.starts_at, id),
+        Sort::Date => (r.starts_at, 0, id),
+        Sort::Price => (r.min_price, r.starts_at, id),
+        Sort::Distance => (
+            (distance.unwrap_or(0.0) * 1000.0).round() as i64,
+            r.starts_at,
+            id,
+        ),
+    }
+}
+
 /// Runs `req` over `catalog`, with `matches` the text matches (`None` when browsing).
+///
+/// Browsing by date or price with `known` counts (from an earlier page of the same filters)
+/// walks the catalog in that order from the cursor and stops at the page's end; otherwise one
+/// pass over every candidate counts facets and keeps the best `limit + 1` in a bounded heap.
 pub fn execute(
     req: &SearchRequest,
     catalog: &Catalog,
     matches: Option<&[(u32, f32)]>,
     now: i64,
+    known: Option<Counts>,
 ) -> Outcome {
     let mut out = Outcome {
         page: Vec::new(),
@@ -384,8 +444,40 @@ pub fn execute(
     };
     let after = req.cursor.map(|c| c.key);
     let keep = req.limit + 1;
-    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
     let rows = &catalog.rows;
+    if let (None, Some(counts)) = (matches, known)
+        && req.sort != Sort::Distance
+    {
+        let order = if req.sort == Sort::Price {
+            catalog.by_price()
+        } else {
+            catalog.by_date()
+        };
+        let from = match after {
+            Some(a) => order.partition_point(|&s| sort_key(req, catalog, s, 0.0, None) <= a),
+            None => 0,
+        };
+        let mut page = Vec::with_capacity(keep);
+        for &slot in &order[from..] {
+            if let Verdict::In {
+                category: true,
+                price: true,
+                ..
+            } = filters.judge(&rows[slot as usize])
+            {
+                page.push((sort_key(req, catalog, slot, 0.0, None), slot));
+                if page.len() == keep {
+                    break;
+                }
+            }
+        }
+        out.total = counts.total;
+        out.categories = counts.categories;
+        out.price_bands = counts.price_bands;
+        finish(req, catalog, page, &mut out);
+        return out;
+    }
+    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
     let mut visit = |slot: u32, score: f32| {
         let Some(r) = rows.get(slot as usize) else {
             return;
@@ -408,18 +500,7 @@ pub fn execute(
             return;
         }
         out.total += 1;
-        let id = catalog.ids[slot as usize];
-        let key = match req.sort {
-            // Scores are sums of a few fixed weights: exact in thousandths.
-            Sort::Relevance => (-((score * 1000.0).round() as i64), r.starts_at, id),
-            Sort::Date => (r.starts_at, 0, id),
-            Sort::Price => (r.min_price, r.starts_at, id),
-            Sort::Distance => (
-                (distance.unwrap_or(0.0) * 1000.0).round() as i64,
-                r.starts_at,
-                id,
-            ),
-        };
+        let key = sort_key(req, catalog, slot, score, distance);
         if after.is_some_and(|a| key <= a) {
             return;
         }
@@ -442,7 +523,17 @@ pub fn execute(
             }
         }
     }
-    let mut page = heap.into_sorted_vec();
+    finish(req, catalog, heap.into_sorted_vec(), &mut out);
+    out
+}
+
+/// Cuts the sorted candidates to a page, with the cursor of the next one if there is more.
+fn finish(
+    req: &SearchRequest,
+    catalog: &Catalog,
+    mut page: Vec<(SortKey, u32)>,
+    out: &mut Outcome,
+) {
     if page.len() > req.limit {
         page.truncate(req.limit);
         out.next = page.last().map(|(key, _)| Cursor {
@@ -454,13 +545,12 @@ pub fn execute(
         .into_iter()
         .map(|(k, slot)| {
             let d = req.geo.map(|g| {
-                let r = &rows[slot as usize];
+                let r = &catalog.rows[slot as usize];
                 distance_km(g.lat, g.lon, f64::from(r.lat), f64::from(r.lon))
             });
             (slot, k, d)
         })
         .collect();
-    out
 }
 
 #[cfg(test)]

@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     cache: Cache,
     pool: Pool,
     automata: engine::Automata,
+    /// Facet counts of recent browsing filters, per generation, for the pages after the first.
+    counts: parking_lot::Mutex<std::collections::HashMap<u64, (u64, engine::Counts)>>,
 }
 
 /// The search handle the API holds: cheap to clone.
@@ -139,6 +141,7 @@ impl SearchIndex {
             cache: Cache::new(config.cache_entries),
             pool: Pool::new(config.threads, config.queue),
             automata: engine::Automata::default(),
+            counts: Default::default(),
         });
         let indexer = indexer::Indexer::load(&index, fields, &shared)?;
         indexer.spawn(feed);
@@ -179,6 +182,8 @@ impl SearchIndex {
 }
 
 fn run(shared: &Shared, req: &SearchRequest) -> Result<Bytes, SearchError> {
+    // The generation before the snapshot: counts stored under it are never newer than it.
+    let generation = shared.generation.load(Ordering::Acquire);
     let catalog = shared.catalog.load_full();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let matches = if req.q.is_some() || req.zip_code.is_some() {
@@ -192,7 +197,24 @@ fn run(shared: &Shared, req: &SearchRequest) -> Result<Bytes, SearchError> {
     } else {
         None
     };
-    let outcome = engine::execute(req, &catalog, matches.as_deref(), now);
+    let browsing = matches.is_none();
+    let key = req.filters_fingerprint();
+    let known = if browsing {
+        match shared.counts.lock().get(&key) {
+            Some((g, counts)) if *g == generation => Some(*counts),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let outcome = engine::execute(req, &catalog, matches.as_deref(), now, known);
+    if browsing && known.is_none() {
+        let mut counts = shared.counts.lock();
+        if counts.len() >= 10_000 {
+            counts.clear();
+        }
+        counts.insert(key, (generation, outcome.counts()));
+    }
     Ok(render(&outcome, &catalog))
 }
 

@@ -254,8 +254,18 @@ impl SearchRequest {
     /// Identifies the result list (everything but the page): a cursor is only valid for the
     /// search that issued it. FNV-1a, stable across builds and nodes.
     pub fn fingerprint(&self) -> u64 {
-        let text = format!(
-            "{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
+        fnv(&format!("{}|{:?}", self.filters_text(), self.sort))
+    }
+
+    /// Identifies the set of matching events (everything but order and page): facet counts
+    /// and the total depend on nothing else.
+    pub fn filters_fingerprint(&self) -> u64 {
+        fnv(&self.filters_text())
+    }
+
+    fn filters_text(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}",
             self.q,
             self.zip_code,
             self.geo.map(|g| (
@@ -269,14 +279,7 @@ impl SearchRequest {
             self.starts_after,
             self.starts_before,
             self.available_only,
-            self.sort,
-        );
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        )
     }
 
     /// The response cache key: the whole request.
@@ -288,6 +291,15 @@ impl SearchRequest {
             self.cursor.map(|c| c.key)
         )
     }
+}
+
+fn fnv(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 fn float(raw: Option<&str>, name: &str, min: f64, max: f64) -> Result<Option<f64>, ParamError> {

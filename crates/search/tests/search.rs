@@ -564,3 +564,42 @@ async fn rebuilds_from_empty_and_catches_up_after_a_stop() {
     let r = search(&reopened, &[("q", "hamlet")]).await;
     assert_eq!(r["total"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsing_pages_walk_the_catalog_in_order() {
+    let f = fixture().await;
+    for (sort, filter) in [
+        ("date", ""),
+        ("price", ""),
+        ("relevance", ""),
+        ("date", "concert"),
+        ("price", "concert,sports"),
+    ] {
+        let mut params = vec![("sort", sort), ("limit", "100")];
+        if !filter.is_empty() {
+            params.push(("category", filter));
+        }
+        let whole = search(&f.index, &params).await;
+        let mut paged = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut p = vec![("sort", sort), ("limit", "3")];
+            if !filter.is_empty() {
+                p.push(("category", filter));
+            }
+            if let Some(c) = &cursor {
+                p.push(("cursor", c));
+            }
+            let page = search(&f.index, &p).await;
+            // Every page carries the same counts as the whole list.
+            assert_eq!(page["total"], whole["total"], "{sort} {filter}");
+            assert_eq!(page["facets"], whole["facets"], "{sort} {filter}");
+            paged.extend(ids(&page));
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(paged, ids(&whole), "{sort} {filter}");
+    }
+}
