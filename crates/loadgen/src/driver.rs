@@ -327,3 +327,93 @@ impl Report {
         self.recorder.total().0.value_at_quantile(0.99) as f64 / 1000.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server that answers every request after exactly `delay`, and counts them.
+    async fn slow_server(delay: Duration) -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        tokio::time::sleep(delay).await;
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, served)
+    }
+
+    struct Get;
+
+    impl Scenario for Get {
+        fn name(&self) -> String {
+            "get".into()
+        }
+        fn iteration<'a>(&'a self, http: &'a mut Http, _: &'a mut Rng) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                http.get("get", "/").await;
+            })
+        }
+    }
+
+    /// The driver counts what the server served (less what was in flight at the edges of the
+    /// window) and never reports a latency below what the server took.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn measures_what_the_server_did() {
+        let delay = Duration::from_millis(5);
+        let (addr, served) = slow_server(delay).await;
+        let report = run(
+            Arc::new(Get),
+            RunConfig {
+                addr,
+                load: Load::Closed { users: 4 },
+                warmup: Duration::ZERO,
+                duration: Duration::from_millis(500),
+                seed: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let (h, errors) = report.recorder.total();
+        let served = served.load(Ordering::SeqCst);
+        assert_eq!(errors, 0);
+        assert!(
+            h.len() <= served && h.len() + 8 >= served,
+            "{} vs {served}",
+            h.len()
+        );
+        assert!(h.min() >= delay.as_micros() as u64, "min {} µs", h.min());
+        // Four users, each at most one request per 5 ms.
+        assert!(h.len() <= 4 * 100 + 4, "{}", h.len());
+    }
+}

@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn typos_and_encoding() {
-        assert_eq!(typo("Taylor Swift"), "Tyalor Swift");
+        assert_eq!(typo("Taylor Swift"), "Talyor Swift");
         assert_eq!(enc("Björk & co"), "Bj%C3%B6rk%20%26%20co");
         assert_eq!(
             next_cursor(br#"{"events":[],"nextCursor":"abc_1","total":3}"#).as_deref(),

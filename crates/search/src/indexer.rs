@@ -1,8 +1,8 @@
 //! The one writer: follows the store's change feed and keeps the tantivy index and the
 //! in-memory catalog up to date.
 //!
-//! It runs on a thread of its own (with a small runtime for the feed's IO), so that tantivy's
-//! blocking calls never stall request handling. Its loop: apply everything after the cursor in
+//! It runs on a thread of its own (its IO driven by the application's runtime), so that
+//! tantivy's blocking calls never stall request handling. Its loop: apply everything after the cursor in
 //! one consistent read, publish, commit, then wait for the store to signal a change (or a
 //! second to pass).
 //!
@@ -138,21 +138,23 @@ impl Indexer {
 
     /// Starts the indexer on a thread of its own. It stops by itself once every handle to
     /// the index has been dropped.
+    ///
+    /// Its IO runs on the caller's runtime (the connections it opens are driven there, so
+    /// they never stall while this thread is busy in tantivy), its blocking work on its own
+    /// thread, never on a runtime worker.
     pub(crate) fn spawn(self, feed: Arc<dyn ChangeFeed>) {
+        let handle = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
             .name("search-indexer".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+            .spawn(move || match handle {
+                Some(handle) => handle.block_on(self.run(feed)),
+                None => match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the search indexer cannot start");
-                        return;
-                    }
-                };
-                rt.block_on(self.run(feed));
+                    Ok(rt) => rt.block_on(self.run(feed)),
+                    Err(e) => tracing::error!(error = %e, "the search indexer cannot start"),
+                },
             })
             .expect("spawning the search indexer");
     }
@@ -185,7 +187,11 @@ impl Indexer {
                 } else {
                     AVAILABILITY_COMMIT_EVERY.saturating_sub(self.last_commit.elapsed())
                 };
-                if let Err(e) = feed.wait(cursor, wait.max(Duration::from_millis(10))).await {
+                let waited = feed.wait(cursor, wait.max(Duration::from_millis(10))).await;
+                if self.shared.strong_count() == 0 {
+                    return;
+                }
+                if let Err(e) = waited {
                     tracing::debug!(error = %e, "waiting for changes failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
