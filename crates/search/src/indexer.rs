@@ -61,6 +61,10 @@ pub(crate) struct Indexer {
     docs_pending: bool,
     /// Merge every segment into one after the next commit (after a rebuild).
     merge_after_commit: bool,
+    /// Events that got seat deltas since they were last read from the store.
+    seats_touched: HashSet<Uuid>,
+    last_reconcile: Instant,
+    reconcile_every: Duration,
     last_commit: Instant,
 }
 
@@ -79,6 +83,7 @@ impl Indexer {
         index: &Index,
         fields: Fields,
         shared: &Arc<Shared>,
+        reconcile_every: Duration,
     ) -> Result<Self, SearchError> {
         // A previous indexer on this directory (a handle just dropped in this process) lets go
         // of the writer lock within a second or so.
@@ -105,6 +110,9 @@ impl Indexer {
             dirty: HashSet::new(),
             docs_pending: false,
             merge_after_commit: false,
+            seats_touched: HashSet::new(),
+            last_reconcile: Instant::now(),
+            reconcile_every,
             last_commit: Instant::now(),
         };
         // What a previous writer committed while we waited is what we load.
@@ -182,11 +190,17 @@ impl Indexer {
                 }
             }
             if let Some(cursor) = &self.cursor {
-                let wait = if self.dirty.is_empty() {
+                let mut wait = if self.dirty.is_empty() {
                     IDLE_WAIT
                 } else {
                     AVAILABILITY_COMMIT_EVERY.saturating_sub(self.last_commit.elapsed())
                 };
+                if !self.seats_touched.is_empty() {
+                    wait = wait.min(
+                        self.reconcile_every
+                            .saturating_sub(self.last_reconcile.elapsed()),
+                    );
+                }
                 let waited = feed.wait(cursor, wait.max(Duration::from_millis(10))).await;
                 if self.shared.strong_count() == 0 {
                     return;
@@ -208,7 +222,7 @@ impl Indexer {
                     tracing::info!("the search index belongs to another database; rebuilding");
                     drop(read);
                     self.rebuild(feed).await?;
-                } else if read.cursor() != &cursor {
+                } else if read.cursor() != &cursor || self.reconcile_due() {
                     self.catch_up(read).await?;
                 }
             }
@@ -223,6 +237,7 @@ impl Indexer {
         self.catalog = Catalog::default();
         self.events.clear();
         self.dirty.clear();
+        self.seats_touched.clear();
         self.next_slot = 0;
         let mut after: Option<EventId> = None;
         loop {
@@ -245,10 +260,17 @@ impl Indexer {
         Ok(())
     }
 
+    fn reconcile_due(&self) -> bool {
+        !self.seats_touched.is_empty() && self.last_reconcile.elapsed() >= self.reconcile_every
+    }
+
     async fn catch_up(&mut self, mut read: Box<dyn FeedRead>) -> Result<(), SearchError> {
         // Events read again in this read: their availability already includes every seat
         // change of the read.
         let mut reread: HashSet<EventId> = HashSet::new();
+        if self.reconcile_due() {
+            self.reconcile(&mut *read, &mut reread).await?;
+        }
         loop {
             let page = read.changes(PAGE).await?;
             if page.is_empty() {
@@ -293,6 +315,33 @@ impl Indexer {
         Ok(())
     }
 
+    /// Reads the events whose seats changed lately again, taking the store's count of
+    /// available places as of this read. Deltas are exact for the changes the booking code
+    /// records, but a hold that expires is available to the store (it counts expired holds as
+    /// open) before anything writes its release, and a rebuild counts it as available while its
+    /// release may still be on its way as a delta; reading the count again bounds any such
+    /// drift to `SearchConfig::reconcile_every`.
+    async fn reconcile(
+        &mut self,
+        read: &mut dyn FeedRead,
+        reread: &mut HashSet<EventId>,
+    ) -> Result<(), SearchError> {
+        let ids: Vec<EventId> = self.seats_touched.drain().map(EventId).collect();
+        self.last_reconcile = Instant::now();
+        for chunk in ids.chunks(PAGE) {
+            let entries = read.events(chunk).await?;
+            for entry in &entries {
+                let source = Source::from_entry(entry);
+                match self.events.get(&source.id) {
+                    Some((_, known)) if known.available == source.available => {}
+                    _ => self.upsert(source)?,
+                }
+            }
+            reread.extend(chunk.iter().copied());
+        }
+        Ok(())
+    }
+
     fn upsert(&mut self, source: Source) -> Result<(), SearchError> {
         let slot = match self.events.get(&source.id) {
             Some((slot, _)) => *slot,
@@ -309,6 +358,7 @@ impl Indexer {
             .add_document(source.document(&self.fields, slot))?;
         self.catalog.set(slot, &source);
         self.dirty.remove(&source.id);
+        self.seats_touched.remove(&source.id);
         self.events.insert(source.id, (slot, source));
         self.docs_pending = true;
         Ok(())
@@ -331,6 +381,11 @@ impl Indexer {
             source.available = n as u32;
             self.catalog.set_available(*slot, source.available);
             self.dirty.insert(id);
+            if self.seats_touched.is_empty() {
+                // Counted from the first change since the last reconciliation.
+                self.last_reconcile = Instant::now();
+            }
+            self.seats_touched.insert(id);
         }
     }
 

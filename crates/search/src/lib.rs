@@ -75,6 +75,9 @@ pub struct SearchConfig {
     pub queue: usize,
     /// Rendered answers kept for repeated searches; 0 turns the cache off.
     pub cache_entries: usize,
+    /// How often events whose seats changed are read again from the store, bounding any
+    /// drift between seat deltas and the store's own count (expired holds).
+    pub reconcile_every: std::time::Duration,
 }
 
 impl SearchConfig {
@@ -86,6 +89,7 @@ impl SearchConfig {
                 .unwrap_or(2),
             queue: 4_096,
             cache_entries: 20_000,
+            reconcile_every: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -143,7 +147,7 @@ impl SearchIndex {
             automata: engine::Automata::default(),
             counts: Default::default(),
         });
-        let indexer = indexer::Indexer::load(&index, fields, &shared)?;
+        let indexer = indexer::Indexer::load(&index, fields, &shared, config.reconcile_every)?;
         indexer.spawn(feed);
         Ok(Self { shared })
     }
