@@ -230,3 +230,37 @@ async fn every_bad_parameter_gets_a_400_naming_it(backend: Backend) {
         .await;
     assert_eq!((status, &problem["parameter"]), (400, &json!("cursor")));
 }
+
+#[tokio::test]
+async fn search_is_documented_beside_event_creation() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let path = &doc["paths"]["/v1/events"];
+    assert!(path["post"].is_object(), "{path}");
+    let get = &path["get"];
+    let params: Vec<&str> = get["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "q",
+        "zipCode",
+        "lat",
+        "lon",
+        "radiusKm",
+        "category",
+        "priceMin",
+        "priceMax",
+        "startsAfter",
+        "startsBefore",
+        "availableOnly",
+        "sort",
+        "limit",
+        "cursor",
+    ] {
+        assert!(params.contains(&name), "{name} in {params:?}");
+    }
+}
