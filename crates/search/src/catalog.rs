@@ -51,6 +51,8 @@ pub struct Catalog {
     /// search of a snapshot that can use them.
     by_date: OnceLock<Vec<u32>>,
     by_price: OnceLock<Vec<u32>>,
+    /// Live slots by one-degree cell of latitude and longitude, for radius searches.
+    grid: OnceLock<HashMap<(i16, i16), Vec<u32>>>,
 }
 
 impl Clone for Catalog {
@@ -64,6 +66,7 @@ impl Clone for Catalog {
             live: self.live,
             by_date: OnceLock::new(),
             by_price: OnceLock::new(),
+            grid: OnceLock::new(),
         }
     }
 }
@@ -90,6 +93,44 @@ impl Catalog {
             });
             v
         })
+    }
+
+    /// The live slots whose position may lie within `lat_span`/`lon_span` degrees of
+    /// (`lat`, `lon`), or `None` when the area is too large for the grid to help.
+    pub fn near(&self, lat: f64, lon: f64, lat_span: f64, lon_span: f64) -> Option<Vec<u32>> {
+        if lat_span > 20.0 || lon_span > 20.0 {
+            return None;
+        }
+        let grid = self.grid.get_or_init(|| {
+            let mut g: HashMap<(i16, i16), Vec<u32>> = HashMap::new();
+            for (slot, r) in self.rows.iter().enumerate() {
+                if r.alive {
+                    g.entry(cell(f64::from(r.lat), f64::from(r.lon)))
+                        .or_default()
+                        .push(slot as u32);
+                }
+            }
+            g
+        });
+        let (lat0, lat1) = (
+            (lat - lat_span).floor() as i16,
+            (lat + lat_span).floor() as i16,
+        );
+        let (lon0, lon1) = (
+            (lon - lon_span).floor() as i16,
+            (lon + lon_span).floor() as i16,
+        );
+        let mut out = Vec::new();
+        for la in lat0..=lat1 {
+            for lo in lon0..=lon1 {
+                // Across the antimeridian, cells continue on the other side.
+                let lo = (lo + 180).rem_euclid(360) - 180;
+                if let Some(slots) = grid.get(&(la, lo)) {
+                    out.extend_from_slice(slots);
+                }
+            }
+        }
+        Some(out)
     }
 
     fn live_slots(&self) -> Vec<u32> {
@@ -158,6 +199,10 @@ impl Catalog {
     }
 }
 
+fn cell(lat: f64, lon: f64) -> (i16, i16) {
+    (lat.floor() as i16, lon.floor() as i16)
+}
+
 fn hit_head(s: &Source) -> String {
     let starts = time::OffsetDateTime::from_unix_timestamp(s.starts_at)
         .ok()
@@ -188,4 +233,47 @@ fn hit_head(s: &Source) -> String {
     let mut text = v.to_string();
     text.pop(); // the closing brace: seats left and distance follow per query
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(lat: f64, lon: f64) -> Source {
+        Source {
+            id: uuid::Uuid::new_v4(),
+            name: "x".into(),
+            performers: vec![],
+            category: Category::Concert,
+            description: String::new(),
+            starts_at: 0,
+            venue: "v".into(),
+            city: "c".into(),
+            zip_code: String::new(),
+            country: "FJ".into(),
+            lat,
+            lon,
+            min_price_cents: 1,
+            max_price_cents: 1,
+            currency: "USD".into(),
+            capacity: 1,
+            available: 1,
+        }
+    }
+
+    #[test]
+    fn the_grid_reaches_across_the_antimeridian() {
+        let mut c = Catalog::default();
+        c.set(0, &source(-17.5, 179.9));
+        c.set(1, &source(-17.5, -179.9));
+        c.set(2, &source(-17.5, 170.0));
+        c.set(3, &source(40.0, 179.9));
+        let mut near = c.near(-17.5, 179.95, 0.5, 0.5).expect("small area");
+        near.sort();
+        assert_eq!(near, vec![0, 1]);
+        assert!(
+            c.near(0.0, 0.0, 45.0, 45.0).is_none(),
+            "too large for the grid"
+        );
+    }
 }

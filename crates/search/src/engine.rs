@@ -447,6 +447,7 @@ pub fn execute(
     let rows = &catalog.rows;
     if let (None, Some(counts)) = (matches, known)
         && req.sort != Sort::Distance
+        && req.geo.is_none_or(|g| g.radius_km.is_none())
     {
         let order = if req.sort == Sort::Price {
             catalog.by_price()
@@ -511,13 +512,25 @@ pub fn execute(
             heap.push((key, slot));
         }
     };
-    match matches {
-        Some(m) => {
+    // Browsing within a radius: only the events in the grid cells the circle touches.
+    let near = match (matches, req.geo, filters.geo) {
+        (None, Some(g), Some((_, _, Some(_), lat_span, lon_span))) => {
+            catalog.near(g.lat, g.lon, lat_span, lon_span)
+        }
+        _ => None,
+    };
+    match (matches, near) {
+        (Some(m), _) => {
             for &(slot, score) in m {
                 visit(slot, score);
             }
         }
-        None => {
+        (None, Some(slots)) => {
+            for slot in slots {
+                visit(slot, 0.0);
+            }
+        }
+        (None, None) => {
             for slot in 0..rows.len() as u32 {
                 visit(slot, 0.0);
             }

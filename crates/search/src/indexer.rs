@@ -35,6 +35,8 @@ use crate::{SearchError, Shared};
 
 /// Changes read per page, and events per page of a rebuild.
 const PAGE: usize = 2_000;
+/// The shortest time between two reads of the feed.
+const MIN_STEP: Duration = Duration::from_millis(50);
 /// How long the indexer sleeps between looks when the store does not signal.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Seat-only changes are visible at once; their documents are written this often.
@@ -169,10 +171,17 @@ impl Indexer {
 
     async fn run(mut self, feed: Arc<dyn ChangeFeed>) {
         let mut failures = 0u32;
+        let mut last_step = Instant::now()
+            .checked_sub(MIN_STEP)
+            .unwrap_or_else(Instant::now);
         loop {
             if self.shared.strong_count() == 0 {
                 return;
             }
+            // Under a stream of changes (a booking rush notifies on every commit) this gathers
+            // them into batches, so that publishing a catalog snapshot stays a small cost.
+            tokio::time::sleep(MIN_STEP.saturating_sub(last_step.elapsed())).await;
+            last_step = Instant::now();
             match self.step(&*feed).await {
                 Ok(()) => {
                     failures = 0;
