@@ -67,6 +67,8 @@ pub(crate) struct Indexer {
     seats_touched: HashSet<Uuid>,
     last_reconcile: Instant,
     reconcile_every: Duration,
+    /// Counts pages of changes and reconciliations applied.
+    applied: u64,
     last_commit: Instant,
 }
 
@@ -115,6 +117,7 @@ impl Indexer {
             seats_touched: HashSet::new(),
             last_reconcile: Instant::now(),
             reconcile_every,
+            applied: 0,
             last_commit: Instant::now(),
         };
         // What a previous writer committed while we waited is what we load.
@@ -277,6 +280,7 @@ impl Indexer {
         // Events read again in this read: their availability already includes every seat
         // change of the read.
         let mut reread: HashSet<EventId> = HashSet::new();
+        let applied_before = self.applied;
         if self.reconcile_due() {
             self.reconcile(&mut *read, &mut reread).await?;
         }
@@ -285,6 +289,7 @@ impl Indexer {
             if page.is_empty() {
                 break;
             }
+            self.applied += 1;
             let mut fresh = Vec::new();
             let mut deltas: Vec<(EventId, i64)> = Vec::new();
             for change in page {
@@ -320,7 +325,11 @@ impl Indexer {
             }
         }
         self.cursor = Some(read.cursor().clone());
-        self.publish();
+        // A PostgreSQL cursor moves with every transaction in the database; only a read that
+        // brought changes makes a new snapshot (and retires the cached answers).
+        if self.applied != applied_before {
+            self.publish();
+        }
         Ok(())
     }
 
@@ -343,7 +352,10 @@ impl Indexer {
                 let source = Source::from_entry(entry);
                 match self.events.get(&source.id) {
                     Some((_, known)) if known.available == source.available => {}
-                    _ => self.upsert(source)?,
+                    _ => {
+                        self.upsert(source)?;
+                        self.applied += 1;
+                    }
                 }
             }
             reread.extend(chunk.iter().copied());
