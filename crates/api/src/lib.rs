@@ -28,6 +28,7 @@ use axum::response::IntoResponse;
 use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::EventId;
 use boxoffice_domain::ports::{Clock, Store, StoreError};
+use boxoffice_search::SearchIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -76,11 +77,19 @@ pub struct AppInner {
     pub booking: BookingService,
     pub metrics: PrometheusHandle,
     events: EventCache,
+    /// Event search, answered from the node's own index.
+    pub search: SearchIndex,
 }
 
 impl AppState {
-    /// The booking service brings the store, clock, payment provider and ticket key.
-    pub fn new(auth: Arc<Authenticator>, config: ApiConfig, booking: BookingService) -> Self {
+    /// The booking service brings the store, clock, payment provider and ticket key; the
+    /// search index is this node's own.
+    pub fn new(
+        auth: Arc<Authenticator>,
+        config: ApiConfig,
+        booking: BookingService,
+        search: SearchIndex,
+    ) -> Self {
         Self(Arc::new(AppInner {
             store: booking.store.clone(),
             clock: booking.clock.clone(),
@@ -89,6 +98,7 @@ impl AppState {
             booking,
             metrics: middleware::metrics_handle(),
             events: EventCache::default(),
+            search,
         }))
     }
 
@@ -144,6 +154,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::events::router())
         .merge(routes::booking::router())
         .merge(routes::webhooks::router())
+        .merge(routes::search::router())
         .merge(routes::ops::router())
         .split_for_parts()
 }

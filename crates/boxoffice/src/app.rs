@@ -8,9 +8,11 @@ use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret};
 use boxoffice_api::booking::{BookingConfig, BookingService};
 use boxoffice_api::tickets::TicketSigner;
 use boxoffice_api::{ApiConfig, AppState};
+use boxoffice_domain::feed::ChangeFeed;
 use boxoffice_domain::payments::PaymentProvider;
 use boxoffice_domain::ports::{Clock, Store, SystemClock};
 use boxoffice_payments::{Sandbox, SandboxOptions, Stripe, StripeConfig};
+use boxoffice_search::{SearchConfig, SearchIndex};
 use boxoffice_store_postgres::{PgOptions, PgStore};
 use boxoffice_store_sqlite::SqliteStore;
 use rand::RngExt;
@@ -21,6 +23,13 @@ use crate::cli::{PaymentArgs, PaymentsArg, SeedArgs, ServeArgs, StoreArgs, Token
 /// The store the flags select: PostgreSQL for a `postgres://` URL, otherwise SQLite in the data
 /// directory. Either way, migrations are applied before this returns.
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_store_and_feed(args).await?.0)
+}
+
+/// The selected store, and the same store as the change feed the search indexer follows.
+pub async fn open_store_and_feed(
+    args: &StoreArgs,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn ChangeFeed>)> {
     match &args.database_url {
         Some(url) => {
             let url = url.expose();
@@ -37,7 +46,7 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
             .await
             .context("opening the PostgreSQL store")?;
             tracing::info!("using PostgreSQL");
-            Ok(Arc::new(store))
+            Ok((Arc::new(store.clone()), Arc::new(store)))
         }
         None => {
             let path = args.data_dir.join("boxoffice.db");
@@ -45,7 +54,7 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
                 .await?
                 .context("opening the embedded store")?;
             tracing::info!(path = %store.path().display(), "using the embedded SQLite store");
-            Ok(Arc::new(store))
+            Ok((Arc::new(store.clone()), Arc::new(store)))
         }
     }
 }
@@ -164,7 +173,8 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
     if serve.reconcile_after <= serve.payments.provider_timeout {
         bail!("--reconcile-after must be longer than --provider-timeout");
     }
-    let db = open_store(store).await?;
+    let (db, feed) = open_store_and_feed(store).await?;
+    let search = open_search(store, serve, feed).await?;
     let auth = AuthConfig {
         hs256_secret: Some(jwt_secret(store)?),
         jwks_url: serve.jwks_url.clone(),
@@ -191,7 +201,28 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
             stripe_webhook_secret: serve.payments.stripe_webhook_secret.clone(),
         },
         booking,
+        search,
     ))
+}
+
+/// Opens the search index in `<data-dir>/search-index` and starts its indexer, which catches
+/// up with the store (or rebuilds the index) and then follows its change feed.
+async fn open_search(
+    store: &StoreArgs,
+    serve: &ServeArgs,
+    feed: Arc<dyn ChangeFeed>,
+) -> anyhow::Result<SearchIndex> {
+    let mut config = SearchConfig::new(store.data_dir.join("search-index"));
+    if let Some(threads) = serve.search_threads {
+        config.threads = threads;
+    }
+    config.cache_entries = serve.search_cache_entries;
+    let dir = config.dir.clone();
+    let index = tokio::task::spawn_blocking(move || SearchIndex::open(&config, feed))
+        .await?
+        .with_context(|| format!("opening the search index in {}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), events = index.len(), "search index open");
+    Ok(index)
 }
 
 /// `boxoffice serve`: runs until SIGINT or SIGTERM, then drains in-flight requests.

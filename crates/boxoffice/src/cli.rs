@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// it. Must exceed --provider-timeout.
     #[arg(long, env = "BOXOFFICE_RECONCILE_AFTER", default_value = "30s", value_parser = parse_duration)]
     pub reconcile_after: Duration,
+    /// Threads that run searches (default: one per core).
+    #[arg(long, env = "BOXOFFICE_SEARCH_THREADS")]
+    pub search_threads: Option<usize>,
+    /// Rendered search answers kept for repeated searches; 0 turns the cache off.
+    #[arg(long, env = "BOXOFFICE_SEARCH_CACHE_ENTRIES", default_value_t = 20_000)]
+    pub search_cache_entries: usize,
 }
 
 /// The payment provider.

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use boxoffice_store_postgres::testing::TestDatabase;
 use common::{Server, boxoffice_ok as boxoffice};
@@ -168,4 +169,89 @@ async fn seeding_is_deterministic_and_repeatable() {
             .sum();
         assert_eq!(available, u64::from(e.spec.capacity()));
     }
+}
+
+/// Searches `base` until `id` is among the hits of `query`, failing after `within`.
+async fn search_until_found(base: &str, query: &str, id: &str, within: Duration) {
+    let http = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    loop {
+        let res = http
+            .get(format!("{base}/v1/events?{query}"))
+            .send()
+            .await
+            .expect("search");
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.expect("json");
+        let found = body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["eventId"] == id);
+        if found {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{base}: {id} not found by {query} after {within:?} (total {})",
+            body["total"]
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_both_see_a_new_event_within_a_second() {
+    let db = TestDatabase::create().await;
+    let secret = "a-shared-secret-for-all-nodes";
+    let env = [
+        ("BOXOFFICE_DATABASE_URL", db.url.as_str()),
+        ("BOXOFFICE_JWT_SECRET", secret),
+    ];
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = Server::start(dir_a.path(), &env);
+    let b = Server::start(dir_b.path(), &env);
+    let org = token(dir_a.path(), &env, "org-1", &["organizer"]);
+    // Both indexers have caught up with the (empty) database once they answer a search.
+    for base in [&a.base, &b.base] {
+        let res = reqwest::get(format!("{base}/v1/events"))
+            .await
+            .expect("search");
+        assert_eq!(res.status(), 200);
+    }
+    let id = create_and_check(&a.base, &org).await;
+    let created = std::time::Instant::now();
+    search_until_found(&a.base, "q=eras", &id, Duration::from_secs(1)).await;
+    search_until_found(&b.base, "q=eras", &id, Duration::from_secs(1)).await;
+    assert!(created.elapsed() < Duration::from_secs(2));
+    // Each node has its own index in its own data directory.
+    assert!(dir_a.path().join("search-index").join("meta.json").exists());
+    assert!(dir_b.path().join("search-index").join("meta.json").exists());
+}
+
+#[tokio::test]
+async fn embedded_search_rebuilds_for_a_seeded_catalog_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    boxoffice(
+        &["seed", "--events", "500", "--seed", "5"],
+        &[("BOXOFFICE_DATA_DIR", data)],
+    );
+    let expected = boxoffice::seed::Generator::new(5, time::OffsetDateTime::now_utc()).events(500);
+    let target = expected[100..]
+        .iter()
+        .find(|e| !e.spec.venue.zip_code.is_empty())
+        .expect("a US event");
+    let query = format!("zipCode={}&limit=100", target.spec.venue.zip_code);
+    let id = target.id.to_string();
+    let server = Server::start(dir.path(), &[]);
+    // No index yet: the node builds it from the store by itself.
+    search_until_found(&server.base, &query, &id, Duration::from_secs(30)).await;
+    assert!(server.terminate().success());
+    // Restarted, it loads its index and answers the same.
+    let server = Server::start(dir.path(), &[]);
+    search_until_found(&server.base, &query, &id, Duration::from_secs(30)).await;
 }

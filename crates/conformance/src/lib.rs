@@ -11,16 +11,20 @@
 //! `#[tokio::test]`, so failures name the behaviour and the backend.
 
 pub mod booking_suite;
+pub mod feed;
 pub mod fixtures;
 pub mod suite;
 
 use std::sync::Arc;
 
+use boxoffice_domain::feed::ChangeFeed;
 use boxoffice_domain::ports::Store;
 
 /// A store under test, and whatever must stay alive (and be cleaned up) with it.
 pub struct Harness {
     pub store: Arc<dyn Store>,
+    /// The same store, as the change feed search indexers follow.
+    pub feed: Arc<dyn ChangeFeed>,
     pub guard: Box<dyn Send + Sync>,
 }
 
@@ -60,6 +64,13 @@ macro_rules! store_suite {
             release_and_cancel,
             details_and_check_in,
         );
+        $crate::store_suite!(@feed_tests $factory;
+            feed_reports_each_created_event_once,
+            feed_snapshot_excludes_later_writes,
+            feed_pages_through_the_whole_catalog,
+            feed_cursor_of_another_database_is_not_used,
+            feed_wait_wakes_on_a_change,
+        );
     };
     (@booking $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -67,6 +78,16 @@ macro_rules! store_suite {
             async fn $name() {
                 let harness = $factory().await;
                 $crate::booking_suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+    (@feed_tests $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::feed::$name(harness.store.clone(), harness.feed.clone()).await;
                 drop(harness);
             }
         )*

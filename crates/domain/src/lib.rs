@@ -13,11 +13,12 @@
 //! - [`event`]: validated events, venues, sections, policies and seat-map geometry.
 //! - [`seat`] and [`booking`]: the state machines, with their legal transitions.
 //! - [`ports`]: the traits adapters implement, and their error types; [`payments`] is the
-//!   payment provider port.
+//!   payment provider port; [`feed`] is the change feed that search indexers follow.
 
 pub mod booking;
 pub mod error;
 pub mod event;
+pub mod feed;
 pub mod ids;
 pub mod money;
 pub mod payments;

@@ -450,9 +450,12 @@ pub mod change {
     /// Seats of an event became available or unavailable. Payload: [`AvailabilityDelta`].
     pub const SEATS_CHANGED: &str = "seats.changed";
 
-    /// How the number of *available* places of each section changed in one transaction:
-    /// a hold of 3 is `-3`, its release or expiry `+3`, a refund of 2 sold seats `+2`. A held
-    /// seat becoming sold is not a change of availability and is not recorded.
+    /// How the number of *available* (OPEN) places of each section changed in one
+    /// transaction: a hold of 3 is `-3`, its release or expiry `+3`, a refund of 2 sold seats
+    /// `+2`. A held seat becoming sold is not a change of availability and is not recorded;
+    /// nor is a buyer taking over a hold that had expired but was not swept yet (the seat
+    /// was counted as taken and still is). Readers that count seats from the tables count
+    /// OPEN seats, to agree with these deltas.
     #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
     pub struct AvailabilityDelta {
         pub sections: Vec<SectionDelta>,

@@ -7,6 +7,7 @@
 
 mod booking;
 mod catalog;
+mod feed;
 pub mod testing;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub struct PgStore {
     /// Events known to have their seats laid out (a fact that never reverts), so holds skip
     /// asking.
     laid_out: Arc<std::sync::RwLock<std::collections::HashSet<EventId>>>,
+    feed: std::sync::Arc<feed::Listener>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -74,6 +76,7 @@ impl PgStore {
             .parse()
             .map_err(|_| StoreError::Internal("the PostgreSQL URL is malformed".into()))?;
         migrate(&config).await?;
+        let feed = std::sync::Arc::new(feed::Listener::new(config.clone()));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -90,6 +93,7 @@ impl PgStore {
             .map_err(|e| StoreError::Internal(format!("building pool: {e}")))?;
         Ok(Self {
             pool,
+            feed,
             laid_out: Arc::default(),
         })
     }

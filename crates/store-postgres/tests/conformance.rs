@@ -18,7 +18,8 @@ async fn fresh_store() -> Harness {
     .await
     .expect("connect to test database");
     Harness {
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
+        feed: Arc::new(store),
         guard: Box::new(db),
     }
 }

@@ -12,6 +12,7 @@
 mod booking;
 mod catalog;
 mod codec;
+mod feed;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

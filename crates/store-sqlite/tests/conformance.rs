@@ -9,7 +9,8 @@ async fn fresh_store() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("boxoffice.db")).expect("open sqlite");
     Harness {
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
+        feed: Arc::new(store),
         guard: Box::new(dir),
     }
 }

@@ -3,4 +3,5 @@
 pub mod booking;
 pub mod events;
 pub mod ops;
+pub mod search;
 pub mod webhooks;

@@ -6,3 +6,4 @@ mod auth;
 mod booking;
 mod events;
 mod problems;
+mod search;

@@ -11,8 +11,10 @@ use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret, mint_hs256};
 use boxoffice_api::booking::{BookingConfig, BookingService};
 use boxoffice_api::tickets::TicketSigner;
 use boxoffice_api::{ApiConfig, AppState};
+use boxoffice_domain::feed::ChangeFeed;
 use boxoffice_domain::ports::{Clock, Store};
 use boxoffice_payments::{Sandbox, SandboxOptions};
+use boxoffice_search::{SearchConfig, SearchIndex};
 use boxoffice_store_postgres::testing::TestDatabase;
 use boxoffice_store_postgres::{PgOptions, PgStore};
 use boxoffice_store_sqlite::SqliteStore;
@@ -55,7 +57,10 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub state: AppState,
     pub clock: Arc<TestClock>,
-    _guards: (tempfile::TempDir, Option<TestDatabase>),
+    pub search: SearchIndex,
+    /// The data directory (SQLite database, sandbox ledger, search index).
+    pub dir: tempfile::TempDir,
+    pub db: Option<TestDatabase>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -77,31 +82,35 @@ impl TestApp {
             hang: Duration::from_secs(5),
             ..SandboxOptions::default()
         };
-        let (store, sandbox, db): (Arc<dyn Store>, Sandbox, _) = match backend {
-            Backend::Sqlite => {
-                let store = SqliteStore::open(&dir.path().join("boxoffice.db")).expect("sqlite");
-                let sandbox = Sandbox::sqlite_with(dir.path().join("psp.db"), options)
+        let (store, feed, sandbox, db): (Arc<dyn Store>, Arc<dyn ChangeFeed>, Sandbox, _) =
+            match backend {
+                Backend::Sqlite => {
+                    let store =
+                        SqliteStore::open(&dir.path().join("boxoffice.db")).expect("sqlite");
+                    let sandbox = Sandbox::sqlite_with(dir.path().join("psp.db"), options)
+                        .await
+                        .expect("sandbox");
+                    (Arc::new(store.clone()), Arc::new(store), sandbox, None)
+                }
+                Backend::Postgres => {
+                    let db = TestDatabase::create().await;
+                    let store = PgStore::connect(
+                        &db.url,
+                        PgOptions {
+                            pool_size: 8,
+                            ..PgOptions::default()
+                        },
+                    )
                     .await
-                    .expect("sandbox");
-                (Arc::new(store), sandbox, None)
-            }
-            Backend::Postgres => {
-                let db = TestDatabase::create().await;
-                let store = PgStore::connect(
-                    &db.url,
-                    PgOptions {
-                        pool_size: 8,
-                        ..PgOptions::default()
-                    },
-                )
-                .await
-                .expect("postgres");
-                let sandbox = Sandbox::postgres_with(&db.url, options)
-                    .await
-                    .expect("sandbox");
-                (Arc::new(store), sandbox, Some(db))
-            }
-        };
+                    .expect("postgres");
+                    let sandbox = Sandbox::postgres_with(&db.url, options)
+                        .await
+                        .expect("sandbox");
+                    (Arc::new(store.clone()), Arc::new(store), sandbox, Some(db))
+                }
+            };
+        let search = SearchIndex::open(&SearchConfig::new(dir.path().join("search-index")), feed)
+            .expect("search index");
         let clock = Arc::new(TestClock::default());
         let booking = BookingService {
             store: store.clone(),
@@ -122,6 +131,7 @@ impl TestApp {
                 ..ApiConfig::default()
             },
             booking,
+            search.clone(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -142,7 +152,9 @@ impl TestApp {
             store,
             state,
             clock,
-            _guards: (dir, db),
+            search,
+            dir,
+            db,
             _server: server,
         }
     }

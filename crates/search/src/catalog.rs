@@ -1,0 +1,279 @@
+//! The in-memory side of the index: one compact row per event, addressed by *slot*.
+//!
+//! tantivy answers "which events match these words"; everything else a query needs — filters,
+//! sort keys, facets, the hit as JSON, seats left — is read from these rows. A scan over them
+//! costs a few nanoseconds per event, where reading the same values through tantivy's fast
+//! fields and a collector costs tens; and seat counts change here, in place, without
+//! re-indexing anything. Every document in tantivy stores its slot, so a text match leads
+//! straight to its row.
+//!
+//! The indexer owns the only mutable copy and publishes immutable snapshots; searches take the
+//! current snapshot (an `Arc`) and never wait for the indexer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use boxoffice_domain::event::Category;
+
+use crate::schema::Source;
+
+/// What filters and sorts read. `Copy` and small, so that scans stay in cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Row {
+    pub starts_at: i64,
+    pub min_price: i64,
+    pub max_price: i64,
+    pub lat: f32,
+    pub lon: f32,
+    pub available: u32,
+    /// Interned zip code; 0 for none.
+    pub zip: u32,
+    /// Index into [`Category::ALL`].
+    pub category: u8,
+    pub alive: bool,
+}
+
+/// A hit as JSON, minus the members that change (seats left, distance) and the closing brace.
+#[derive(Debug)]
+pub struct Hit {
+    pub json_head: Box<str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub rows: Vec<Row>,
+    /// Event ids as integers: the final tie-breaker of every sort, so orders are total.
+    pub ids: Vec<u128>,
+    pub hits: Vec<Option<Arc<Hit>>>,
+    pub zips: Arc<HashMap<String, u32>>,
+    pub live: usize,
+    /// Live slots by (start, id) and by (cheapest price, start, id), computed by the first
+    /// search of a snapshot that can use them.
+    by_date: OnceLock<Vec<u32>>,
+    by_price: OnceLock<Vec<u32>>,
+    /// Live slots by one-degree cell of latitude and longitude, for radius searches.
+    grid: OnceLock<HashMap<(i16, i16), Vec<u32>>>,
+}
+
+impl Clone for Catalog {
+    /// A copy to change: the orders of the original do not carry over.
+    fn clone(&self) -> Self {
+        Self {
+            rows: self.rows.clone(),
+            ids: self.ids.clone(),
+            hits: self.hits.clone(),
+            zips: self.zips.clone(),
+            live: self.live,
+            by_date: OnceLock::new(),
+            by_price: OnceLock::new(),
+            grid: OnceLock::new(),
+        }
+    }
+}
+
+pub fn category_index(c: Category) -> u8 {
+    Category::ALL.iter().position(|x| *x == c).unwrap_or(0) as u8
+}
+
+impl Catalog {
+    pub fn by_date(&self) -> &[u32] {
+        self.by_date.get_or_init(|| {
+            let mut v = self.live_slots();
+            v.sort_unstable_by_key(|&s| (self.rows[s as usize].starts_at, self.ids[s as usize]));
+            v
+        })
+    }
+
+    pub fn by_price(&self) -> &[u32] {
+        self.by_price.get_or_init(|| {
+            let mut v = self.live_slots();
+            v.sort_unstable_by_key(|&s| {
+                let r = &self.rows[s as usize];
+                (r.min_price, r.starts_at, self.ids[s as usize])
+            });
+            v
+        })
+    }
+
+    /// The live slots whose position may lie within `lat_span`/`lon_span` degrees of
+    /// (`lat`, `lon`), or `None` when the area is too large for the grid to help.
+    pub fn near(&self, lat: f64, lon: f64, lat_span: f64, lon_span: f64) -> Option<Vec<u32>> {
+        if lat_span > 20.0 || lon_span > 20.0 {
+            return None;
+        }
+        let grid = self.grid.get_or_init(|| {
+            let mut g: HashMap<(i16, i16), Vec<u32>> = HashMap::new();
+            for (slot, r) in self.rows.iter().enumerate() {
+                if r.alive {
+                    g.entry(cell(f64::from(r.lat), f64::from(r.lon)))
+                        .or_default()
+                        .push(slot as u32);
+                }
+            }
+            g
+        });
+        let (lat0, lat1) = (
+            (lat - lat_span).floor() as i16,
+            (lat + lat_span).floor() as i16,
+        );
+        let (lon0, lon1) = (
+            (lon - lon_span).floor() as i16,
+            (lon + lon_span).floor() as i16,
+        );
+        let mut out = Vec::new();
+        for la in lat0..=lat1 {
+            for lo in lon0..=lon1 {
+                // Across the antimeridian, cells continue on the other side.
+                let lo = (lo + 180).rem_euclid(360) - 180;
+                if let Some(slots) = grid.get(&(la, lo)) {
+                    out.extend_from_slice(slots);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn live_slots(&self) -> Vec<u32> {
+        (0..self.rows.len() as u32)
+            .filter(|&s| self.rows[s as usize].alive)
+            .collect()
+    }
+
+    pub fn zip_id(&self, zip: &str) -> Option<u32> {
+        self.zips.get(zip).copied()
+    }
+
+    /// Puts (or replaces) the event at `slot`.
+    pub fn set(&mut self, slot: u32, s: &Source) {
+        let i = slot as usize;
+        if self.rows.len() <= i {
+            self.rows.resize(i + 1, Row::default());
+            self.ids.resize(i + 1, 0);
+            self.hits.resize(i + 1, None);
+        }
+        let zip = if s.zip_code.is_empty() {
+            0
+        } else if let Some(z) = self.zips.get(&s.zip_code) {
+            *z
+        } else {
+            let zips = Arc::make_mut(&mut self.zips);
+            let z = zips.len() as u32 + 1;
+            zips.insert(s.zip_code.clone(), z);
+            z
+        };
+        if !self.rows[i].alive {
+            self.live += 1;
+        }
+        self.rows[i] = Row {
+            starts_at: s.starts_at,
+            min_price: s.min_price_cents,
+            max_price: s.max_price_cents,
+            lat: s.lat as f32,
+            lon: s.lon as f32,
+            available: s.available,
+            zip,
+            category: category_index(s.category),
+            alive: true,
+        };
+        self.ids[i] = s.id.as_u128();
+        self.hits[i] = Some(Arc::new(Hit {
+            json_head: hit_head(s).into_boxed_str(),
+        }));
+    }
+
+    pub fn set_available(&mut self, slot: u32, available: u32) {
+        if let Some(r) = self.rows.get_mut(slot as usize) {
+            r.available = available;
+        }
+    }
+
+    pub fn remove(&mut self, slot: u32) {
+        let i = slot as usize;
+        if let Some(r) = self.rows.get_mut(i)
+            && r.alive
+        {
+            r.alive = false;
+            self.hits[i] = None;
+            self.live -= 1;
+        }
+    }
+}
+
+fn cell(lat: f64, lon: f64) -> (i16, i16) {
+    (lat.floor() as i16, lon.floor() as i16)
+}
+
+fn hit_head(s: &Source) -> String {
+    let starts = time::OffsetDateTime::from_unix_timestamp(s.starts_at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let v = serde_json::json!({
+        "eventId": s.id.to_string(),
+        "name": s.name,
+        "performers": s.performers,
+        "category": s.category.as_str(),
+        "startsAt": starts,
+        "venue": {
+            "name": s.venue,
+            "city": s.city,
+            "zipCode": s.zip_code,
+            "country": s.country,
+            "lat": s.lat,
+            "lon": s.lon,
+        },
+        "minPriceCents": s.min_price_cents,
+        "maxPriceCents": s.max_price_cents,
+        "currency": s.currency,
+        "capacity": s.capacity,
+    });
+    let mut text = v.to_string();
+    text.pop(); // the closing brace: seats left and distance follow per query
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(lat: f64, lon: f64) -> Source {
+        Source {
+            id: uuid::Uuid::new_v4(),
+            name: "x".into(),
+            performers: vec![],
+            category: Category::Concert,
+            description: String::new(),
+            starts_at: 0,
+            venue: "v".into(),
+            city: "c".into(),
+            zip_code: String::new(),
+            country: "FJ".into(),
+            lat,
+            lon,
+            min_price_cents: 1,
+            max_price_cents: 1,
+            currency: "USD".into(),
+            capacity: 1,
+            available: 1,
+        }
+    }
+
+    #[test]
+    fn the_grid_reaches_across_the_antimeridian() {
+        let mut c = Catalog::default();
+        c.set(0, &source(-17.5, 179.9));
+        c.set(1, &source(-17.5, -179.9));
+        c.set(2, &source(-17.5, 170.0));
+        c.set(3, &source(40.0, 179.9));
+        let mut near = c.near(-17.5, 179.95, 0.5, 0.5).expect("small area");
+        near.sort();
+        assert_eq!(near, vec![0, 1]);
+        assert!(
+            c.near(0.0, 0.0, 45.0, 45.0).is_none(),
+            "too large for the grid"
+        );
+    }
+}

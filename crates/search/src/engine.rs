@@ -1,0 +1,593 @@
+//! Running one search against one snapshot: tantivy for the words, the catalog rows for
+//! everything else.
+//!
+//! Relevance is computed from *which* query words matched *where* and *how*, never from
+//! corpus statistics: a word counts 4 when it is exactly in the name or performers, 2 when it
+//! is exactly elsewhere (venue, city, description), 2.5/1.5 as the prefix of a word there (the
+//! word being typed), and 1.5/1 as a typo (one edit for words of 4–7 letters, two from 8).
+//! An event's score is the sum over the words. So exact matches rank above fuzzy ones, and —
+//! unlike BM25 — an event's score does not move when other events are added, which keeps
+//! cursor pagination by score stable.
+//!
+//! All query words must match; if that finds nothing, any word may (ranked by how many did),
+//! so one unknown word does not blank out a query that otherwise matches well.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::{
+    AutomatonWeight, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, EnableScoring,
+    FuzzyTermQuery, Occur, Query, TermQuery, Weight,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
+
+use crate::catalog::{Catalog, Row};
+use crate::query::{Cursor, SearchRequest, Sort};
+use crate::schema::{Fields, analyzer};
+
+/// At most this many words of a query are used.
+const MAX_WORDS: usize = 8;
+
+/// Price bands for facets, on the cheapest section, in minor units: [from, to).
+pub const PRICE_BANDS: [(i64, Option<i64>); 5] = [
+    (0, Some(2_500)),
+    (2_500, Some(5_000)),
+    (5_000, Some(10_000)),
+    (10_000, Some(20_000)),
+    (20_000, None),
+];
+
+/// A total sort key: (primary, secondary, event id), ascending.
+pub type SortKey = (i64, i64, u128);
+
+/// What a search produced, before rendering.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Slots of the page, in order, with their sort keys and distances.
+    pub page: Vec<(u32, SortKey, Option<f64>)>,
+    pub next: Option<Cursor>,
+    pub total: u64,
+    pub categories: [u64; 9],
+    pub price_bands: [u64; PRICE_BANDS.len()],
+}
+
+/// The words of a query, analysed like the indexed text.
+pub fn words(q: &str) -> Vec<String> {
+    let mut a = analyzer();
+    let mut stream = a.token_stream(q);
+    let mut out: Vec<String> = Vec::new();
+    while stream.advance() {
+        let t = stream.token().text.clone();
+        if !out.contains(&t) {
+            out.push(t);
+        }
+        if out.len() == MAX_WORDS {
+            break;
+        }
+    }
+    out
+}
+
+/// Levenshtein automata by (word, distance, prefix). Building one costs up to a millisecond
+/// for long words at two typos, and the same words come back (popular searches, the same
+/// typos), so each is built once and shared by every field and every search.
+#[derive(Default)]
+pub struct Automata {
+    built: Mutex<HashMap<(String, u8, bool), Arc<DfaWrapper>>>,
+}
+
+impl std::fmt::Debug for Automata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Automata")
+            .field("built", &self.built.lock().len())
+            .finish()
+    }
+}
+
+/// Automata kept; past this the cache starts over (they are rebuilt on demand).
+const MAX_AUTOMATA: usize = 2_000;
+
+impl Automata {
+    fn get(&self, word: &str, distance: u8, prefix: bool) -> Option<Arc<DfaWrapper>> {
+        let key = (word.to_owned(), distance, prefix);
+        if let Some(a) = self.built.lock().get(&key) {
+            return Some(a.clone());
+        }
+        // A throwaway field: the automaton only looks at the term's text.
+        let term = Term::from_field_text(Field::from_field_id(0), word);
+        let q = if prefix {
+            FuzzyTermQuery::new_prefix(term, distance, true)
+        } else {
+            FuzzyTermQuery::new(term, distance, true)
+        };
+        let dfa = Arc::new(q.automaton().ok()?);
+        let mut built = self.built.lock();
+        if built.len() >= MAX_AUTOMATA {
+            built.clear();
+        }
+        built.insert(key, dfa.clone());
+        Some(dfa)
+    }
+}
+
+/// Terms of `field` accepted by a shared automaton.
+#[derive(Clone)]
+struct AutomatonQuery {
+    field: Field,
+    dfa: Arc<DfaWrapper>,
+}
+
+impl std::fmt::Debug for AutomatonQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutomatonQuery")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query for AutomatonQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+            self.field,
+            self.dfa.clone(),
+        )))
+    }
+}
+
+/// A word found as typed in at least this share of events (1 in 200) is taken as meant:
+/// common words ("tour", "live", "city") are spelt right far more often than not, and
+/// expanding them to every neighbour ("four", "hour", "lives") costs the most and finds the
+/// least.
+const COMMON_WORD_SHARE: u64 = 200;
+
+fn word_query(
+    searcher: &Searcher,
+    f: &Fields,
+    automata: &Automata,
+    word: &str,
+    last: bool,
+) -> Box<dyn Query> {
+    let title = Term::from_field_text(f.title, word);
+    let text = Term::from_field_text(f.text, word);
+    let common =
+        searcher.doc_freq(&text).unwrap_or(0) >= (searcher.num_docs() / COMMON_WORD_SHARE).max(50);
+    let exact = |t: Term, score: f32| -> Box<dyn Query> {
+        Box::new(ConstScoreQuery::new(
+            Box::new(TermQuery::new(t, IndexRecordOption::Basic)),
+            score,
+        ))
+    };
+    let mut alternatives = vec![exact(title.clone(), 4.0), exact(text.clone(), 2.0)];
+    let len = word.chars().count();
+    let mut approximate = |dfa: Option<Arc<DfaWrapper>>, title_score: f32, text_score: f32| {
+        if let Some(dfa) = dfa {
+            for (field, score) in [(f.title, title_score), (f.text, text_score)] {
+                let q = AutomatonQuery {
+                    field,
+                    dfa: dfa.clone(),
+                };
+                alternatives.push(Box::new(ConstScoreQuery::new(Box::new(q), score)));
+            }
+        }
+    };
+    if last && len >= 2 && !common {
+        approximate(automata.get(word, 0, true), 2.5, 1.5);
+    }
+    if len >= 4 && !common {
+        let distance = if len >= 8 { 2 } else { 1 };
+        approximate(automata.get(word, distance, false), 1.5, 1.0);
+    }
+    drop((title, text));
+    Box::new(DisjunctionMaxQuery::new(alternatives))
+}
+
+/// Collects (slot, score) of every matching document.
+struct Slots;
+
+struct SegmentSlots {
+    slots: Column<u64>,
+    out: Vec<(u32, f32)>,
+}
+
+impl Collector for Slots {
+    type Fruit = Vec<(u32, f32)>;
+    type Child = SegmentSlots;
+
+    fn for_segment(
+        &self,
+        _ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentSlots> {
+        Ok(SegmentSlots {
+            slots: reader.fast_fields().u64("slot")?,
+            out: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(u32, f32)>>) -> tantivy::Result<Vec<(u32, f32)>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for SegmentSlots {
+    type Fruit = Vec<(u32, f32)>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if let Some(slot) = self.slots.first(doc) {
+            self.out.push((slot as u32, score));
+        }
+    }
+
+    fn harvest(self) -> Vec<(u32, f32)> {
+        self.out
+    }
+}
+
+/// The events matching the query's words (and zip code, which is a term of its own), with
+/// their scores: all words first, then any. `None` when there is nothing to look up, and the
+/// caller scans every event.
+pub fn matches(
+    searcher: &Searcher,
+    fields: &Fields,
+    automata: &Automata,
+    q: Option<&str>,
+    zip: Option<&str>,
+) -> tantivy::Result<Option<Vec<(u32, f32)>>> {
+    let words = q.map(words).unwrap_or_default();
+    let zip = zip.map(|z| -> Box<dyn Query> {
+        Box::new(ConstScoreQuery::new(
+            Box::new(TermQuery::new(
+                Term::from_field_text(fields.zip, z),
+                IndexRecordOption::Basic,
+            )),
+            0.0,
+        ))
+    });
+    if words.is_empty() && zip.is_none() {
+        return Ok(if q.is_some() { Some(Vec::new()) } else { None });
+    }
+    let n = words.len();
+    let clauses = |occur: Occur| -> Vec<(Occur, Box<dyn Query>)> {
+        let mut c: Vec<(Occur, Box<dyn Query>)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (occur, word_query(searcher, fields, automata, w, i + 1 == n)))
+            .collect();
+        if let Some(z) = &zip {
+            c.push((Occur::Must, z.box_clone()));
+        }
+        c
+    };
+    let all = BooleanQuery::new(clauses(Occur::Must));
+    let found = searcher.search(&all, &Slots)?;
+    if !found.is_empty() || n <= 1 {
+        return Ok(Some(found));
+    }
+    searcher
+        .search(&BooleanQuery::new(clauses(Occur::Should)), &Slots)
+        .map(Some)
+}
+
+/// Great-circle distance in kilometres.
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    6_371.008_8 * 2.0 * a.sqrt().min(1.0).asin()
+}
+
+/// The filters of a request, prepared for a scan.
+struct Filters {
+    zip: Option<u32>,
+    /// (lat, lon, radius, lat span, lon span) for a quick box test before the exact distance.
+    geo: Option<(f64, f64, Option<f64>, f64, f64)>,
+    categories: u16,
+    price_min: i64,
+    price_max: i64,
+    starts_after: i64,
+    starts_before: i64,
+    available_only: bool,
+}
+
+/// How one row fares: rejected by a filter other than category and price, or which of those
+/// two it passes (facets count each while ignoring its own filter).
+enum Verdict {
+    Out,
+    In {
+        category: bool,
+        price: bool,
+        distance: Option<f64>,
+    },
+}
+
+impl Filters {
+    fn new(req: &SearchRequest, catalog: &Catalog, now: i64) -> Option<Self> {
+        let zip = match &req.zip_code {
+            // An unknown zip code matches nothing.
+            Some(z) => Some(catalog.zip_id(z)?),
+            None => None,
+        };
+        Some(Filters {
+            zip,
+            geo: req.geo.map(|g| {
+                let r = g.radius_km.unwrap_or(f64::INFINITY);
+                let lat_span = r / 111.0;
+                let lon_span = r / (111.32 * g.lat.to_radians().cos().max(0.01));
+                (g.lat, g.lon, g.radius_km, lat_span, lon_span)
+            }),
+            categories: req.categories,
+            price_min: req.price_min.unwrap_or(i64::MIN),
+            price_max: req.price_max.unwrap_or(i64::MAX),
+            starts_after: req.starts_after.unwrap_or(now),
+            starts_before: req.starts_before.unwrap_or(i64::MAX),
+            available_only: req.available_only,
+        })
+    }
+
+    #[inline]
+    fn judge(&self, r: &Row) -> Verdict {
+        if !r.alive
+            || r.starts_at < self.starts_after
+            || r.starts_at > self.starts_before
+            || (self.available_only && r.available == 0)
+            || self.zip.is_some_and(|z| z != r.zip)
+        {
+            return Verdict::Out;
+        }
+        let mut distance = None;
+        if let Some((lat, lon, radius, lat_span, lon_span)) = self.geo {
+            let (rlat, rlon) = (f64::from(r.lat), f64::from(r.lon));
+            if let Some(radius) = radius {
+                if (rlat - lat).abs() > lat_span {
+                    return Verdict::Out;
+                }
+                let dlon = (rlon - lon).abs();
+                if dlon.min(360.0 - dlon) > lon_span {
+                    return Verdict::Out;
+                }
+                let d = distance_km(lat, lon, rlat, rlon);
+                if d > radius {
+                    return Verdict::Out;
+                }
+                distance = Some(d);
+            } else {
+                distance = Some(distance_km(lat, lon, rlat, rlon));
+            }
+        }
+        Verdict::In {
+            category: self.categories == 0 || self.categories & (1 << r.category) != 0,
+            price: r.max_price >= self.price_min && r.min_price <= self.price_max,
+            distance,
+        }
+    }
+}
+
+fn price_band(min_price: i64) -> usize {
+    PRICE_BANDS
+        .iter()
+        .rposition(|(from, _)| min_price >= *from)
+        .unwrap_or(0)
+}
+
+/// How many events match, by category and price band (see [`Outcome`]). They depend on the
+/// filters only, not on the order or the page, so browsing can reuse them page after page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    pub categories: [u64; 9],
+    pub price_bands: [u64; PRICE_BANDS.len()],
+}
+
+impl Outcome {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            total: self.total,
+            categories: self.categories,
+            price_bands: self.price_bands,
+        }
+    }
+}
+
+fn sort_key(
+    req: &SearchRequest,
+    catalog: &Catalog,
+    slot: u32,
+    score: f32,
+    distance: Option<f64>,
+) -> SortKey {
+    let r = &catalog.rows[slot as usize];
+    let id = catalog.ids[slot as usize];
+    match req.sort {
+        // Scores are sums of a few fixed weights: exact in thousandths.
+        Sort::Relevance => (-((score * 1000.0).round() as i64), r.starts_at, id),
+        Sort::Date => (r.starts_at, 0, id),
+        Sort::Price => (r.min_price, r.starts_at, id),
+        Sort::Distance => (
+            (distance.unwrap_or(0.0) * 1000.0).round() as i64,
+            r.starts_at,
+            id,
+        ),
+    }
+}
+
+/// Runs `req` over `catalog`, with `matches` the text matches (`None` when browsing).
+///
+/// Browsing by date or price with `known` counts (from an earlier page of the same filters)
+/// walks the catalog in that order from the cursor and stops at the page's end; otherwise one
+/// pass over every candidate counts facets and keeps the best `limit + 1` in a bounded heap.
+pub fn execute(
+    req: &SearchRequest,
+    catalog: &Catalog,
+    matches: Option<&[(u32, f32)]>,
+    now: i64,
+    known: Option<Counts>,
+) -> Outcome {
+    let mut out = Outcome {
+        page: Vec::new(),
+        next: None,
+        total: 0,
+        categories: [0; 9],
+        price_bands: [0; PRICE_BANDS.len()],
+    };
+    let Some(filters) = Filters::new(req, catalog, now) else {
+        return out;
+    };
+    let after = req.cursor.map(|c| c.key);
+    let keep = req.limit + 1;
+    let rows = &catalog.rows;
+    if let (None, Some(counts)) = (matches, known)
+        && req.sort != Sort::Distance
+        && req.geo.is_none_or(|g| g.radius_km.is_none())
+    {
+        let order = if req.sort == Sort::Price {
+            catalog.by_price()
+        } else {
+            catalog.by_date()
+        };
+        let from = match after {
+            Some(a) => order.partition_point(|&s| sort_key(req, catalog, s, 0.0, None) <= a),
+            None => 0,
+        };
+        let mut page = Vec::with_capacity(keep);
+        for &slot in &order[from..] {
+            if let Verdict::In {
+                category: true,
+                price: true,
+                ..
+            } = filters.judge(&rows[slot as usize])
+            {
+                page.push((sort_key(req, catalog, slot, 0.0, None), slot));
+                if page.len() == keep {
+                    break;
+                }
+            }
+        }
+        out.total = counts.total;
+        out.categories = counts.categories;
+        out.price_bands = counts.price_bands;
+        finish(req, catalog, page, &mut out);
+        return out;
+    }
+    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
+    let mut visit = |slot: u32, score: f32| {
+        let Some(r) = rows.get(slot as usize) else {
+            return;
+        };
+        let Verdict::In {
+            category,
+            price,
+            distance,
+        } = filters.judge(r)
+        else {
+            return;
+        };
+        if price && let Some(c) = out.categories.get_mut(r.category as usize) {
+            *c += 1;
+        }
+        if category {
+            out.price_bands[price_band(r.min_price)] += 1;
+        }
+        if !(category && price) {
+            return;
+        }
+        out.total += 1;
+        let key = sort_key(req, catalog, slot, score, distance);
+        if after.is_some_and(|a| key <= a) {
+            return;
+        }
+        if heap.len() < keep {
+            heap.push((key, slot));
+        } else if heap.peek().is_some_and(|top| key < top.0) {
+            heap.pop();
+            heap.push((key, slot));
+        }
+    };
+    // Browsing within a radius: only the events in the grid cells the circle touches.
+    let near = match (matches, req.geo, filters.geo) {
+        (None, Some(g), Some((_, _, Some(_), lat_span, lon_span))) => {
+            catalog.near(g.lat, g.lon, lat_span, lon_span)
+        }
+        _ => None,
+    };
+    match (matches, near) {
+        (Some(m), _) => {
+            for &(slot, score) in m {
+                visit(slot, score);
+            }
+        }
+        (None, Some(slots)) => {
+            for slot in slots {
+                visit(slot, 0.0);
+            }
+        }
+        (None, None) => {
+            for slot in 0..rows.len() as u32 {
+                visit(slot, 0.0);
+            }
+        }
+    }
+    finish(req, catalog, heap.into_sorted_vec(), &mut out);
+    out
+}
+
+/// Cuts the sorted candidates to a page, with the cursor of the next one if there is more.
+fn finish(
+    req: &SearchRequest,
+    catalog: &Catalog,
+    mut page: Vec<(SortKey, u32)>,
+    out: &mut Outcome,
+) {
+    if page.len() > req.limit {
+        page.truncate(req.limit);
+        out.next = page.last().map(|(key, _)| Cursor {
+            key: *key,
+            query: req.fingerprint(),
+        });
+    }
+    out.page = page
+        .into_iter()
+        .map(|(k, slot)| {
+            let d = req.geo.map(|g| {
+                let r = &catalog.rows[slot as usize];
+                distance_km(g.lat, g.lon, f64::from(r.lat), f64::from(r.lon))
+            });
+            (slot, k, d)
+        })
+        .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_fold_accents_and_case() {
+        assert_eq!(words("Björk  BEYONCÉ björk"), vec!["bjork", "beyonce"]);
+    }
+
+    #[test]
+    fn distances() {
+        // Seattle to Portland is about 234 km.
+        let d = distance_km(47.6062, -122.3321, 45.5152, -122.6784);
+        assert!((d - 233.8).abs() < 2.0, "{d}");
+        assert!(distance_km(10.0, 10.0, 10.0, 10.0) < 1e-9);
+    }
+
+    #[test]
+    fn bands() {
+        assert_eq!(price_band(0), 0);
+        assert_eq!(price_band(2_499), 0);
+        assert_eq!(price_band(2_500), 1);
+        assert_eq!(price_band(1_000_000), 4);
+    }
+}

@@ -1,0 +1,485 @@
+//! The one writer: follows the store's change feed and keeps the tantivy index and the
+//! in-memory catalog up to date.
+//!
+//! It runs on a thread of its own (its IO driven by the application's runtime), so that
+//! tantivy's blocking calls never stall request handling. Its loop: apply everything after the cursor in
+//! one consistent read, publish, commit, then wait for the store to signal a change (or a
+//! second to pass).
+//!
+//! - New or changed events (`event.changed`) are read again, in the same read as the changes,
+//!   and their documents replaced. Their availability comes with them and already includes
+//!   this read's seat deltas, which are therefore skipped for them.
+//! - Seat deltas (`seats.changed`) adjust the catalog row in place and are visible to the next
+//!   search at once; the document is rewritten at the next commit only so that the index on
+//!   disk matches its cursor.
+//! - Each commit stores the cursor in the commit payload, atomically with the documents. At
+//!   start the index is loaded and caught up from that cursor; with no usable index (none, a
+//!   schema change, another database) it is rebuilt from one consistent scan.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use boxoffice_domain::feed::{Change, ChangeFeed, FeedCursor, FeedRead};
+use boxoffice_domain::ids::EventId;
+use serde::{Deserialize, Serialize};
+use tantivy::schema::Term;
+use tantivy::{Index, IndexWriter, TantivyDocument};
+use uuid::Uuid;
+
+use crate::catalog::Catalog;
+use crate::schema::{Fields, SCHEMA_VERSION, Source};
+use crate::{SearchError, Shared};
+
+/// Changes read per page, and events per page of a rebuild.
+const PAGE: usize = 2_000;
+/// The shortest time between two reads of the feed.
+const MIN_STEP: Duration = Duration::from_millis(50);
+/// How long the indexer sleeps between looks when the store does not signal.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Seat-only changes are visible at once; their documents are written this often.
+const AVAILABILITY_COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    schema: u32,
+    cursor: FeedCursor,
+}
+
+pub(crate) struct Indexer {
+    shared: Weak<Shared>,
+    fields: Fields,
+    writer: IndexWriter,
+    catalog: Catalog,
+    /// Every live event: its slot and what the index holds for it.
+    events: HashMap<Uuid, (u32, Source)>,
+    next_slot: u32,
+    cursor: Option<FeedCursor>,
+    /// Events whose seats changed since the last commit.
+    dirty: HashSet<Uuid>,
+    /// Documents were added or deleted since the last commit.
+    docs_pending: bool,
+    /// Merge every segment into one after the next commit (after a rebuild).
+    merge_after_commit: bool,
+    /// Events that got seat deltas since they were last read from the store.
+    seats_touched: HashSet<Uuid>,
+    last_reconcile: Instant,
+    reconcile_every: Duration,
+    /// Counts pages of changes and reconciliations applied.
+    applied: u64,
+    last_commit: Instant,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer")
+            .field("events", &self.events.len())
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Indexer {
+    /// Loads what the index at `index` holds: documents, catalog, cursor.
+    pub(crate) fn load(
+        index: &Index,
+        fields: Fields,
+        shared: &Arc<Shared>,
+        reconcile_every: Duration,
+    ) -> Result<Self, SearchError> {
+        // A previous indexer on this directory (a handle just dropped in this process) lets go
+        // of the writer lock within a second or so.
+        let started = Instant::now();
+        let writer = loop {
+            match index.writer_with_num_threads(1, 64_000_000) {
+                Ok(w) => break w,
+                Err(tantivy::TantivyError::LockFailure(..))
+                    if started.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut me = Self {
+            shared: Arc::downgrade(shared),
+            fields,
+            writer,
+            catalog: Catalog::default(),
+            events: HashMap::new(),
+            next_slot: 0,
+            cursor: None,
+            dirty: HashSet::new(),
+            docs_pending: false,
+            merge_after_commit: false,
+            seats_touched: HashSet::new(),
+            last_reconcile: Instant::now(),
+            reconcile_every,
+            applied: 0,
+            last_commit: Instant::now(),
+        };
+        // What a previous writer committed while we waited is what we load.
+        shared.reader.reload()?;
+        let payload: Option<Payload> = index
+            .load_metas()?
+            .payload
+            .and_then(|p| serde_json::from_str(&p).ok());
+        let Some(payload) = payload.filter(|p| p.schema == SCHEMA_VERSION) else {
+            return Ok(me);
+        };
+        let searcher = shared.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(64)
+                .map_err(|e| SearchError::Internal(e.to_string()))?;
+            for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
+                let doc = doc?;
+                if let Some((slot, source)) = Source::from_document(&doc, &fields) {
+                    me.catalog.set(slot, &source);
+                    me.next_slot = me.next_slot.max(slot + 1);
+                    me.events.insert(source.id, (slot, source));
+                }
+            }
+        }
+        me.cursor = Some(payload.cursor);
+        me.publish();
+        tracing::info!(events = me.events.len(), "search index loaded");
+        Ok(me)
+    }
+
+    /// Starts the indexer on a thread of its own. It stops by itself once every handle to
+    /// the index has been dropped.
+    ///
+    /// Its IO runs on the caller's runtime (the connections it opens are driven there, so
+    /// they never stall while this thread is busy in tantivy), its blocking work on its own
+    /// thread, never on a runtime worker.
+    pub(crate) fn spawn(self, feed: Arc<dyn ChangeFeed>) {
+        let handle = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new()
+            .name("search-indexer".into())
+            .spawn(move || match handle {
+                Some(handle) => handle.block_on(self.run(feed)),
+                None => match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(self.run(feed)),
+                    Err(e) => tracing::error!(error = %e, "the search indexer cannot start"),
+                },
+            })
+            .expect("spawning the search indexer");
+    }
+
+    async fn run(mut self, feed: Arc<dyn ChangeFeed>) {
+        let mut failures = 0u32;
+        let mut last_step = Instant::now()
+            .checked_sub(MIN_STEP)
+            .unwrap_or_else(Instant::now);
+        loop {
+            if self.shared.strong_count() == 0 {
+                return;
+            }
+            // Under a stream of changes (a booking rush notifies on every commit) this gathers
+            // them into batches, so that publishing a catalog snapshot stays a small cost.
+            tokio::time::sleep(MIN_STEP.saturating_sub(last_step.elapsed())).await;
+            last_step = Instant::now();
+            match self.step(&*feed).await {
+                Ok(()) => {
+                    failures = 0;
+                    if let Some(s) = self.shared.upgrade() {
+                        s.ready.store(true, Ordering::Release);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(60) {
+                        tracing::warn!(error = %e, failures, "search indexer step failed; retrying");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            if let Some(cursor) = &self.cursor {
+                let mut wait = if self.dirty.is_empty() {
+                    IDLE_WAIT
+                } else {
+                    AVAILABILITY_COMMIT_EVERY.saturating_sub(self.last_commit.elapsed())
+                };
+                if !self.seats_touched.is_empty() {
+                    wait = wait.min(
+                        self.reconcile_every
+                            .saturating_sub(self.last_reconcile.elapsed()),
+                    );
+                }
+                let waited = feed.wait(cursor, wait.max(Duration::from_millis(10))).await;
+                if self.shared.strong_count() == 0 {
+                    return;
+                }
+                if let Err(e) = waited {
+                    tracing::debug!(error = %e, "waiting for changes failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn step(&mut self, feed: &dyn ChangeFeed) -> Result<(), SearchError> {
+        match self.cursor.clone() {
+            None => self.rebuild(feed).await?,
+            Some(cursor) => {
+                let read = feed.read(Some(&cursor)).await?;
+                if read.cursor().store_id != cursor.store_id {
+                    tracing::info!("the search index belongs to another database; rebuilding");
+                    drop(read);
+                    self.rebuild(feed).await?;
+                } else if read.cursor() != &cursor || self.reconcile_due() {
+                    self.catch_up(read).await?;
+                }
+            }
+        }
+        self.maybe_commit()
+    }
+
+    async fn rebuild(&mut self, feed: &dyn ChangeFeed) -> Result<(), SearchError> {
+        let started = Instant::now();
+        let mut read = feed.read(None).await?;
+        self.writer.delete_all_documents()?;
+        self.catalog = Catalog::default();
+        self.events.clear();
+        self.dirty.clear();
+        self.seats_touched.clear();
+        self.next_slot = 0;
+        let mut after: Option<EventId> = None;
+        loop {
+            let page = read.all_events(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.event.id);
+            for entry in &page {
+                self.upsert(Source::from_entry(entry))?;
+            }
+        }
+        self.cursor = Some(read.cursor().clone());
+        self.docs_pending = true;
+        self.merge_after_commit = true;
+        self.publish();
+        tracing::info!(
+            events = self.events.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "search index rebuilt"
+        );
+        Ok(())
+    }
+
+    fn reconcile_due(&self) -> bool {
+        !self.seats_touched.is_empty() && self.last_reconcile.elapsed() >= self.reconcile_every
+    }
+
+    async fn catch_up(&mut self, mut read: Box<dyn FeedRead>) -> Result<(), SearchError> {
+        // Events read again in this read: their availability already includes every seat
+        // change of the read.
+        let mut reread: HashSet<EventId> = HashSet::new();
+        let applied_before = self.applied;
+        if self.reconcile_due() {
+            self.reconcile(&mut *read, &mut reread).await?;
+        }
+        loop {
+            let page = read.changes(PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            self.applied += 1;
+            let mut fresh = Vec::new();
+            let mut deltas: Vec<(EventId, i64)> = Vec::new();
+            for change in page {
+                match change {
+                    Change::EventChanged(id) => {
+                        if reread.insert(id) {
+                            fresh.push(id);
+                        }
+                    }
+                    Change::SeatsChanged(id, delta) => {
+                        let n: i64 = delta.sections.iter().map(|s| i64::from(s.available)).sum();
+                        deltas.push((id, n));
+                    }
+                    Change::Other(_, kind) => {
+                        tracing::debug!(%kind, "outbox change of an unknown kind skipped");
+                    }
+                }
+            }
+            if !fresh.is_empty() {
+                let entries = read.events(&fresh).await?;
+                let found: HashSet<Uuid> = entries.iter().map(|e| e.event.id.0).collect();
+                for entry in &entries {
+                    self.upsert(Source::from_entry(entry))?;
+                }
+                for id in fresh.iter().filter(|id| !found.contains(&id.0)) {
+                    self.delete(id.0)?;
+                }
+            }
+            for (id, n) in deltas {
+                if !reread.contains(&id) {
+                    self.adjust(id.0, n);
+                }
+            }
+        }
+        self.cursor = Some(read.cursor().clone());
+        // A PostgreSQL cursor moves with every transaction in the database; only a read that
+        // brought changes makes a new snapshot (and retires the cached answers).
+        if self.applied != applied_before {
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Reads the events whose seats changed lately again, taking the store's count of
+    /// available places as of this read. Deltas are exact for the changes the booking code
+    /// records, but a hold that expires is available to the store (it counts expired holds as
+    /// open) before anything writes its release, and a rebuild counts it as available while its
+    /// release may still be on its way as a delta; reading the count again bounds any such
+    /// drift to `SearchConfig::reconcile_every`.
+    async fn reconcile(
+        &mut self,
+        read: &mut dyn FeedRead,
+        reread: &mut HashSet<EventId>,
+    ) -> Result<(), SearchError> {
+        let ids: Vec<EventId> = self.seats_touched.drain().map(EventId).collect();
+        self.last_reconcile = Instant::now();
+        for chunk in ids.chunks(PAGE) {
+            let entries = read.events(chunk).await?;
+            for entry in &entries {
+                let source = Source::from_entry(entry);
+                match self.events.get(&source.id) {
+                    Some((_, known)) if known.available == source.available => {}
+                    _ => {
+                        self.upsert(source)?;
+                        self.applied += 1;
+                    }
+                }
+            }
+            reread.extend(chunk.iter().copied());
+        }
+        Ok(())
+    }
+
+    fn upsert(&mut self, source: Source) -> Result<(), SearchError> {
+        let slot = match self.events.get(&source.id) {
+            Some((slot, _)) => *slot,
+            None => {
+                self.next_slot += 1;
+                self.next_slot - 1
+            }
+        };
+        self.writer.delete_term(Term::from_field_text(
+            self.fields.id,
+            &source.id.to_string(),
+        ));
+        self.writer
+            .add_document(source.document(&self.fields, slot))?;
+        self.catalog.set(slot, &source);
+        self.dirty.remove(&source.id);
+        self.seats_touched.remove(&source.id);
+        self.events.insert(source.id, (slot, source));
+        self.docs_pending = true;
+        Ok(())
+    }
+
+    fn delete(&mut self, id: Uuid) -> Result<(), SearchError> {
+        if let Some((slot, _)) = self.events.remove(&id) {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
+            self.catalog.remove(slot);
+            self.dirty.remove(&id);
+            self.docs_pending = true;
+        }
+        Ok(())
+    }
+
+    fn adjust(&mut self, id: Uuid, delta: i64) {
+        if let Some((slot, source)) = self.events.get_mut(&id) {
+            let n = (i64::from(source.available) + delta).clamp(0, i64::from(source.capacity));
+            source.available = n as u32;
+            self.catalog.set_available(*slot, source.available);
+            self.dirty.insert(id);
+            if self.seats_touched.is_empty() {
+                // Counted from the first change since the last reconciliation.
+                self.last_reconcile = Instant::now();
+            }
+            self.seats_touched.insert(id);
+        }
+    }
+
+    /// Makes the catalog as it is now the one searches read.
+    fn publish(&self) {
+        if let Some(s) = self.shared.upgrade() {
+            s.catalog.store(Arc::new(self.catalog.clone()));
+            s.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn maybe_commit(&mut self) -> Result<(), SearchError> {
+        let due = self.docs_pending
+            || (!self.dirty.is_empty() && self.last_commit.elapsed() >= AVAILABILITY_COMMIT_EVERY);
+        let Some(cursor) = self.cursor.clone().filter(|_| due) else {
+            return Ok(());
+        };
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some((slot, source)) = self.events.get(&id) {
+                self.writer
+                    .delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
+                self.writer
+                    .add_document(source.document(&self.fields, *slot))?;
+            }
+        }
+        let payload = serde_json::to_string(&Payload {
+            schema: SCHEMA_VERSION,
+            cursor,
+        })
+        .map_err(|e| SearchError::Internal(e.to_string()))?;
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        self.docs_pending = false;
+        self.last_commit = Instant::now();
+        if std::mem::take(&mut self.merge_after_commit) {
+            // Fresh from a rebuild the index is a handful of segments; one is faster to search
+            // (one term dictionary per query word instead of several).
+            let segments = self.writer.index().searchable_segment_ids()?;
+            if segments.len() > 1 {
+                let started = Instant::now();
+                self.writer.merge(&segments).wait()?;
+                tracing::info!(
+                    segments = segments.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "search index merged"
+                );
+            }
+        }
+        if let Some(s) = self.shared.upgrade() {
+            s.reader.reload()?;
+            s.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+/// Opens the index in `dir`, or creates it (wiping what cannot be read).
+pub(crate) fn open_index(dir: &Path) -> Result<(Index, Fields), SearchError> {
+    let (schema, fields) = crate::schema::schema();
+    std::fs::create_dir_all(dir).map_err(|e| SearchError::Internal(e.to_string()))?;
+    let opened = tantivy::directory::MmapDirectory::open(dir)
+        .map_err(|e| SearchError::Internal(e.to_string()))
+        .and_then(|d| Index::open_or_create(d, schema.clone()).map_err(SearchError::from));
+    let index = match opened {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "unreadable search index; starting afresh");
+            std::fs::remove_dir_all(dir).map_err(|e| SearchError::Internal(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| SearchError::Internal(e.to_string()))?;
+            Index::create_in_dir(dir, schema)?
+        }
+    };
+    crate::schema::register(&index);
+    Ok((index, fields))
+}

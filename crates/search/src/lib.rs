@@ -1,0 +1,274 @@
+//! Event search: an embedded tantivy index on every node, kept fresh from the store's change
+//! feed, answering `GET /v1/events` without touching the database.
+//!
+//! How it fits together:
+//!
+//! - [`schema`]: one tantivy document per event — `title` (name, performers) and `text`
+//!   (everything searchable) analysed with accents folded and case lowered; the event id for
+//!   replacing it; its *slot*; and its whole [`schema::Source`] stored, so that a node can
+//!   restart from its index alone.
+//! - [`catalog`]: the in-memory rows (one per slot) that filters, sorts, facets and hits read,
+//!   including seats left. Immutable snapshots, swapped atomically by the indexer.
+//! - `indexer`: the one writer (quickwit's habit: one index writer task), on its own thread.
+//!   It follows the store's [`ChangeFeed`] — rebuild from one consistent scan when there is no
+//!   usable index, then catch up and tail by cursor — and stores the cursor in each tantivy
+//!   commit, atomically with the documents.
+//! - [`query`]: the HTTP parameters parsed into a [`query::SearchRequest`] that cannot be
+//!   invalid, and the opaque cursor.
+//! - [`engine`]: one search against one snapshot: words through tantivy (exact, prefix and
+//!   typo-tolerant terms, scored by what matched where), then one pass over the matching rows
+//!   for filters, disjunctive facet counts and a bounded top-k by a total sort key.
+//! - `runtime`: searches run on a fixed pool of CPU threads, off the async runtime, behind a
+//!   bounded queue; rendered answers are cached per index generation, since popular searches
+//!   repeat and any change retires every cached answer at once.
+//!
+//! Nothing here reads the store on a search: the booking tables are never locked or scanned
+//! by a query.
+
+pub mod catalog;
+pub mod engine;
+mod indexer;
+pub mod query;
+mod runtime;
+pub mod schema;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use boxoffice_domain::event::Category;
+use boxoffice_domain::feed::ChangeFeed;
+use boxoffice_domain::ports::StoreError;
+use bytes::Bytes;
+use tantivy::{IndexReader, ReloadPolicy};
+
+use crate::catalog::Catalog;
+use crate::engine::{Outcome, PRICE_BANDS};
+use crate::query::SearchRequest;
+use crate::runtime::{Cache, Pool};
+use crate::schema::Fields;
+
+pub use query::ParamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// Every search thread is busy and the queue is full: come back shortly.
+    #[error("search is overloaded")]
+    Overloaded,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Where the index lives and how searches are run.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    /// The index directory (`<data-dir>/search-index`).
+    pub dir: PathBuf,
+    /// Search threads; one per core by default.
+    pub threads: usize,
+    /// Searches waiting for a thread beyond which new ones are refused with 503.
+    pub queue: usize,
+    /// Rendered answers kept for repeated searches; 0 turns the cache off.
+    pub cache_entries: usize,
+    /// How often events whose seats changed are read again from the store, bounding any
+    /// drift between seat deltas and the store's own count (expired holds).
+    pub reconcile_every: std::time::Duration,
+}
+
+impl SearchConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            queue: 4_096,
+            cache_entries: 20_000,
+            reconcile_every: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    fields: Fields,
+    reader: IndexReader,
+    catalog: ArcSwap<Catalog>,
+    /// Moves on whenever what searches see changes; the cache keys on it.
+    generation: AtomicU64,
+    ready: AtomicBool,
+    cache: Cache,
+    pool: Pool,
+    automata: engine::Automata,
+    /// Facet counts of recent browsing filters, per generation, for the pages after the first.
+    counts: parking_lot::Mutex<std::collections::HashMap<u64, (u64, engine::Counts)>>,
+}
+
+/// The search handle the API holds: cheap to clone.
+#[derive(Clone)]
+pub struct SearchIndex {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex")
+            .field("events", &self.shared.catalog.load().live)
+            .field(
+                "generation",
+                &self.shared.generation.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Opens (or creates) the index in `config.dir`, loads it, and starts the indexer
+    /// following `feed`: it catches up from the index's cursor, or rebuilds the index when
+    /// there is none, then tails the feed until the last handle is dropped.
+    pub fn open(config: &SearchConfig, feed: Arc<dyn ChangeFeed>) -> Result<Self, SearchError> {
+        let (index, fields) = indexer::open_index(&config.dir)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let shared = Arc::new(Shared {
+            fields,
+            reader,
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            generation: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            cache: Cache::new(config.cache_entries),
+            pool: Pool::new(config.threads, config.queue),
+            automata: engine::Automata::default(),
+            counts: Default::default(),
+        });
+        let indexer = indexer::Indexer::load(&index, fields, &shared, config.reconcile_every)?;
+        indexer.spawn(feed);
+        Ok(Self { shared })
+    }
+
+    /// Whether the indexer has caught up with the store at least once since start.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// Events currently searchable.
+    pub fn len(&self) -> usize {
+        self.shared.catalog.load().live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs a search and renders its answer as the JSON body of `GET /v1/events`.
+    pub async fn search(&self, req: SearchRequest) -> Result<Bytes, SearchError> {
+        let shared = &self.shared;
+        let generation = shared.generation.load(Ordering::Acquire);
+        let key = req.cache_key();
+        if let Some(body) = shared.cache.get(&key, generation) {
+            return Ok(body);
+        }
+        let s = self.shared.clone();
+        let body = shared
+            .pool
+            .run(move || run(&s, &req))
+            .await
+            .ok_or(SearchError::Overloaded)??;
+        shared.cache.put(key, generation, body.clone());
+        Ok(body)
+    }
+}
+
+fn run(shared: &Shared, req: &SearchRequest) -> Result<Bytes, SearchError> {
+    // The generation before the snapshot: counts stored under it are never newer than it.
+    let generation = shared.generation.load(Ordering::Acquire);
+    let catalog = shared.catalog.load_full();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let matches = if req.q.is_some() || req.zip_code.is_some() {
+        engine::matches(
+            &shared.reader.searcher(),
+            &shared.fields,
+            &shared.automata,
+            req.q.as_deref(),
+            req.zip_code.as_deref(),
+        )?
+    } else {
+        None
+    };
+    let browsing = matches.is_none();
+    let key = req.filters_fingerprint();
+    let known = if browsing {
+        match shared.counts.lock().get(&key) {
+            Some((g, counts)) if *g == generation => Some(*counts),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let outcome = engine::execute(req, &catalog, matches.as_deref(), now, known);
+    if browsing && known.is_none() {
+        let mut counts = shared.counts.lock();
+        if counts.len() >= 10_000 {
+            counts.clear();
+        }
+        counts.insert(key, (generation, outcome.counts()));
+    }
+    Ok(render(&outcome, &catalog))
+}
+
+fn render(o: &Outcome, catalog: &Catalog) -> Bytes {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(512 + o.page.len() * 512);
+    s.push_str("{\"events\":[");
+    for (i, (slot, _, distance)) in o.page.iter().enumerate() {
+        let Some(Some(hit)) = catalog.hits.get(*slot as usize) else {
+            continue;
+        };
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&hit.json_head);
+        let left = catalog.rows[*slot as usize].available;
+        let _ = write!(s, ",\"seatsLeft\":{left}");
+        if let Some(d) = distance {
+            let _ = write!(s, ",\"distanceKm\":{:.1}", d);
+        }
+        s.push('}');
+    }
+    s.push_str("],\"nextCursor\":");
+    match &o.next {
+        Some(c) => {
+            let _ = write!(s, "\"{}\"", c.encode());
+        }
+        None => s.push_str("null"),
+    }
+    let _ = write!(s, ",\"total\":{},\"facets\":{{\"category\":{{", o.total);
+    for (i, c) in Category::ALL.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "\"{}\":{}", c.as_str(), o.categories[i]);
+    }
+    s.push_str("},\"priceBand\":[");
+    for (i, ((from, to), n)) in PRICE_BANDS.iter().zip(o.price_bands).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        match to {
+            Some(to) => {
+                let _ = write!(s, "{{\"minCents\":{from},\"maxCents\":{to},\"count\":{n}}}");
+            }
+            None => {
+                let _ = write!(s, "{{\"minCents\":{from},\"maxCents\":null,\"count\":{n}}}");
+            }
+        }
+    }
+    s.push_str("]}}");
+    Bytes::from(s)
+}

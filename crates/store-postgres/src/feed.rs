@@ -1,0 +1,397 @@
+//! The change feed of the PostgreSQL store.
+//!
+//! Outbox positions come from a sequence, and sequence values are handed out before commit:
+//! position 12 can become visible after position 13, so "everything after the last position
+//! I saw" would skip 12. Instead every outbox row carries the id of the transaction that wrote
+//! it (`tx_id`), and a cursor is a *transaction snapshot* (`pg_current_snapshot()`, text form
+//! `xmin:xmax:xip,…`): "every transaction that had finished by this snapshot is applied".
+//!
+//! A [`FeedRead`] is a `REPEATABLE READ READ ONLY` transaction; its own snapshot S2 is its
+//! cursor. The changes it returns after an earlier cursor S1 are the rows whose transaction is
+//! finished in S2 (exactly the rows S2 can see) but was not finished in S1:
+//! `NOT pg_visible_in_snapshot(tx_id, S1)`, narrowed with `tx_id >= pg_snapshot_xmin(S1)` for
+//! the index. A transaction still running at S2 — however low its positions — is left for a
+//! later read, and a transaction finished at S1 is never returned again. Because events and
+//! availability are read in the same transaction, a rebuild scan and its cursor agree too.
+//!
+//! Readers wake on `LISTEN boxoffice_outbox` (a statement trigger on the outbox NOTIFYs, and
+//! PostgreSQL delivers notifications at commit) over a connection of their own, reconnecting
+//! when it drops; a periodic timeout in the caller covers notifications lost in between.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use boxoffice_domain::event::{Category, Event, EventSpec, Policies, Section, SectionKind, Venue};
+use boxoffice_domain::feed::{CatalogEntry, Change, ChangeFeed, FeedCursor, FeedRead};
+use boxoffice_domain::ids::{CustomerId, EventId};
+use boxoffice_domain::money::PriceCents;
+use boxoffice_domain::ports::StoreError;
+use futures_util::StreamExt;
+use tokio::sync::{OnceCell, watch};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+use uuid::Uuid;
+
+use crate::{PgStore, pg_error};
+
+/// The channel the outbox trigger of migration V2 notifies.
+const LISTEN: &str = "LISTEN boxoffice_outbox";
+
+/// The LISTEN side: one connection per process, started on first use, that bumps a counter on
+/// every notification.
+pub(crate) struct Listener {
+    config: tokio_postgres::Config,
+    wakeups: OnceCell<watch::Receiver<u64>>,
+}
+
+impl Listener {
+    pub(crate) fn new(config: tokio_postgres::Config) -> Self {
+        Self {
+            config,
+            wakeups: OnceCell::new(),
+        }
+    }
+
+    async fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wakeups
+            .get_or_init(|| async {
+                let (tx, rx) = watch::channel(0u64);
+                tokio::spawn(listen(self.config.clone(), tx));
+                rx
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Keeps a LISTEN connection open for as long as someone may wait, reconnecting after errors.
+async fn listen(config: tokio_postgres::Config, tx: watch::Sender<u64>) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let listen = client.batch_execute(LISTEN);
+                tokio::pin!(listen);
+                // Drive the connection while LISTEN is sent; then only notifications arrive.
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        r = &mut listen, if !listening => {
+                            if let Err(e) = r {
+                                tracing::warn!(error = %e, "LISTEN failed");
+                                break;
+                            }
+                            listening = true;
+                            // Anything may have happened while we were not listening.
+                            tx.send_modify(|n| *n += 1);
+                        }
+                        m = messages.next() => match m {
+                            Some(Ok(AsyncMessage::Notification(_))) => tx.send_modify(|n| *n += 1),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "change feed listener lost its connection");
+                                break;
+                            }
+                            None => break,
+                        },
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "change feed listener cannot connect"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for PgStore {
+    async fn read(&self, since: Option<&FeedCursor>) -> Result<Box<dyn FeedRead>, StoreError> {
+        let client = self.client().await?;
+        let mut read = PgRead {
+            client: Some(client),
+            cursor: FeedCursor {
+                store_id: String::new(),
+                position: String::new(),
+            },
+            since: None,
+            next: (String::from("0"), 0),
+        };
+        let c = read.client()?;
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(pg_error)?;
+        // The first statement fixes the transaction's snapshot; name it.
+        let row = c
+            .query_one(
+                "SELECT pg_current_snapshot()::text, (SELECT store_id::text FROM feed_identity)",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        read.cursor = FeedCursor {
+            position: row.get(0),
+            store_id: row.get(1),
+        };
+        read.since = since
+            .filter(|c| c.store_id == read.cursor.store_id)
+            .map(|c| c.position.clone());
+        Ok(Box::new(read))
+    }
+
+    async fn wait(&self, cursor: &FeedCursor, timeout: Duration) -> Result<(), StoreError> {
+        // Subscribe before looking, so that a commit between the look and the wait still
+        // wakes us.
+        let mut wakeups = self.feed.subscribe().await;
+        wakeups.borrow_and_update();
+        let c = self.client().await?;
+        let pending: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM outbox
+                   WHERE tx_id >= pg_snapshot_xmin($1::text::pg_snapshot)
+                     AND NOT pg_visible_in_snapshot(tx_id, $1::text::pg_snapshot))",
+                &[&cursor.position],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        drop(c);
+        if !pending {
+            let _ = tokio::time::timeout(timeout, wakeups.changed()).await;
+        }
+        Ok(())
+    }
+}
+
+struct PgRead {
+    client: Option<deadpool_postgres::Object>,
+    cursor: FeedCursor,
+    /// The snapshot changes are read after; `None` when opened without a usable cursor.
+    since: Option<String>,
+    /// Keyset position of the last change returned: (tx_id, position).
+    next: (String, i64),
+}
+
+impl std::fmt::Debug for PgRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRead")
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgRead {
+    fn drop(&mut self) {
+        // The connection goes back to the pool only after its transaction has ended.
+        if let Some(client) = self.client.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = client.batch_execute("ROLLBACK").await;
+            });
+        }
+    }
+}
+
+impl PgRead {
+    fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("feed read already closed".into()))
+    }
+}
+
+#[async_trait]
+impl FeedRead for PgRead {
+    fn cursor(&self) -> &FeedCursor {
+        &self.cursor
+    }
+
+    async fn changes(&mut self, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let Some(since) = &self.since else {
+            return Ok(Vec::new());
+        };
+        let c = self.client()?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT tx_id::text, position, event_id, kind, payload::text FROM outbox
+                 WHERE tx_id >= pg_snapshot_xmin($1::text::pg_snapshot)
+                   AND NOT pg_visible_in_snapshot(tx_id, $1::text::pg_snapshot)
+                   AND (tx_id, position) > ($2::text::xid8, $3)
+                 ORDER BY tx_id, position
+                 LIMIT $4",
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = c
+            .query(&stmt, &[since, &self.next.0, &self.next.1, &(limit as i64)])
+            .await
+            .map_err(pg_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            self.next = (r.get(0), r.get(1));
+            let kind: &str = r.get(3);
+            let payload: &str = r.get(4);
+            out.push(Change::decode(EventId(r.get(2)), kind, payload));
+        }
+        Ok(out)
+    }
+
+    async fn events(&mut self, ids: &[EventId]) -> Result<Vec<CatalogEntry>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|e| e.0).collect();
+        let c = self.client()?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "{EVENT_COLUMNS} WHERE e.event_id = ANY($1) ORDER BY e.event_id"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let rows = c.query(&stmt, &[&ids]).await.map_err(pg_error)?;
+        entries(c, rows).await
+    }
+
+    async fn all_events(
+        &mut self,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<CatalogEntry>, StoreError> {
+        let after = after.map(|e| e.0).unwrap_or(Uuid::nil());
+        let c = self.client()?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "{EVENT_COLUMNS} WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let rows = c
+            .query(&stmt, &[&after, &(limit as i64)])
+            .await
+            .map_err(pg_error)?;
+        entries(c, rows).await
+    }
+}
+
+const EVENT_COLUMNS: &str = "SELECT e.event_id, e.organizer_id, e.name, e.performers, e.category,
+        e.description, e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
+        e.refund_window_hours, e.resale_max_price_percent, e.created_at,
+        v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.seats_laid_out
+    FROM events e JOIN venues v ON v.venue_id = e.venue_id";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt row: {what}"))
+}
+
+/// Completes event rows with their sections and availability, in two more statements.
+async fn entries(
+    c: &deadpool_postgres::Object,
+    rows: Vec<Row>,
+) -> Result<Vec<CatalogEntry>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let laid_out: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(20))
+        .map(|r| r.get(0))
+        .collect();
+    let stmt = c
+        .prepare_cached(
+            "SELECT event_id, section_no, name, kind, rows, seats_per_row, capacity, price_cents
+             FROM sections WHERE event_id = ANY($1) ORDER BY event_id, section_no",
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut sections: HashMap<Uuid, Vec<Section>> = HashMap::with_capacity(ids.len());
+    for s in c.query(&stmt, &[&ids]).await.map_err(pg_error)? {
+        let kind = match s.get::<_, &str>(3) {
+            "SEATED" => SectionKind::Seated {
+                rows: s.get::<_, i32>(4) as u32,
+                seats_per_row: s.get::<_, i32>(5) as u32,
+            },
+            _ => SectionKind::GeneralAdmission {
+                capacity: s.get::<_, i32>(6) as u32,
+            },
+        };
+        sections.entry(s.get(0)).or_default().push(Section {
+            number: s.get::<_, i16>(1) as u16,
+            name: s.get(2),
+            kind,
+            price: PriceCents::new(s.get(7)).map_err(|_| corrupt("price"))?,
+        });
+    }
+    let mut available: HashMap<Uuid, i64> = HashMap::new();
+    if !laid_out.is_empty() {
+        let stmt = c
+            .prepare_cached(
+                // OPEN only: an expired hold counts as taken until the sweeper frees it, as
+                // the outbox deltas count it (see the SQLite feed).
+                "SELECT event_id, count(*) FROM seats WHERE event_id = ANY($1) AND state = 'OPEN'
+                 GROUP BY event_id",
+            )
+            .await
+            .map_err(pg_error)?;
+        for r in c.query(&stmt, &[&laid_out]).await.map_err(pg_error)? {
+            available.insert(r.get(0), r.get(1));
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let event_id: Uuid = r.get(0);
+        let performers: serde_json::Value = r.get(3);
+        let currency: &str = r.get(8);
+        let event = Event {
+            id: EventId(event_id),
+            organizer: CustomerId::parse(r.get(1)).map_err(|_| corrupt("organizer"))?,
+            created_at: r.get(12),
+            spec: EventSpec {
+                name: r.get(2),
+                performers: serde_json::from_value(performers)
+                    .map_err(|_| corrupt("performers"))?,
+                category: Category::parse(r.get(4)).map_err(|_| corrupt("category"))?,
+                description: r.get(5),
+                starts_at: r.get(6),
+                on_sale_at: r.get(7),
+                currency: currency.parse().map_err(|_| corrupt("currency"))?,
+                venue: Venue {
+                    name: r.get(13),
+                    address: r.get(14),
+                    city: r.get(15),
+                    zip_code: r.get(16),
+                    country: r.get(17),
+                    lat: r.get(18),
+                    lon: r.get(19),
+                },
+                sections: sections.remove(&event_id).unwrap_or_default(),
+                policies: Policies {
+                    max_tickets_per_customer: r.get::<_, i32>(9) as u32,
+                    refund_window_hours: r.get::<_, i32>(10) as u32,
+                    resale_max_price_percent: r.get::<_, i32>(11) as u32,
+                },
+            },
+        };
+        let avail = if r.get::<_, bool>(20) {
+            available.get(&event_id).copied().unwrap_or(0).max(0) as u64
+        } else {
+            u64::from(event.spec.capacity())
+        };
+        out.push(CatalogEntry {
+            event,
+            available: avail,
+        });
+    }
+    Ok(out)
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").finish_non_exhaustive()
+    }
+}
