@@ -315,8 +315,9 @@ pub async fn seed(store: &StoreArgs, args: &SeedArgs) -> anyhow::Result<()> {
         done += n;
     }
     println!(
-        "seeded {} events in {:.1}s",
+        "seeded {} events (seed {}; events already there are kept as they are) in {:.1}s",
         args.events,
+        args.seed,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -2,7 +2,7 @@
 //!
 //! A backend crate runs the whole suite in its own tests with one line:
 //!
-//! ```ignore
+//! ```text
 //! boxoffice_conformance::store_suite!(crate_under_test::fresh_store);
 //! ```
 //!

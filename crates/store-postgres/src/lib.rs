@@ -192,17 +192,26 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> 
 
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
-    if let Some(code) = e.code()
-        && (*code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::LOCK_NOT_AVAILABLE)
-    {
-        return StoreError::Contention(format!("postgres: {e}"));
-    }
-    if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") {
-        StoreError::Unavailable(format!("postgres: {e}"))
-    } else {
-        StoreError::Internal(format!("postgres: {e}"))
+    match e.code() {
+        Some(code)
+            if *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::LOCK_NOT_AVAILABLE =>
+        {
+            StoreError::Contention(format!("postgres: {e}"))
+        }
+        Some(code)
+            if *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            StoreError::Unavailable(format!("postgres: {e}"))
+        }
+        Some(_) => StoreError::Internal(format!("postgres: {e}")),
+        // No SQLSTATE: the error happened on our side of the wire (connection lost or
+        // refused, IO, timeout), so the database is out of reach rather than wrong.
+        None => StoreError::Unavailable(format!("postgres: {e}")),
     }
 }
 

@@ -35,7 +35,7 @@ mod embedded {
 }
 
 /// Read connections kept open for reuse; more are opened under load and closed afterwards.
-const IDLE_READERS: usize = 8;
+const IDLE_READERS: usize = 32;
 
 /// The SQLite-backed [`Store`].
 #[derive(Clone)]
