@@ -386,6 +386,55 @@ pub fn best_available(open: &[(u32, u32)], quantity: usize, row_len: u32) -> Opt
     })
 }
 
+/// Whether these seat positions (row, number) are one unbroken run in one row.
+pub fn is_adjacent_block(positions: &[(u32, u32)]) -> bool {
+    let mut p = positions.to_vec();
+    p.sort();
+    p.windows(2)
+        .all(|w| w[0].0 == w[1].0 && w[1].1 == w[0].1 + 1)
+}
+
+/// What to do with the free seats read for a best-available pick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Take these (indexes into the candidates).
+    Take(Vec<usize>),
+    /// No adjacent block among these, but more seats lie further back: read a wider window.
+    Widen,
+    /// Fewer free seats than wanted.
+    NotEnough,
+}
+
+/// Decides a best-available pick from `candidates` (row, number) read with a window of
+/// `window` seats; `wide` says it was the widest window there is.
+pub fn pick(
+    candidates: &[(u32, u32)],
+    quantity: u32,
+    seats_per_row: u32,
+    window: u32,
+    wide: bool,
+) -> Pick {
+    let Some(found) = best_available(candidates, quantity as usize, seats_per_row) else {
+        return Pick::NotEnough;
+    };
+    let chosen: Vec<(u32, u32)> = found.iter().map(|&i| candidates[i]).collect();
+    let more_behind = candidates.len() >= window as usize;
+    if is_adjacent_block(&chosen) || !more_behind || wide {
+        Pick::Take(found)
+    } else {
+        Pick::Widen
+    }
+}
+
+/// How many free seats, front first, a best-available pick reads: a small window is enough
+/// while a section sells front to back; when it holds no adjacent block, one wider read (a few
+/// rows' worth) looks for one further back.
+pub fn candidate_windows(quantity: u32, seats_per_row: u32) -> (u32, u32) {
+    let small = (quantity * 8).max(16);
+    let wide = (seats_per_row * 3).clamp(small, 1_000);
+    (small, wide)
+}
+
 #[cfg(test)]
 mod picking {
     use super::best_available;
@@ -405,6 +454,15 @@ mod picking {
         let mut seats: Vec<_> = pick.iter().map(|&i| open[i]).collect();
         seats.sort();
         assert_eq!(seats, vec![(1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8)]);
+    }
+
+    #[test]
+    fn adjacency() {
+        use super::is_adjacent_block;
+        assert!(is_adjacent_block(&[(2, 5), (2, 4), (2, 6)]));
+        assert!(!is_adjacent_block(&[(2, 5), (2, 7)]));
+        assert!(!is_adjacent_block(&[(2, 5), (3, 6)]));
+        assert!(is_adjacent_block(&[(1, 1)]));
     }
 
     #[test]

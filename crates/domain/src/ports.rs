@@ -419,6 +419,17 @@ impl SeatMap {
         }
     }
 
+    /// Puts the listed seats in venue order: section, row (A, B, …, Z, AA, …), number.
+    pub fn sort(&mut self) {
+        self.seats.sort_by_key(|s| {
+            (
+                s.section,
+                s.row.as_deref().and_then(crate::event::row_index),
+                s.number,
+            )
+        });
+    }
+
     /// The seat map of an event whose seats have not been laid out yet: all open.
     pub fn all_open(event: &Event, now: OffsetDateTime) -> Self {
         let mut map = Self::builder(event);

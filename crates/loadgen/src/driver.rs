@@ -85,6 +85,21 @@ pub struct Answer {
 }
 
 impl Http {
+    /// A connection for setting a scenario up (creating events, say): it records nothing.
+    pub fn for_setup(addr: SocketAddr) -> anyhow::Result<Self> {
+        let now = Instant::now();
+        Ok(Self {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string())?,
+            sender: None,
+            recorder: Recorder::default(),
+            due: None,
+            last_done: now,
+            measure_from: now + Duration::from_secs(365 * 24 * 3600),
+            stop_at: now,
+        })
+    }
+
     /// Sends one request and records its latency under `label`. Connection failures are
     /// recorded as errors and the connection is re-established on the next request.
     pub async fn request(
@@ -325,6 +340,24 @@ impl Report {
 
     pub fn p99_ms(&self) -> f64 {
         self.recorder.total().0.value_at_quantile(0.99) as f64 / 1000.0
+    }
+
+    /// Successful requests of one kind per second.
+    pub fn ok_per_second(&self, label: &str) -> f64 {
+        self.recorder
+            .by_label
+            .get(label)
+            .map(|(h, errors)| h.len().saturating_sub(*errors) as f64 / self.seconds)
+            .unwrap_or(0.0)
+    }
+
+    /// A latency quantile of one kind of request, in milliseconds.
+    pub fn quantile_ms(&self, label: &str, q: f64) -> f64 {
+        self.recorder
+            .by_label
+            .get(label)
+            .map(|(h, _)| h.value_at_quantile(q) as f64 / 1000.0)
+            .unwrap_or(0.0)
     }
 }
 

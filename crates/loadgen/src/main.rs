@@ -1,6 +1,6 @@
 //! `boxoffice-load`: the load driver for every boxoffice benchmark.
 //!
-//! One subcommand per scenario (`healthz`, `search`; a booking flow plugs in the same way:
+//! One subcommand per scenario (`healthz`, `search`, `booking`; another plugs in the same way:
 //! implement [`driver::Scenario`] and add a subcommand), all sharing the plumbing in
 //! [`driver`]: closed-loop users or an open-loop target rate, warm-up, duration, HDR
 //! histograms (p50/p99/p99.9/max per request kind) and a markdown table on stdout.
@@ -15,6 +15,7 @@
 //! boxoffice-load --url http://127.0.0.1:8080 --users 16,64 --duration 10s search --baseline
 //! ```
 
+mod booking;
 mod driver;
 mod search;
 
@@ -82,6 +83,29 @@ enum ScenarioCmd {
         #[arg(long)]
         baseline: bool,
     },
+    /// Purchases: best-available hold, then commit with the sandbox's `pm_card_visa`.
+    Booking {
+        /// The server's HS256 secret, to sign the organizer's and customers' tokens.
+        #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+        /// Events on sale at once (buyers rotate over them).
+        #[arg(long, default_value_t = 20)]
+        events: usize,
+        /// Rows per event (general admission: rows × seats-per-row places).
+        #[arg(long, default_value_t = 100)]
+        rows: u32,
+        #[arg(long, default_value_t = 100)]
+        seats_per_row: u32,
+        /// Seats per booking.
+        #[arg(long, default_value_t = 2)]
+        quantity: u32,
+        /// Distinct customers.
+        #[arg(long, default_value_t = 20_000)]
+        customers: usize,
+        /// `seated` or `ga`.
+        #[arg(long, default_value = "seated")]
+        kind: String,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -127,8 +151,38 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = address(&cli.url)?;
+    let mut bookings = false;
     let (scenario, baseline): (Arc<dyn Scenario>, bool) = match cli.scenario {
         ScenarioCmd::Healthz => (Arc::new(search::Healthz), false),
+        ScenarioCmd::Booking {
+            jwt_secret,
+            events,
+            rows,
+            seats_per_row,
+            quantity,
+            customers,
+            kind,
+        } => {
+            let options = booking::BookingOptions {
+                events: events.max(1),
+                rows,
+                seats_per_row,
+                quantity: quantity.max(1),
+                customers: customers.max(1),
+                jwt_secret,
+                kind,
+            };
+            eprintln!(
+                "setting up {} events ({} seats in all)",
+                options.events,
+                booking::BookingFlow::capacity(&options)
+            );
+            bookings = true;
+            (
+                Arc::new(booking::BookingFlow::setup(addr, &options).await?),
+                false,
+            )
+        }
         ScenarioCmd::Search {
             zipf,
             deep_pages,
@@ -142,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", driver::table_header());
     }
     let mut ratios = Vec::new();
+    let mut summaries = Vec::new();
     for users in &cli.users {
         let load = match cli.rate {
             Some(rate) => Load::Open {
@@ -170,6 +225,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         for line in report.rows(cli.breakdown) {
             println!("{line}");
         }
+        if bookings {
+            summaries.push(format!(
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                report.load_label(),
+                report.ok_per_second("commit"),
+                report.quantile_ms("attempt", 0.5),
+                report.quantile_ms("attempt", 0.99),
+                report.quantile_ms("commit", 0.5),
+                report.quantile_ms("commit", 0.99),
+            ));
+        }
         if let Some(base) = base {
             ratios.push(format!(
                 "| {} | {:.0} | {:.0} | {:.0}% | {:.2} | {:.2} |",
@@ -180,6 +246,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.p99_ms(),
                 base.p99_ms(),
             ));
+        }
+    }
+    if !summaries.is_empty() {
+        println!();
+        println!(
+            "| load | confirmed bookings/s | attempt p50 ms | attempt p99 ms | commit p50 ms | commit p99 ms |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for s in summaries {
+            println!("{s}");
         }
     }
     if !ratios.is_empty() {

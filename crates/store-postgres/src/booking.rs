@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use boxoffice_domain::booking::{
     BookedSeat, Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus,
-    Selection, Ticket, TicketStatus, best_available,
+    Pick, Selection, Ticket, TicketStatus, candidate_windows, pick as choose,
 };
 use boxoffice_domain::event::SectionKind;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
@@ -35,9 +35,6 @@ use crate::catalog::lay_out_seats;
 use crate::pg_error;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// Candidate seats scanned for a best-available pick in a seated section.
-const BEST_AVAILABLE_WINDOW: i64 = 2_000;
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Internal(format!("corrupt row: {what}"))
@@ -223,11 +220,8 @@ pub async fn unsettled_payments<C: GenericClient>(
 
 // ---- writing helpers ----------------------------------------------------------------------
 
-async fn record_delta<C: GenericClient>(
-    c: &C,
-    event_id: EventId,
-    deltas: &BTreeMap<u16, i32>,
-) -> Result<()> {
+/// The `seats.changed` payload for these per-section changes; `None` if nothing changed.
+fn delta_payload(deltas: &BTreeMap<u16, i32>) -> Result<Option<serde_json::Value>> {
     let sections: Vec<SectionDelta> = deltas
         .iter()
         .filter(|(_, d)| **d != 0)
@@ -237,10 +231,21 @@ async fn record_delta<C: GenericClient>(
         })
         .collect();
     if sections.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let payload = serde_json::to_value(AvailabilityDelta { sections })
-        .map_err(|e| StoreError::Internal(format!("encoding delta: {e}")))?;
+    serde_json::to_value(AvailabilityDelta { sections })
+        .map(Some)
+        .map_err(|e| StoreError::Internal(format!("encoding delta: {e}")))
+}
+
+async fn record_delta<C: GenericClient>(
+    c: &C,
+    event_id: EventId,
+    deltas: &BTreeMap<u16, i32>,
+) -> Result<()> {
+    let Some(payload) = delta_payload(deltas)? else {
+        return Ok(());
+    };
     q!(
         c,
         execute,
@@ -255,18 +260,25 @@ async fn record_delta<C: GenericClient>(
 /// Returns the seats `booking` holds in one of `states` to OPEN; counts them per section.
 async fn free_seats<C: GenericClient>(
     c: &C,
+    event_id: EventId,
     booking_id: BookingId,
     states: &[&str],
 ) -> Result<BTreeMap<u16, i32>> {
     let states: Vec<String> = states.iter().map(|s| (*s).to_owned()).collect();
+    // Seats are found through the booking's own list and the seat key: seats carry no index
+    // on booking_id, which every state change would otherwise have to maintain.
     let rows = q!(
         c,
         query,
         "UPDATE seats SET state = 'OPEN', booking_id = NULL, hold_expires_at = NULL,
             version = version + 1
-         WHERE booking_id = $1 AND state = ANY($2) RETURNING section_no",
+         WHERE event_id = $3
+           AND seat_id IN (SELECT seat_id FROM booking_seats WHERE booking_id = $1)
+           AND booking_id = $1 AND state = ANY($2)
+         RETURNING section_no",
         &booking_id.0,
-        &states
+        &states,
+        &event_id.0
     )?;
     let mut out = BTreeMap::new();
     for r in rows {
@@ -356,7 +368,7 @@ async fn end_hold<C: GenericClient>(
     };
     let event_id = EventId(r.get(0));
     let customer = CustomerId::parse(r.get(1)).map_err(|_| corrupt("customer"))?;
-    let freed = free_seats(c, booking_id, &["HOLD", "PENDING"]).await?;
+    let freed = free_seats(c, event_id, booking_id, &["HOLD", "PENDING"]).await?;
     adjust_counter(c, event_id, &customer, -r.get::<_, i32>(2)).await?;
     record_delta(c, event_id, &freed).await?;
     Ok(true)
@@ -478,26 +490,28 @@ pub async fn hold<C: GenericClient>(
                     take_front(c, req, section_no, *quantity).await?
                 }
                 SectionKind::Seated { seats_per_row, .. } => {
-                    let candidates = q!(
-                        c,
-                        query,
-                        "SELECT seat_id, row_index, number FROM seats
-                         WHERE event_id = $1 AND section_no = $2
-                           AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $3))
-                         ORDER BY row_index, number LIMIT $4",
-                        &req.event_id().0,
-                        &section_no,
-                        &req.now,
-                        &BEST_AVAILABLE_WINDOW.max(i64::from(*quantity))
-                    )?;
-                    let positions: Vec<(u32, u32)> = candidates
-                        .iter()
-                        .map(|r| (r.get::<_, i32>(1) as u32, r.get::<_, i32>(2) as u32))
-                        .collect();
-                    match best_available(&positions, *quantity as usize, seats_per_row) {
-                        Some(pick) => {
-                            let ids: Vec<String> =
-                                pick.iter().map(|&i| candidates[i].get(0)).collect();
+                    let (small, wide) = candidate_windows(*quantity, seats_per_row);
+                    let mut pick = None;
+                    for window in [small, wide] {
+                        let candidates = free_front(c, req, section_no, window).await?;
+                        let positions: Vec<(u32, u32)> =
+                            candidates.iter().map(|(_, r, n)| (*r, *n)).collect();
+                        match choose(&positions, *quantity, seats_per_row, window, window == wide) {
+                            Pick::Take(found) => {
+                                pick = Some(
+                                    found
+                                        .iter()
+                                        .map(|&i| candidates[i].0.clone())
+                                        .collect::<Vec<_>>(),
+                                );
+                                break;
+                            }
+                            Pick::Widen => continue,
+                            Pick::NotEnough => break,
+                        }
+                    }
+                    match pick {
+                        Some(ids) => {
                             let got = take_seats(c, req, &ids, true).await?;
                             if got.len() == ids.len() {
                                 got
@@ -564,7 +578,11 @@ async fn take_seats<C: GenericClient>(
             version = s.version + 1
          FROM (SELECT seat_id, state AS old_state FROM seats
                WHERE event_id = $1 AND seat_id = ANY($2)
-                 AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $5))
+                 -- Written as CASE so that the planner looks these seats up by key: an OR of
+                 -- states would tempt it to scan the partial indexes of free seats instead.
+                 AND CASE state WHEN 'OPEN' THEN true
+                                WHEN 'HOLD' THEN hold_expires_at <= $5
+                                ELSE false END
                ORDER BY seat_id FOR UPDATE{}) o
          WHERE s.event_id = $1 AND s.seat_id = o.seat_id
          RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'",
@@ -586,31 +604,105 @@ async fn take_seats<C: GenericClient>(
         .collect())
 }
 
-/// Takes the front-most `quantity` free places of a section that nobody else is taking.
+/// The front-most `window` free seats of a section (open ones through the partial index of
+/// open seats, plus lapsed holds), without locking: (seat id, row index, number).
+async fn free_front<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    section_no: i16,
+    window: u32,
+) -> Result<Vec<(String, u32, u32)>> {
+    Ok(q!(
+        c,
+        query,
+        "(SELECT seat_id, row_index, number FROM seats
+          WHERE event_id = $1 AND section_no = $2 AND state = 'OPEN'
+          ORDER BY row_index, number LIMIT $4)
+         UNION ALL
+         (SELECT seat_id, row_index, number FROM seats
+          WHERE event_id = $1 AND section_no = $2 AND state = 'HOLD' AND hold_expires_at <= $3
+          ORDER BY row_index, number LIMIT $4)
+         ORDER BY row_index, number LIMIT $4",
+        &req.event_id().0,
+        &section_no,
+        &req.now,
+        &i64::from(window)
+    )?
+    .iter()
+    .map(|r| {
+        (
+            r.get(0),
+            r.get::<_, i32>(1) as u32,
+            r.get::<_, i32>(2) as u32,
+        )
+    })
+    .collect())
+}
+
+/// Takes the front-most `quantity` free places of a section that nobody else is taking:
+/// open seats first (through the partial index of open seats), then lapsed holds.
 async fn take_front<C: GenericClient>(
     c: &C,
     req: &HoldRequest,
     section_no: i16,
     quantity: u32,
 ) -> Result<Vec<(String, i16, i64, bool)>> {
-    let rows = q!(
-        c,
-        query,
+    let mut taken = take_front_where(c, req, section_no, quantity, "state = 'OPEN'").await?;
+    if taken.len() < quantity as usize {
+        let more = take_front_where(
+            c,
+            req,
+            section_no,
+            quantity - taken.len() as u32,
+            "state = 'HOLD' AND hold_expires_at <= $6",
+        )
+        .await?;
+        taken.extend(more);
+    }
+    Ok(taken)
+}
+
+async fn take_front_where<C: GenericClient>(
+    c: &C,
+    req: &HoldRequest,
+    section_no: i16,
+    quantity: u32,
+    free: &str,
+) -> Result<Vec<(String, i16, i64, bool)>> {
+    let sql = format!(
         "UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
             version = s.version + 1
          FROM (SELECT seat_id, state AS old_state FROM seats
-               WHERE event_id = $1 AND section_no = $2
-                 AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= $5))
-               ORDER BY row_index, number LIMIT $6 FOR UPDATE SKIP LOCKED) o
+               WHERE event_id = $1 AND section_no = $2 AND {free}
+               ORDER BY row_index, number LIMIT $5 FOR UPDATE SKIP LOCKED) o
          WHERE s.event_id = $1 AND s.seat_id = o.seat_id
-         RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'",
-        &req.event_id().0,
-        &section_no,
-        &req.expires_at,
-        &req.booking_id.0,
-        &req.now,
-        &i64::from(quantity)
-    )?;
+         RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'"
+    );
+    let limit = i64::from(quantity);
+    let rows = if free.contains("$6") {
+        q!(
+            c,
+            query,
+            &sql,
+            &req.event_id().0,
+            &section_no,
+            &req.expires_at,
+            &req.booking_id.0,
+            &limit,
+            &req.now
+        )?
+    } else {
+        q!(
+            c,
+            query,
+            &sql,
+            &req.event_id().0,
+            &section_no,
+            &req.expires_at,
+            &req.booking_id.0,
+            &limit
+        )?
+    };
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
@@ -631,47 +723,35 @@ async fn write_booking<C: GenericClient>(
     for t in taken.iter().filter(|t| t.3) {
         *deltas.entry(t.1 as u16).or_insert(0) -= 1;
     }
-    let (booking_stmt, seats_stmt) = tokio::try_join!(
-        c.prepare_cached(
-            "INSERT INTO bookings (booking_id, event_id, customer_id, status, expires_at,
-                total_cents, currency, quantity, created_at, updated_at)
-             VALUES ($1, $2, $3, 'HOLD', $4, $5, $6, $7, $8, $8)",
-        ),
-        c.prepare_cached(
-            "INSERT INTO booking_seats (booking_id, event_id, seat_id, price_cents)
-             SELECT $1, $2, * FROM unnest($3::text[], $4::int8[])",
-        ),
-    )
-    .map_err(pg_error)?;
     let quantity = taken.len() as i32;
     let currency = req.currency();
-    tokio::try_join!(
-        async {
-            c.execute(
-                &booking_stmt,
-                &[
-                    &req.booking_id.0,
-                    &req.event_id().0,
-                    &req.customer.as_str(),
-                    &req.expires_at,
-                    &total,
-                    &currency.as_str(),
-                    &quantity,
-                    &req.now,
-                ],
-            )
-            .await
-            .map_err(pg_error)
-        },
-        async {
-            c.execute(
-                &seats_stmt,
-                &[&req.booking_id.0, &req.event_id().0, &ids, &prices],
-            )
-            .await
-            .map_err(pg_error)
-        },
-        record_delta(c, req.event_id(), &deltas),
+    let payload = delta_payload(&deltas)?;
+    q!(
+        c,
+        execute,
+        "WITH b AS (
+             INSERT INTO bookings (booking_id, event_id, customer_id, status, expires_at,
+                 total_cents, currency, quantity, created_at, updated_at)
+             VALUES ($1, $2, $3, 'HOLD', $4, $5, $6, $7, $8, $8) RETURNING 1),
+         s AS (
+             INSERT INTO booking_seats (booking_id, event_id, seat_id, price_cents)
+             SELECT $1, $2, * FROM unnest($9::text[], $10::int8[]) RETURNING 1),
+         o AS (
+             INSERT INTO outbox (event_id, kind, payload)
+             SELECT $2, $11, $12::jsonb WHERE $12::jsonb IS NOT NULL RETURNING 1)
+         SELECT 1",
+        &req.booking_id.0,
+        &req.event_id().0,
+        &req.customer.as_str(),
+        &req.expires_at,
+        &total,
+        &currency.as_str(),
+        &quantity,
+        &req.now,
+        &ids,
+        &prices,
+        &change::SEATS_CHANGED,
+        &payload
     )?;
     let mut booking = Booking {
         id: req.booking_id,
@@ -756,46 +836,35 @@ pub async fn begin_commit<C: GenericClient>(
         BookingStatus::Confirmed => return Err(CommitError::AlreadyConfirmed),
         BookingStatus::Cancelled | BookingStatus::Expired => return Err(CommitError::Gone),
     }
-    let (b_stmt, s_stmt, p_stmt) = tokio::try_join!(
-        c.prepare_cached(
-            "UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1
-             WHERE booking_id = $1",
-        ),
-        c.prepare_cached(
-            "UPDATE seats SET state = 'PENDING', version = version + 1
-             WHERE booking_id = $1 AND state = 'HOLD'",
-        ),
-        c.prepare_cached(
-            "INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
-                idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'STARTED', $10, $10)",
-        ),
-    )
-    .map_err(pg_error)?;
-    let currency = booking.currency.as_str();
-    let (_, moved, _) = tokio::try_join!(
-        async { c.execute(&b_stmt, &[&req.booking_id.0, &req.now]).await },
-        async { c.execute(&s_stmt, &[&req.booking_id.0]).await },
-        async {
-            c.execute(
-                &p_stmt,
-                &[
-                    &req.payment_id.0,
-                    &booking.event_id.0,
-                    &booking.id.0,
-                    &req.customer.as_str(),
-                    &req.provider,
-                    &req.provider_key,
-                    &req.method,
-                    &booking.total_cents,
-                    &currency,
-                    &req.now,
-                ],
-            )
-            .await
-        }
-    )
-    .map_err(pg_error)?;
+    let seat_ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
+    let moved: i64 = q!(
+        c,
+        query_one,
+        "WITH b AS (
+             UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1
+             WHERE booking_id = $1 RETURNING 1),
+         s AS (
+             UPDATE seats SET state = 'PENDING', version = version + 1
+             WHERE event_id = $3 AND seat_id = ANY($4) AND booking_id = $1 AND state = 'HOLD'
+             RETURNING 1),
+         p AS (
+             INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
+                 idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
+             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2) RETURNING 1)
+         SELECT count(*) FROM s",
+        &req.booking_id.0,
+        &req.now,
+        &booking.event_id.0,
+        &seat_ids,
+        &req.payment_id.0,
+        &req.customer.as_str(),
+        &req.provider,
+        &req.provider_key,
+        &req.method,
+        &booking.total_cents,
+        &booking.currency.as_str()
+    )?
+    .get(0);
     if moved as usize != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} holds {moved} of its {} seats",
@@ -926,12 +995,16 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
                         &booking.id.0,
                         &fin.now
                     )?;
+                    let ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
                     q!(
                         c,
                         execute,
                         "UPDATE seats SET state = 'HOLD', version = version + 1
-                         WHERE booking_id = $1 AND state = 'PENDING'",
-                        &booking.id.0
+                         WHERE event_id = $2 AND seat_id = ANY($3)
+                           AND booking_id = $1 AND state = 'PENDING'",
+                        &booking.id.0,
+                        &booking.event_id.0,
+                        &ids
                     )?;
                 } else {
                     end_hold(c, booking.id, BookingStatus::Expired, fin.now).await?;
@@ -1007,65 +1080,48 @@ async fn confirm_pending<C: GenericClient>(
     confirmed.sort();
     let outcome = CommitOutcome::Confirmed(confirmed);
     let response = (fin.render)(&outcome);
+    debug_assert_eq!(booking_id_of(&outcome), payment.booking_id);
     let t_ids: Vec<Uuid> = tickets.iter().map(|t| t.id.0).collect();
     let t_seats: Vec<&str> = tickets.iter().map(|t| t.seat_id.as_str()).collect();
     let t_tokens: Vec<&str> = tickets.iter().map(|t| t.token.as_str()).collect();
-    let (pay, seats, book, tick, key) = tokio::try_join!(
-        c.prepare_cached(
-            "UPDATE payments SET status = 'AUTHORIZED', provider_ref = $2, updated_at = $3
-             WHERE payment_id = $1",
-        ),
-        c.prepare_cached(
-            "UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
-             WHERE booking_id = $1 AND state = 'PENDING'",
-        ),
-        c.prepare_cached(
-            "UPDATE bookings SET status = 'CONFIRMED', confirmed_at = $2, updated_at = $2,
-                cancelled_at = NULL, version = version + 1
-             WHERE booking_id = $1",
-        ),
-        c.prepare_cached(
-            "INSERT INTO tickets (ticket_id, event_id, booking_id, seat_id, customer_id, status,
-                token, issued_at)
-             SELECT t, $4, $5, s, $6, 'VALID', k, $7
-             FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(t, s, k)",
-        ),
-        c.prepare_cached(
-            "UPDATE idempotency_keys SET state = 'DONE', response_status = $2,
-                response_body = $3
-             WHERE payment_id = $1",
-        ),
-    )
-    .map_err(pg_error)?;
-    let status = response.status as i16;
-    let (_, sold, _, _, _) = tokio::try_join!(
-        async {
-            c.execute(&pay, &[&fin.payment_id.0, &provider_ref, &now])
-                .await
-        },
-        async { c.execute(&seats, &[&booking_id_of(&outcome).0]).await },
-        async { c.execute(&book, &[&booking_id_of(&outcome).0, &now]).await },
-        async {
-            c.execute(
-                &tick,
-                &[
-                    &t_ids,
-                    &t_seats,
-                    &t_tokens,
-                    &payment.event_id.0,
-                    &payment.booking_id.0,
-                    &payment.customer.as_str(),
-                    &now,
-                ],
-            )
-            .await
-        },
-        async {
-            c.execute(&key, &[&fin.payment_id.0, &status, &response.body])
-                .await
-        }
-    )
-    .map_err(pg_error)?;
+    // Every write in one statement: one parse, one plan, one round trip.
+    let row = q!(
+        c,
+        query_one,
+        "WITH pay AS (
+             UPDATE payments SET status = 'AUTHORIZED', provider_ref = $2, updated_at = $3
+             WHERE payment_id = $1 RETURNING 1),
+         sold AS (
+             UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
+             WHERE event_id = $4 AND seat_id = ANY($5) AND booking_id = $6 AND state = 'PENDING'
+             RETURNING 1),
+         book AS (
+             UPDATE bookings SET status = 'CONFIRMED', confirmed_at = $3, updated_at = $3,
+                 cancelled_at = NULL, version = version + 1
+             WHERE booking_id = $6 RETURNING 1),
+         tick AS (
+             INSERT INTO tickets (ticket_id, event_id, booking_id, seat_id, customer_id, status,
+                 token, issued_at)
+             SELECT t, $4, $6, s, $9, 'VALID', k, $3
+             FROM unnest($7::uuid[], $5::text[], $8::text[]) AS x(t, s, k) RETURNING 1),
+         k AS (
+             UPDATE idempotency_keys SET state = 'DONE', response_status = $10,
+                 response_body = $11
+             WHERE payment_id = $1 RETURNING 1)
+         SELECT (SELECT count(*) FROM sold), (SELECT count(*) FROM tick)",
+        &fin.payment_id.0,
+        &provider_ref,
+        &now,
+        &payment.event_id.0,
+        &t_seats,
+        &payment.booking_id.0,
+        &t_ids,
+        &t_tokens,
+        &payment.customer.as_str(),
+        &(response.status as i16),
+        &response.body
+    )?;
+    let sold: i64 = row.get(0);
     if sold as usize != tickets.len() {
         return Err(StoreError::Internal(format!(
             "booking {}: sold {sold} of {} seats",
@@ -1186,8 +1242,10 @@ async fn confirm<C: GenericClient>(
         c,
         execute,
         "UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
-         WHERE booking_id = $1 AND state = 'PENDING'",
-        &booking.id.0
+         WHERE event_id = $2 AND seat_id = ANY($3) AND booking_id = $1 AND state = 'PENDING'",
+        &booking.id.0,
+        &booking.event_id.0,
+        &ids
     )?;
     if sold as usize != booking.seats.len() || tickets.len() != booking.seats.len() {
         return Err(StoreError::Internal(format!(
@@ -1309,7 +1367,7 @@ pub async fn cancel_confirmed<C: GenericClient>(
         BookingStatus::Cancelled | BookingStatus::Expired => return Ok((b, None)),
         s => return Err(ReleaseError::WrongStatus(s)),
     }
-    let freed = free_seats(c, b.id, &["SOLD"]).await?;
+    let freed = free_seats(c, b.event_id, b.id, &["SOLD"]).await?;
     q!(
         c,
         execute,

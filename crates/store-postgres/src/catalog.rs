@@ -309,7 +309,7 @@ pub async fn seat_map<C: GenericClient>(
     let stmt = c
         .prepare_cached(
             "SELECT seat_id, section_no, row_label, number, price_cents, state, hold_expires_at
-             FROM seats WHERE event_id = $1 ORDER BY section_no, row_index, number",
+             FROM seats WHERE event_id = $1",
         )
         .await
         .map_err(pg_error)?;
@@ -327,5 +327,6 @@ pub async fn seat_map<C: GenericClient>(
             now,
         );
     }
+    map.sort();
     Ok(map)
 }

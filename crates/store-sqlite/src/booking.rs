@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use boxoffice_domain::booking::{
     BookedSeat, Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus,
-    Selection, Ticket, TicketStatus, best_available,
+    Pick, Selection, Ticket, TicketStatus, candidate_windows, pick as choose,
 };
 use boxoffice_domain::event::SectionKind;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
@@ -30,8 +30,42 @@ fn sq<T>(r: rusqlite::Result<T>) -> Result<T> {
     r.map_err(store_error)
 }
 
-/// Candidate seats scanned for a best-available pick in a seated section.
-const BEST_AVAILABLE_WINDOW: u32 = 2_000;
+/// The front-most `window` free seats of a section: open ones (through the partial index of
+/// open seats) and lapsed holds.
+fn free_front(
+    tx: &Transaction<'_>,
+    req: &HoldRequest,
+    section: u16,
+    window: u32,
+) -> Result<Vec<Candidate>> {
+    let mut stmt = sq(tx.prepare_cached(
+        "SELECT * FROM (
+           SELECT seat_id, row_index, number, price_cents, state FROM seats
+           WHERE event_id = ?1 AND section_no = ?2 AND state = 'OPEN'
+           ORDER BY row_index, number LIMIT ?4)
+         UNION ALL
+         SELECT * FROM (
+           SELECT seat_id, row_index, number, price_cents, state FROM seats
+           WHERE event_id = ?1 AND section_no = ?2 AND state = 'HOLD' AND hold_expires_at <= ?3
+           ORDER BY row_index, number LIMIT ?4)
+         ORDER BY row_index, number LIMIT ?4",
+    ))?;
+    sq(stmt
+        .query_map(
+            params![id(req.event_id().0), section, ts(req.now), window],
+            |r| {
+                Ok(Candidate {
+                    seat_id: r.get(0)?,
+                    section,
+                    row_index: r.get(1)?,
+                    number: r.get(2)?,
+                    price: r.get(3)?,
+                    was_open: r.get::<_, String>(4)? == "OPEN",
+                })
+            },
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()))
+}
 
 // ---- reading ----------------------------------------------------------------------------
 
@@ -208,20 +242,27 @@ fn record_delta(
 /// Returns the seats `booking` holds in `from` states to OPEN; returns how many per section.
 fn free_seats(
     tx: &Transaction<'_>,
+    event_id: EventId,
     booking_id: BookingId,
     from: &[SeatState],
 ) -> Result<BTreeMap<u16, i32>> {
     let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    // Seats are found through the booking's own list and the seat key: seats carry no index
+    // on booking_id, which every state change would otherwise have to maintain.
     let sql = format!(
         "UPDATE seats SET state = 'OPEN', booking_id = NULL, hold_expires_at = NULL,
             version = version + 1
-         WHERE booking_id = ?1 AND state IN ({}) RETURNING section_no",
+         WHERE event_id = ?2
+           AND seat_id IN (SELECT seat_id FROM booking_seats WHERE booking_id = ?1)
+           AND booking_id = ?1 AND state IN ({}) RETURNING section_no",
         states.join(", ")
     );
     let mut stmt = sq(tx.prepare_cached(&sql))?;
     let mut out = BTreeMap::new();
     let rows = sq(stmt
-        .query_map([id(booking_id.0)], |r| r.get::<_, u16>(0))
+        .query_map(params![id(booking_id.0), id(event_id.0)], |r| {
+            r.get::<_, u16>(0)
+        })
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()))?;
     for section in rows {
         *out.entry(section).or_insert(0) += 1;
@@ -282,7 +323,7 @@ fn end_hold(
     to: BookingStatus,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let freed = free_seats(tx, b.id, &[SeatState::Hold, SeatState::Pending])?;
+    let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Hold, SeatState::Pending])?;
     sq(tx
         .prepare_cached(
             "UPDATE bookings SET status = ?2, cancelled_at = ?3, updated_at = ?3,
@@ -407,32 +448,34 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
                 .spec
                 .section(*section)
                 .ok_or_else(|| StoreError::Internal("no such section".into()))?;
-            let (window, row_len) = match sec.kind {
+            let (windows, row_len) = match sec.kind {
                 SectionKind::Seated { seats_per_row, .. } => {
-                    (BEST_AVAILABLE_WINDOW.max(*quantity), seats_per_row)
+                    let (small, wide) = candidate_windows(*quantity, seats_per_row);
+                    (vec![small, wide], seats_per_row)
                 }
-                SectionKind::GeneralAdmission { .. } => (*quantity, u32::MAX / 2),
+                SectionKind::GeneralAdmission { .. } => (vec![*quantity], u32::MAX / 2),
             };
-            let mut stmt = sq(tx.prepare_cached(
-                "SELECT seat_id, row_index, number, price_cents, state FROM seats
-                 WHERE event_id = ?1 AND section_no = ?2
-                   AND (state = 'OPEN' OR (state = 'HOLD' AND hold_expires_at <= ?3))
-                 ORDER BY row_index, number LIMIT ?4",
-            ))?;
-            let open: Vec<Candidate> = sq(stmt
-                .query_map(params![id(req.event_id().0), section, now, window], |r| {
-                    Ok(Candidate {
-                        seat_id: r.get(0)?,
-                        section: *section,
-                        row_index: r.get(1)?,
-                        number: r.get(2)?,
-                        price: r.get(3)?,
-                        was_open: r.get::<_, String>(4)? == "OPEN",
-                    })
-                })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()))?;
-            let positions: Vec<(u32, u32)> = open.iter().map(|c| (c.row_index, c.number)).collect();
-            let Some(pick) = best_available(&positions, *quantity as usize, row_len) else {
+            let mut chosen = None;
+            for (i, window) in windows.iter().enumerate() {
+                let open = free_front(tx, req, *section, *window)?;
+                let positions: Vec<(u32, u32)> =
+                    open.iter().map(|c| (c.row_index, c.number)).collect();
+                match choose(
+                    &positions,
+                    *quantity,
+                    row_len,
+                    *window,
+                    i + 1 == windows.len(),
+                ) {
+                    Pick::Take(found) => {
+                        chosen = Some((open, found));
+                        break;
+                    }
+                    Pick::Widen => continue,
+                    Pick::NotEnough => break,
+                }
+            }
+            let Some((open, pick)) = chosen else {
                 let available: u32 = sq(tx
                     .prepare_cached(
                         "SELECT count(*) FROM seats WHERE event_id = ?1 AND section_no = ?2
@@ -571,9 +614,11 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
     let moved = sq(tx
         .prepare_cached(
             "UPDATE seats SET state = 'PENDING', version = version + 1
-             WHERE booking_id = ?1 AND state = 'HOLD'",
+             WHERE event_id = ?2
+               AND seat_id IN (SELECT seat_id FROM booking_seats WHERE booking_id = ?1)
+               AND booking_id = ?1 AND state = 'HOLD'",
         )
-        .and_then(|mut s| s.execute([id(req.booking_id.0)])))?;
+        .and_then(|mut s| s.execute(params![id(req.booking_id.0), id(booking.event_id.0)])))?;
     if moved != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} holds {moved} of its {} seats",
@@ -697,9 +742,14 @@ pub fn finish_commit(tx: &Transaction<'_>, fin: &CommitFinish) -> Result<Finishe
                     sq(tx
                         .prepare_cached(
                             "UPDATE seats SET state = 'HOLD', version = version + 1
-                             WHERE booking_id = ?1 AND state = 'PENDING'",
+                             WHERE event_id = ?2
+                               AND seat_id IN (SELECT seat_id FROM booking_seats
+                                               WHERE booking_id = ?1)
+                               AND booking_id = ?1 AND state = 'PENDING'",
                         )
-                        .and_then(|mut s| s.execute([id(booking.id.0)])))?;
+                        .and_then(|mut s| {
+                            s.execute(params![id(booking.id.0), id(booking.event_id.0)])
+                        }))?;
                 } else {
                     end_hold(tx, &booking, BookingStatus::Expired, fin.now)?;
                 }
@@ -813,9 +863,11 @@ fn confirm(
     let sold = sq(tx
         .prepare_cached(
             "UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
-             WHERE booking_id = ?1 AND state = 'PENDING'",
+             WHERE event_id = ?2
+               AND seat_id IN (SELECT seat_id FROM booking_seats WHERE booking_id = ?1)
+               AND booking_id = ?1 AND state = 'PENDING'",
         )
-        .and_then(|mut s| s.execute([id(booking.id.0)])))?;
+        .and_then(|mut s| s.execute(params![id(booking.id.0), id(booking.event_id.0)])))?;
     if sold != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} sold {sold} of its {} seats",
@@ -915,7 +967,7 @@ pub fn cancel_confirmed(
         BookingStatus::Cancelled | BookingStatus::Expired => return Ok((b, None)),
         s => return Err(ReleaseError::WrongStatus(s)),
     }
-    let freed = free_seats(tx, b.id, &[SeatState::Sold])?;
+    let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Sold])?;
     sq(tx
         .prepare_cached(
             "UPDATE tickets SET status = 'VOID', voided_at = ?2

@@ -238,7 +238,7 @@ pub fn seat_map(c: &Connection, event: &Event, now: OffsetDateTime) -> rusqlite:
     let mut map = SeatMap::builder(event);
     let mut stmt = c.prepare_cached(
         "SELECT seat_id, section_no, row_label, number, price_cents, state, hold_expires_at
-         FROM seats WHERE event_id = ?1 ORDER BY section_no, row_index, number",
+         FROM seats WHERE event_id = ?1",
     )?;
     let mut rows = stmt.query([id(event_id.0)])?;
     while let Some(r) = rows.next()? {
@@ -255,5 +255,6 @@ pub fn seat_map(c: &Connection, event: &Event, now: OffsetDateTime) -> rusqlite:
             now,
         );
     }
+    map.sort();
     Ok(map)
 }
