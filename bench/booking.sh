@@ -6,8 +6,9 @@
 # machine). Prints one markdown report.
 #
 # Usage: bench/booking.sh                    (builds release binaries first)
-# Knobs: USERS=16,64 DURATION=10s WARMUP=3s EVENTS=20 KIND=seated|ga BACKENDS="postgres sqlite"
-#        PGBENCH_CLIENTS=16
+# Knobs: USERS=16,64 DURATION=10s WARMUP=3s EVENTS=20 ROWS=100 SEATS_PER_ROW=100
+#        KIND=seated|ga BACKENDS="postgres sqlite" PGBENCH_CLIENTS=16
+#        (EVENTS=1 KIND=ga ROWS=400 is an on-sale rush: everyone after one event's places)
 # Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ USERS=${USERS:-16,64}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 EVENTS=${EVENTS:-20}
+ROWS=${ROWS:-100}
+SEATS_PER_ROW=${SEATS_PER_ROW:-100}
 KIND=${KIND:-seated}
 BACKENDS=${BACKENDS:-postgres sqlite}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-16}
@@ -83,7 +86,8 @@ for backend in $BACKENDS; do
     echo "### $backend"
     echo
     out=$("$LOAD" --url "$BASE" --users "$USERS" --duration "$DURATION" --warmup "$WARMUP" --breakdown \
-        booking --jwt-secret "$SECRET" --events "$EVENTS" --kind "$KIND")
+        booking --jwt-secret "$SECRET" --events "$EVENTS" --kind "$KIND" --rows "$ROWS" \
+        --seats-per-row "$SEATS_PER_ROW")
     echo "$out"
     echo
     best=$(echo "$out" | awk -F'|' '/^\| [0-9]+ users \|/ {gsub(/ /, "", $3); if ($3 + 0 > b) b = $3 + 0} END {print b + 0}')
