@@ -143,6 +143,28 @@ impl Cluster {
         .1
     }
 
+    /// A small seated event with one seat held by `who`: (event id, token, booking id).
+    async fn one_hold(&self, who: &str, seats: &[&str]) -> (String, String, String) {
+        let event = self
+            .event(
+                json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
+                8,
+            )
+            .await;
+        let token = self.token(who, &[Role::Customer]);
+        let (status, b) = self
+            .post(
+                0,
+                "/v1/attempt",
+                &token,
+                &json!({"eventId": event, "seatIds": seats}),
+            )
+            .await;
+        assert_eq!(status, 201, "{b}");
+        let booking = b["bookingId"].as_str().expect("id").to_owned();
+        (event, token, booking)
+    }
+
     /// Polls a booking until it has `status`; returns it.
     async fn wait_for_booking(&self, token: &str, booking: &str, status: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -400,22 +422,7 @@ async fn parallel_requests_cannot_beat_the_ticket_limit(backend: Backend) {
 async fn duplicate_commits_with_one_key_charge_once(backend: Backend) {
     let nodes = if backend == Backend::Postgres { 2 } else { 1 };
     let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
-    let event = cluster
-        .event(
-            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
-            8,
-        )
-        .await;
-    let token = cluster.token("clicker", &[Role::Customer]);
-    let (_, b) = cluster
-        .post(
-            0,
-            "/v1/attempt",
-            &token,
-            &json!({"eventId": event, "seatIds": ["1-A-1", "1-A-2"]}),
-        )
-        .await;
-    let booking = b["bookingId"].as_str().expect("id").to_owned();
+    let (_event, token, booking) = cluster.one_hold("clicker", &["1-A-1", "1-A-2"]).await;
     let mut results: Vec<(u16, Value)> = futures_util::future::join_all((0..20).map(|i| {
         let cluster = cluster.clone();
         let token = token.clone();
@@ -463,22 +470,7 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
         ],
     )
     .await;
-    let event = cluster
-        .event(
-            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
-            8,
-        )
-        .await;
-    let token = cluster.token("unlucky", &[Role::Customer]);
-    let (_, b) = cluster
-        .post(
-            0,
-            "/v1/attempt",
-            &token,
-            &json!({"eventId": event, "seatIds": ["1-A-1"]}),
-        )
-        .await;
-    let booking = b["bookingId"].as_str().expect("id").to_owned();
+    let (_event, token, booking) = cluster.one_hold("unlucky", &["1-A-1"]).await;
     let url = cluster.node(0).url("/v1/commit");
     let http = cluster.http.clone();
     let (t, bk) = (token.clone(), booking.clone());
@@ -551,22 +543,7 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_reports_broken_invariants() {
     let cluster = Cluster::start(Backend::Postgres, 1, &[]).await;
-    let event = cluster
-        .event(
-            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
-            8,
-        )
-        .await;
-    let token = cluster.token("victim", &[Role::Customer]);
-    let (_, b) = cluster
-        .post(
-            0,
-            "/v1/attempt",
-            &token,
-            &json!({"eventId": event, "seatIds": ["1-A-1"]}),
-        )
-        .await;
-    let booking = b["bookingId"].as_str().expect("id").to_owned();
+    let (_event, token, booking) = cluster.one_hold("victim", &["1-A-1"]).await;
     assert_eq!(cluster.commit(0, &token, "k", &booking).await.0, 200);
     cluster.verify();
 

@@ -126,6 +126,27 @@ async fn seat_state(
         .expect("seat in map")
 }
 
+/// Begins a commit that must start; returns the pending booking and its payment.
+async fn start(
+    store: &Arc<dyn Store>,
+    booking: BookingId,
+    who: &str,
+    key: &str,
+    at: OffsetDateTime,
+) -> (
+    boxoffice_domain::booking::Booking,
+    boxoffice_domain::booking::Payment,
+) {
+    match store
+        .begin_commit(&commit_req(booking, who, key, at))
+        .await
+        .expect("begin")
+    {
+        CommitBegin::Started { booking, payment } => (*booking, *payment),
+        other => panic!("expected a started commit, got {other:?}"),
+    }
+}
+
 /// Begins and settles a commit as approved; returns the confirmed booking.
 async fn buy(
     store: &Arc<dyn Store>,
@@ -573,13 +594,7 @@ pub async fn declines_return_the_hold_and_lapsed_approvals_retake_seats(store: A
         .hold(&hold_req(&e, "alice", seats(&["1-A-1", "1-A-2"]), t))
         .await
         .expect("hold");
-    let CommitBegin::Started { booking, payment } = store
-        .begin_commit(&commit_req(b.id, "alice", "k-decline", t))
-        .await
-        .expect("begin")
-    else {
-        panic!("not started")
-    };
+    let (booking, payment) = start(&store, b.id, "alice", "k-decline", t).await;
     let declined = store
         .finish_commit(&finish(
             &booking,
@@ -598,13 +613,7 @@ pub async fn declines_return_the_hold_and_lapsed_approvals_retake_seats(store: A
     assert_eq!(seat_state(&store, &e, "1-A-1", t).await, SeatState::Hold);
     // Retry with another key; this time no answer comes before the hold runs out, and the
     // reconciler gives up on the attempt: the seats go back on sale.
-    let CommitBegin::Started { booking, payment } = store
-        .begin_commit(&commit_req(b.id, "alice", "k-retry", t))
-        .await
-        .expect("begin retry")
-    else {
-        panic!("not started")
-    };
+    let (booking, payment) = start(&store, b.id, "alice", "k-retry", t).await;
     let late = t + Duration::minutes(10);
     let gave_up = store
         .finish_commit(&finish(
@@ -655,13 +664,7 @@ pub async fn approval_after_release_is_lapsed_when_seats_are_gone(store: Arc<dyn
         .hold(&hold_req(&e, "alice", seats(&["1-G-1"]), t))
         .await
         .expect("hold");
-    let CommitBegin::Started { booking, payment } = store
-        .begin_commit(&commit_req(b.id, "alice", "k", t))
-        .await
-        .expect("begin")
-    else {
-        panic!("not started")
-    };
+    let (booking, payment) = start(&store, b.id, "alice", "k", t).await;
     // The attempt is given up (outcome unknown, hold expired) …
     let late = t + Duration::minutes(6);
     store
