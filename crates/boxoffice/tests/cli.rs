@@ -122,10 +122,16 @@ async fn postgres_service_with_concurrent_migrations() {
     let secret = "a-shared-secret-for-all-nodes";
     let env = [env[0], ("BOXOFFICE_JWT_SECRET", secret)];
     let server = Server::start(dir.path(), &env);
-    let ready = reqwest::get(format!("{}/readyz", server.base))
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{}/readyz", server.base))
         .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
+        .expect("readyz")
+        .status()
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let org = token(dir.path(), &env, "org-1", &["organizer"]);
     create_and_check(&server.base, &org).await;
     assert!(server.terminate().success());

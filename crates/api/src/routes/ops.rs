@@ -33,7 +33,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers and this node's search index has caught up (a node
+/// rebuilding its index after a start from empty is alive but not ready).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
@@ -41,6 +42,14 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.store.ping().await?;
+    if !state.search.is_ready() {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "search-not-ready",
+            "The search index of this node is still being built",
+        )
+        .into());
+    }
     Ok(Json(Health {
         status: "ready".into(),
     }))

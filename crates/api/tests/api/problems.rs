@@ -69,7 +69,20 @@ async fn framework_errors_are_problems_too() {
 async fn operations_endpoints() {
     let app = TestApp::start(Backend::Sqlite).await;
     assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
-    assert_eq!(app.get("/readyz").await, (200, json!({"status": "ready"})));
+    // Ready once the search index has caught up with the (empty) store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match app.get("/readyz").await {
+            (200, body) => {
+                assert_eq!(body, json!({"status": "ready"}));
+                break;
+            }
+            (503, problem) => assert_eq!(problem["code"], "search-not-ready"),
+            other => panic!("{other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let (status, _) = app.get("/v1/events/x").await;
     assert_eq!(status, 404);
     let metrics = app
