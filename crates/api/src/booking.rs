@@ -181,9 +181,14 @@ impl BookingResponse {
 pub fn commit_renderer(event: Arc<Event>) -> RenderCommit {
     Arc::new(move |outcome: &CommitOutcome| {
         let (status, body) = match outcome {
+            // A confirmed booking's status does not depend on the time it is read at.
             CommitOutcome::Confirmed(b) => (
                 StatusCode::OK,
-                serde_json::to_vec(&BookingResponse::new(b, &event, b.created_at)),
+                serde_json::to_vec(&BookingResponse::new(
+                    b,
+                    &event,
+                    b.confirmed_at.unwrap_or(b.created_at),
+                )),
             ),
             CommitOutcome::NotPaid { booking, reason } => (
                 StatusCode::PAYMENT_REQUIRED,
