@@ -21,7 +21,7 @@ use boxoffice_domain::seat::SeatState;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use crate::catalog::{lay_out_seats, load_event};
+use crate::catalog::lay_out_seats;
 use crate::codec::{corrupt, from_ts, id, store_error, ts, uuid_from};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -365,10 +365,10 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
             StoreError::Internal(format!("hold for unknown event {}", req.event_id())).into(),
         );
     };
-    let event = sq(load_event(tx, req.event_id()))?
-        .ok_or_else(|| StoreError::Internal("event vanished".into()))?;
+    // The caller's copy of the event: events do not change once created.
+    let event = &req.event;
     if !laid_out {
-        sq(lay_out_seats(tx, &event))?;
+        sq(lay_out_seats(tx, event))?;
         sq(tx
             .prepare_cached("UPDATE events SET seats_laid_out = 1 WHERE event_id = ?1")
             .and_then(|mut s| s.execute([id(req.event_id().0)])))?;
