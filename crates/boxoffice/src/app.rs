@@ -138,7 +138,8 @@ pub async fn payment_provider(
             };
             let config = StripeConfig::new(key.expose())
                 .with_base_url(&args.stripe_api_base)
-                .with_request_timeout(args.provider_timeout);
+                .with_request_timeout(args.provider_timeout)
+                .with_search_lag(args.stripe_search_lag);
             Ok(Arc::new(
                 Stripe::new(config).context("configuring the Stripe adapter")?,
             ))

@@ -153,6 +153,10 @@ pub struct PaymentArgs {
         default_value = "https://api.stripe.com"
     )]
     pub stripe_api_base: String,
+    /// How long Stripe's Search API may lag behind a new payment (what the reconciler waits
+    /// before taking "not found" by idempotency key as final).
+    #[arg(long, env = "BOXOFFICE_STRIPE_SEARCH_LAG", default_value = "60s", value_parser = parse_duration)]
+    pub stripe_search_lag: Duration,
     /// Stripe webhook signing secret (`whsec_…`), enabling POST /v1/webhooks/stripe.
     #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<Secret>,

@@ -7,9 +7,18 @@
 //! 3. [`PaymentProvider::capture`] — money is taken only once tickets exist;
 //!    or [`PaymentProvider::void`] if step 2 could not happen.
 //!
-//! A confirmed booking that is cancelled is [`PaymentProvider::refund`]ed. After a crash,
-//! [`PaymentProvider::lookup`] tells by idempotency key what the PSP did with an attempt whose
-//! answer we never recorded.
+//! A confirmed booking that is cancelled is [`PaymentProvider::refund`]ed.
+//!
+//! Two ways to ask the provider what happened, with different guarantees:
+//! - [`PaymentProvider::retrieve`], by the provider's own reference (`pi_…`), is strongly
+//!   consistent: it reflects every operation the provider acknowledged. Use it whenever the
+//!   reference is known (before refunding or voiding, when settling a capture).
+//! - [`PaymentProvider::lookup`], by our idempotency key, is the only way to find an attempt
+//!   whose answer (and so whose reference) was lost. At some providers it reads an index that
+//!   lags ([`PaymentProvider::lookup_lag`]; Stripe's Search API, about a minute), so "nothing
+//!   found" is only final once the attempt is older than that lag.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -40,10 +49,20 @@ pub enum Authorization {
     Declined { reason: String },
 }
 
-/// What the provider knows about an attempt, by our idempotency key.
+/// What the provider knows about a payment: an attempt found by our idempotency key
+/// ([`PaymentProvider::lookup`]) or a payment read by its reference
+/// ([`PaymentProvider::retrieve`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentState {
-    /// The provider never saw this key.
+    /// Nothing to act on yet. Never proof that no money moved:
+    ///
+    /// - from [`PaymentProvider::lookup`]: no attempt with this key is *visible yet*. Where
+    ///   lookup reads a lagging index (Stripe's Search API), an attempt made less than
+    ///   [`PaymentProvider::lookup_lag`] ago may exist and hold money all the same. Only an
+    ///   attempt older than that lag, which can no longer arrive at the provider (its request
+    ///   was answered or timed out long ago), may be concluded never to have reached it.
+    /// - from [`PaymentProvider::retrieve`]: the payment exists but is between states (Stripe's
+    ///   `processing`); ask again later. Never final.
     Unknown,
     /// Reserved, not taken.
     Authorized {
@@ -112,6 +131,22 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug + 'static {
         idempotency_key: &str,
     ) -> Result<(), PaymentError>;
 
-    /// What happened to the attempt made with `idempotency_key`.
+    /// What happened to the attempt made with `idempotency_key`: the way to find a payment
+    /// whose answer, and so whose reference, was lost. May read an eventually consistent
+    /// index: `Unknown` for an attempt younger than [`lookup_lag`](Self::lookup_lag) means
+    /// "not visible yet", not "never happened" (see [`PaymentState::Unknown`]). When the
+    /// reference is known, [`retrieve`](Self::retrieve) is the consistent answer.
     async fn lookup(&self, idempotency_key: &str) -> Result<PaymentState, PaymentError>;
+
+    /// The state of the payment the provider calls `provider_ref`, read consistently: it
+    /// reflects every capture, void and refund the provider has acknowledged (Stripe:
+    /// `GET /v1/payment_intents/{id}`). `Unknown` means the payment is between states; ask
+    /// again later, it is never final. A reference the provider does not know is `Rejected`.
+    async fn retrieve(&self, provider_ref: &str) -> Result<PaymentState, PaymentError>;
+
+    /// How long after an attempt [`lookup`](Self::lookup) may still not see it. Zero for
+    /// providers whose lookup is consistent (the sandbox).
+    fn lookup_lag(&self) -> Duration {
+        Duration::ZERO
+    }
 }

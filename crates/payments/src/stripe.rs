@@ -5,12 +5,23 @@
 //! has issued the tickets. Every POST carries our idempotency key in Stripe's
 //! `Idempotency-Key` header, so a retried request never charges twice.
 //!
-//! Stripe cannot look a payment up by idempotency key, and re-sending the create to find out
-//! would create the payment if the first attempt never arrived. So the key is also stored in
-//! the PaymentIntent's metadata and [`lookup`](PaymentProvider::lookup) finds it through the
-//! Search API. Stripe's search index is eventually consistent (Stripe documents under a
-//! minute): a reconciler should treat `Unknown` for an attempt made moments ago as "not yet
-//! known" and ask again later, not as "never happened".
+//! Two ways to read a payment back:
+//!
+//! - [`retrieve`](PaymentProvider::retrieve) is `GET /v1/payment_intents/{id}` with the latest
+//!   charge expanded. Reads by id are strongly consistent at Stripe: a capture or refund that
+//!   Stripe acknowledged is visible at once. Whoever knows the `pi_…` uses this.
+//! - [`lookup`](PaymentProvider::lookup), by our idempotency key, exists for the one case where
+//!   the id is not known: the create's answer was lost. Stripe cannot look a payment up by
+//!   idempotency key; re-sending the create to find out would *create* the payment if the first
+//!   attempt never arrived (and would make a payment the customer never confirmed a second
+//!   time, hours later), and Stripe offers no read-only `GET` of an idempotent request. So the
+//!   key is also stored in the PaymentIntent's metadata and lookup finds it through the Search
+//!   API, whose index is eventually consistent (Stripe documents under a minute, more during
+//!   incidents). An empty search is therefore only "never happened" for an attempt older than
+//!   [`StripeConfig::search_lag`] ([`lookup_lag`](PaymentProvider::lookup_lag) on the port);
+//!   for a younger one it is "not known yet, ask again later". (Listing PaymentIntents by
+//!   creation time is consistent but cannot filter on metadata; paging through every payment of
+//!   the lag window to close that gap is possible but costly at on-sale rates, and not done.)
 //!
 //! Outcomes map onto the port as follows: a card error (HTTP 402, `card_error`) is a
 //! `Declined` with Stripe's customer-facing message; a 5xx, 409 (the same key in flight),
@@ -46,6 +57,10 @@ pub struct StripeConfig {
     pub request_timeout: Duration,
     /// How long establishing a connection may take. Default 5 s.
     pub connect_timeout: Duration,
+    /// How long a new PaymentIntent may stay invisible to the Search API, which
+    /// [`lookup`](PaymentProvider::lookup) reads. Default 60 s (Stripe documents "under a
+    /// minute").
+    pub search_lag: Duration,
 }
 
 impl StripeConfig {
@@ -56,6 +71,7 @@ impl StripeConfig {
             base_url: DEFAULT_BASE_URL.to_owned(),
             request_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
+            search_lag: Duration::from_secs(60),
         }
     }
 
@@ -71,6 +87,11 @@ impl StripeConfig {
 
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn with_search_lag(mut self, lag: Duration) -> Self {
+        self.search_lag = lag;
         self
     }
 }
@@ -98,6 +119,7 @@ pub struct Stripe {
     /// `Bearer <key>`, marked sensitive so that nothing prints it.
     auth: HeaderValue,
     request_timeout: Duration,
+    search_lag: Duration,
 }
 
 impl std::fmt::Debug for Stripe {
@@ -106,6 +128,7 @@ impl std::fmt::Debug for Stripe {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key)
             .field("request_timeout", &self.request_timeout)
+            .field("search_lag", &self.search_lag)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +167,7 @@ impl Stripe {
             api_key: config.api_key,
             auth,
             request_timeout: config.request_timeout,
+            search_lag: config.search_lag,
         })
     }
 
@@ -335,6 +359,16 @@ struct Charge {
     refunded: bool,
     #[serde(default)]
     amount_refunded: i64,
+    #[serde(default)]
+    amount_captured: i64,
+}
+
+impl Charge {
+    /// Stripe sets `refunded` once the whole amount was given back; the amounts say the same
+    /// for answers that leave the flag out.
+    fn fully_refunded(&self) -> bool {
+        self.refunded || (self.amount_captured > 0 && self.amount_refunded >= self.amount_captured)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,10 +401,12 @@ impl PaymentIntent {
                 amount_cents: nonzero_or(self.amount_capturable, self.amount),
             },
             "succeeded" => match &self.latest_charge {
-                Some(ChargeField::Expanded(charge)) if charge.refunded => PaymentState::Refunded {
-                    provider_ref,
-                    amount_cents: nonzero_or(charge.amount_refunded, self.amount_received),
-                },
+                Some(ChargeField::Expanded(charge)) if charge.fully_refunded() => {
+                    PaymentState::Refunded {
+                        provider_ref,
+                        amount_cents: nonzero_or(charge.amount_refunded, self.amount_received),
+                    }
+                }
                 _ => PaymentState::Captured {
                     provider_ref,
                     amount_cents: nonzero_or(self.amount_received, self.amount),
@@ -574,6 +610,45 @@ impl PaymentProvider for Stripe {
             return Ok(());
         }
         Err(self.failure(&reply))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn retrieve(&self, provider_ref: &str) -> Result<PaymentState, PaymentError> {
+        check_id(provider_ref)?;
+        let mut url = Url::parse(&format!(
+            "{}/v1/payment_intents/{provider_ref}",
+            self.base_url
+        ))
+        .map_err(|e| PaymentError::Rejected(format!("payment intent URL: {e}")))?;
+        // The charge carries the refunds; without it a refunded payment looks captured.
+        url.query_pairs_mut()
+            .append_pair("expand[]", "latest_charge");
+        let reply = self.send(self.http.get(url)).await?;
+        if !reply.status.is_success() {
+            return Err(self.failure(&reply));
+        }
+        let pi: PaymentIntent = reply.parse()?;
+        if pi.id != provider_ref {
+            return Err(PaymentError::Unavailable(format!(
+                "asked Stripe for {provider_ref}, got {}",
+                pi.id
+            )));
+        }
+        match pi.status.as_str() {
+            // Between states: the port's "ask again later".
+            "processing" => Ok(PaymentState::Unknown),
+            "succeeded" if !matches!(pi.latest_charge, Some(ChargeField::Expanded(_))) => {
+                Err(PaymentError::Unavailable(format!(
+                    "Stripe answered payment {provider_ref} without its charge; cannot tell \
+                     captured from refunded"
+                )))
+            }
+            _ => pi.state(),
+        }
+    }
+
+    fn lookup_lag(&self) -> Duration {
+        self.search_lag
     }
 
     #[tracing::instrument(skip(self))]

@@ -596,6 +596,54 @@ async fn ledger_survives_reopening(ledger: &Ledger) {
     ));
 }
 
+/// `retrieve` reads a payment by the sandbox's own reference and follows every move at once.
+async fn retrieve_follows_the_payment_by_reference(ledger: &Ledger) {
+    let psp = ledger.open().await;
+    let id = approve(&psp, "r-capture", "pm_card_visa").await;
+    assert_eq!(
+        psp.retrieve(&id).await.unwrap(),
+        PaymentState::Authorized {
+            provider_ref: id.clone(),
+            amount_cents: AMOUNT
+        }
+    );
+    psp.capture(&id, "r-capture-c").await.unwrap();
+    assert_eq!(
+        psp.retrieve(&id).await.unwrap(),
+        PaymentState::Captured {
+            provider_ref: id.clone(),
+            amount_cents: AMOUNT
+        }
+    );
+    psp.refund(&id, AMOUNT, "r-capture-r").await.unwrap();
+    assert_eq!(
+        psp.retrieve(&id).await.unwrap(),
+        PaymentState::Refunded {
+            provider_ref: id.clone(),
+            amount_cents: AMOUNT
+        }
+    );
+
+    let voided = approve(&psp, "r-void", "pm_card_visa").await;
+    psp.void(&voided, "r-void-v").await.unwrap();
+    assert_eq!(
+        psp.retrieve(&voided).await.unwrap(),
+        PaymentState::Voided {
+            provider_ref: voided.clone()
+        }
+    );
+    // The sandbox's lookup is consistent too: no lag to wait out.
+    assert_eq!(psp.lookup_lag(), Duration::ZERO);
+    assert_eq!(
+        psp.lookup("r-void").await.unwrap(),
+        psp.retrieve(&voided).await.unwrap()
+    );
+    assert_rejected(
+        psp.retrieve("pi_sbx_missing").await.map(drop),
+        "retrieving a reference nobody issued",
+    );
+}
+
 /// Expands to one `#[tokio::test]` per behaviour and backend, named `<backend>::<behaviour>`.
 macro_rules! on_both_ledgers {
     ($($name:ident),* $(,)?) => {
@@ -636,6 +684,7 @@ on_both_ledgers!(
     timeout_card_answers_after_the_configured_hang,
     lost_response_card_charges_and_loses_the_answer,
     ledger_survives_reopening,
+    retrieve_follows_the_payment_by_reference,
 );
 
 mod postgres_only {

@@ -606,3 +606,189 @@ async fn lookup_failures_are_reported_not_guessed() {
     let err = stripe(&server).lookup("k").await.unwrap_err();
     assert!(matches!(err, PaymentError::Unavailable(_)), "{err:?}");
 }
+
+/// Mounts the answer to `GET /v1/payment_intents/{id}` with the latest charge expanded.
+async fn retrieve_answer(server: &MockServer, id: &str, answer: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/payment_intents/{id}")))
+        .and(bearer_token(API_KEY))
+        .and(query_param("expand[]", "latest_charge"))
+        .respond_with(answer)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+fn charge(amount_captured: i64, amount_refunded: i64, refunded: bool) -> Value {
+    json!({
+        "id": "ch_1", "object": "charge", "amount": 12_500, "captured": amount_captured > 0,
+        "amount_captured": amount_captured, "amount_refunded": amount_refunded,
+        "refunded": refunded, "payment_intent": "pi_1", "status": "succeeded"
+    })
+}
+
+fn retrieved(id: &str, status: &str, charge: Option<Value>) -> ResponseTemplate {
+    let mut pi = intent(id, status);
+    pi["latest_charge"] = charge.unwrap_or(Value::Null);
+    ResponseTemplate::new(200).set_body_json(pi)
+}
+
+#[tokio::test]
+async fn retrieve_reads_the_intent_by_id_and_maps_every_state() {
+    let server = MockServer::start().await;
+    let authorized = charge(0, 0, false);
+    retrieve_answer(
+        &server,
+        "pi_auth",
+        retrieved("pi_auth", "requires_capture", Some(authorized)),
+    )
+    .await;
+    retrieve_answer(
+        &server,
+        "pi_capt",
+        retrieved("pi_capt", "succeeded", Some(charge(12_500, 0, false))),
+    )
+    .await;
+    // A partial refund leaves money taken: still captured, never "refunded".
+    retrieve_answer(
+        &server,
+        "pi_part",
+        retrieved("pi_part", "succeeded", Some(charge(12_500, 500, false))),
+    )
+    .await;
+    retrieve_answer(
+        &server,
+        "pi_refd",
+        retrieved("pi_refd", "succeeded", Some(charge(12_500, 12_500, true))),
+    )
+    .await;
+    // Full by the amounts even where the flag is missing.
+    let mut no_flag = charge(12_500, 12_500, false);
+    no_flag.as_object_mut().unwrap().remove("refunded");
+    retrieve_answer(
+        &server,
+        "pi_refd2",
+        retrieved("pi_refd2", "succeeded", Some(no_flag)),
+    )
+    .await;
+    retrieve_answer(&server, "pi_void", retrieved("pi_void", "canceled", None)).await;
+    let mut declined = intent("pi_decl", "requires_payment_method");
+    declined["latest_charge"] = json!({"id": "ch_2", "object": "charge", "status": "failed",
+        "amount_captured": 0, "amount_refunded": 0, "refunded": false});
+    declined["last_payment_error"] = json!({"type": "card_error", "code": "card_declined", "message": "Your card was declined."});
+    retrieve_answer(
+        &server,
+        "pi_decl",
+        ResponseTemplate::new(200).set_body_json(declined),
+    )
+    .await;
+    retrieve_answer(&server, "pi_proc", retrieved("pi_proc", "processing", None)).await;
+
+    let psp = stripe(&server);
+    let amount_cents = 12_500;
+    for (id, expected) in [
+        (
+            "pi_auth",
+            PaymentState::Authorized {
+                provider_ref: "pi_auth".into(),
+                amount_cents,
+            },
+        ),
+        (
+            "pi_capt",
+            PaymentState::Captured {
+                provider_ref: "pi_capt".into(),
+                amount_cents,
+            },
+        ),
+        (
+            "pi_part",
+            PaymentState::Captured {
+                provider_ref: "pi_part".into(),
+                amount_cents,
+            },
+        ),
+        (
+            "pi_refd",
+            PaymentState::Refunded {
+                provider_ref: "pi_refd".into(),
+                amount_cents,
+            },
+        ),
+        (
+            "pi_refd2",
+            PaymentState::Refunded {
+                provider_ref: "pi_refd2".into(),
+                amount_cents,
+            },
+        ),
+        (
+            "pi_void",
+            PaymentState::Voided {
+                provider_ref: "pi_void".into(),
+            },
+        ),
+        ("pi_decl", PaymentState::Declined),
+        // Between states: ask again later.
+        ("pi_proc", PaymentState::Unknown),
+    ] {
+        assert_eq!(psp.retrieve(id).await.unwrap(), expected, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn retrieve_never_guesses() {
+    let server = MockServer::start().await;
+    // Without the charge a refunded payment would look captured.
+    retrieve_answer(&server, "pi_bare", retrieved("pi_bare", "succeeded", None)).await;
+    retrieve_answer(
+        &server,
+        "pi_gone",
+        stripe_error(
+            404,
+            "invalid_request_error",
+            "resource_missing",
+            "No such payment_intent: 'pi_gone'",
+        ),
+    )
+    .await;
+    retrieve_answer(
+        &server,
+        "pi_down",
+        stripe_error(503, "api_error", "", "Try again."),
+    )
+    .await;
+    retrieve_answer(
+        &server,
+        "pi_busy",
+        stripe_error(
+            429,
+            "invalid_request_error",
+            "rate_limit",
+            "Too many requests.",
+        ),
+    )
+    .await;
+    let psp = stripe(&server);
+    let bare = psp.retrieve("pi_bare").await.unwrap_err();
+    assert!(bare.outcome_unknown(), "{bare:?}");
+    assert!(matches!(
+        psp.retrieve("pi_gone").await,
+        Err(PaymentError::Rejected(m)) if m.contains("No such payment_intent")
+    ));
+    assert!(psp.retrieve("pi_down").await.unwrap_err().outcome_unknown());
+    assert!(psp.retrieve("pi_busy").await.unwrap_err().outcome_unknown());
+    // Nothing that could escape the path is sent at all.
+    assert!(matches!(
+        psp.retrieve("pi_1/../refunds").await,
+        Err(PaymentError::Rejected(_))
+    ));
+}
+
+#[tokio::test]
+async fn lookup_lag_is_the_configured_search_lag() {
+    let server = MockServer::start().await;
+    assert_eq!(stripe(&server).lookup_lag(), Duration::from_secs(60));
+    let psp = Stripe::new(config(&server).with_search_lag(Duration::from_secs(5))).unwrap();
+    assert_eq!(psp.lookup_lag(), Duration::from_secs(5));
+}

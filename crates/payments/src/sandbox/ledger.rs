@@ -35,6 +35,13 @@ impl Ledger {
         }
     }
 
+    pub(crate) async fn by_ref(&self, provider_ref: &str) -> Result<Option<Record>, PaymentError> {
+        match self {
+            Ledger::Sqlite(l) => l.by_ref(provider_ref).await,
+            Ledger::Postgres(l) => l.by_ref(provider_ref).await,
+        }
+    }
+
     /// Applies `op` to the payment named `provider_ref`: reads its row under a write lock,
     /// asks [`decide`], writes the change (if any) and commits, then answers with the
     /// decision's result.

@@ -18,6 +18,10 @@
 //! succeeds, one the state does not allow (capturing a voided payment, voiding a captured
 //! one, refunding what was never captured) is `Rejected`. Refunds are in full.
 //!
+//! [`PaymentProvider::lookup`] (by our key) and [`PaymentProvider::retrieve`] (by the
+//! sandbox's `pi_sbx_…` reference) both read the ledger itself, so both are consistent at once:
+//! the sandbox has no lookup lag. A reference the ledger does not hold is `Rejected`.
+//!
 //! The ledger is durable and apart from the booking data — a SQLite file of its own or the
 //! `psp_sandbox` schema in PostgreSQL — so a booking process that crashes mid-payment finds
 //! the payment again through [`PaymentProvider::lookup`] after a restart, as it would at a
@@ -267,6 +271,16 @@ impl PaymentProvider for Sandbox {
             .by_key(idempotency_key)
             .await?
             .map_or(PaymentState::Unknown, |rec| rec.state()))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn retrieve(&self, provider_ref: &str) -> Result<PaymentState, PaymentError> {
+        match self.ledger.by_ref(provider_ref).await? {
+            Some(rec) => Ok(rec.state()),
+            None => Err(PaymentError::Rejected(format!(
+                "no such payment: {provider_ref}"
+            ))),
+        }
     }
 }
 

@@ -143,6 +143,24 @@ impl PgLedger {
         select_by_key(&client, key).await
     }
 
+    pub(crate) async fn by_ref(&self, provider_ref: &str) -> Result<Option<Record>, PaymentError> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM psp_sandbox.payments WHERE provider_ref = $1"
+            ))
+            .await
+            .map_err(pg)?;
+        match client
+            .query_opt(&select, &[&provider_ref])
+            .await
+            .map_err(pg)?
+        {
+            Some(row) => read_row(&row).map(Some),
+            None => Ok(None),
+        }
+    }
+
     pub(crate) async fn apply(&self, provider_ref: &str, op: Op) -> Result<(), PaymentError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;

@@ -149,6 +149,12 @@ impl SqliteLedger {
         self.with_conn(move |conn| select_by_key(conn, &key)).await
     }
 
+    pub(crate) async fn by_ref(&self, provider_ref: &str) -> Result<Option<Record>, PaymentError> {
+        let provider_ref = provider_ref.to_owned();
+        self.with_conn(move |conn| select_by(conn, "provider_ref", &provider_ref))
+            .await
+    }
+
     pub(crate) async fn apply(&self, provider_ref: &str, op: Op) -> Result<(), PaymentError> {
         let provider_ref = provider_ref.to_owned();
         self.with_conn(move |conn| {
@@ -188,9 +194,18 @@ impl SqliteLedger {
 }
 
 fn select_by_key(conn: &Connection, key: &str) -> Result<Option<Record>, PaymentError> {
+    select_by(conn, "idempotency_key", key)
+}
+
+/// The payment whose unique `column` (a constant, never input) holds `value`.
+fn select_by(
+    conn: &Connection,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<Record>, PaymentError> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM payments WHERE idempotency_key = ?1"),
-        [key],
+        &format!("SELECT {COLUMNS} FROM payments WHERE {column} = ?1"),
+        [value],
         read_row,
     )
     .optional()
