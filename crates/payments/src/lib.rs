@@ -14,10 +14,11 @@
 //!   tables — in its own SQLite file or in the `psp_sandbox` schema of a PostgreSQL database —
 //!   so that crash reconciliation is exercised exactly as against a real PSP.
 //! - [`Stripe`] ([`stripe`]): the adapter for Stripe's HTTP API (PaymentIntents with manual
-//!   capture, refunds, idempotency keys forwarded, lookup through the Search API).
+//!   capture, refunds, idempotency keys forwarded, `retrieve` by id, lookup by key through the
+//!   lagging Search API).
 //!
-//! [`webhook`] verifies Stripe's signed webhook deliveries; the HTTP route that receives them
-//! belongs to the API crate.
+//! [`webhook`] verifies Stripe's signed webhook deliveries and says what each means for a
+//! payment ([`PaymentEvent`]); the HTTP route that receives them belongs to the API crate.
 //!
 //! Secrets (API keys, webhook secrets, database passwords) are held in [`Secret`] or kept out
 //! of reach: they are redacted in `Debug` and never appear in an error or a log line.
@@ -30,4 +31,4 @@ pub mod webhook;
 pub use sandbox::{Sandbox, SandboxError, SandboxOptions};
 pub use secret::Secret;
 pub use stripe::{Stripe, StripeConfig, StripeConfigError};
-pub use webhook::{WebhookError, WebhookEvent, WebhookEventData, verify_webhook};
+pub use webhook::{PaymentEvent, WebhookError, WebhookEvent, WebhookEventData, verify_webhook};

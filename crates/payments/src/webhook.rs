@@ -43,6 +43,160 @@ pub struct WebhookEventData {
     pub object: serde_json::Value,
 }
 
+/// What a verified event says about one of our payments, named by its PaymentIntent
+/// (`provider_ref`, the `pi_…` our payments table stores). Events that concern no payment of
+/// ours (a charge without a PaymentIntent, other objects) have none.
+///
+/// A webhook is a hint, not the truth: Stripe delivers events late, twice and out of order.
+/// Whoever acts on one should [`retrieve`](boxoffice_domain::payments::PaymentProvider::retrieve)
+/// the payment and act on what that answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentEvent {
+    /// `payment_intent.amount_capturable_updated`: funds reserved, waiting for our capture.
+    Authorized {
+        provider_ref: String,
+        amount_cents: i64,
+    },
+    /// `payment_intent.succeeded`: the money was taken.
+    Succeeded {
+        provider_ref: String,
+        amount_cents: i64,
+    },
+    /// `payment_intent.canceled`: the reservation was released (by us, or by Stripe when the
+    /// authorization expired).
+    Canceled { provider_ref: String },
+    /// `payment_intent.payment_failed`: the card was refused; nothing is reserved.
+    PaymentFailed {
+        provider_ref: String,
+        /// Stripe's customer-facing message, when it gave one.
+        reason: Option<String>,
+    },
+    /// `charge.refunded` where everything taken was given back.
+    Refunded {
+        provider_ref: String,
+        amount_cents: i64,
+    },
+    /// `charge.refunded` for part of the amount: money is still taken.
+    PartiallyRefunded {
+        provider_ref: String,
+        amount_refunded_cents: i64,
+    },
+    /// `charge.dispute.created`: the cardholder's bank is pulling the money back.
+    Disputed {
+        provider_ref: String,
+        dispute_id: String,
+        amount_cents: i64,
+        reason: Option<String>,
+    },
+}
+
+impl PaymentEvent {
+    /// The PaymentIntent the event is about.
+    pub fn provider_ref(&self) -> &str {
+        match self {
+            PaymentEvent::Authorized { provider_ref, .. }
+            | PaymentEvent::Succeeded { provider_ref, .. }
+            | PaymentEvent::Canceled { provider_ref }
+            | PaymentEvent::PaymentFailed { provider_ref, .. }
+            | PaymentEvent::Refunded { provider_ref, .. }
+            | PaymentEvent::PartiallyRefunded { provider_ref, .. }
+            | PaymentEvent::Disputed { provider_ref, .. } => provider_ref,
+        }
+    }
+}
+
+impl WebhookEvent {
+    /// The typed meaning of this event for a payment of ours, if it has one.
+    pub fn payment_event(&self) -> Option<PaymentEvent> {
+        let object = &self.data.object;
+        let int = |field: &str| object.get(field).and_then(serde_json::Value::as_i64);
+        let id = || {
+            object
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+        };
+        let is =
+            |kind: &str| object.get("object").and_then(serde_json::Value::as_str) == Some(kind);
+        match self.event_type.as_str() {
+            "payment_intent.amount_capturable_updated" if is("payment_intent") => {
+                Some(PaymentEvent::Authorized {
+                    provider_ref: id()?,
+                    amount_cents: int("amount_capturable")
+                        .filter(|a| *a > 0)
+                        .or(int("amount"))?,
+                })
+            }
+            "payment_intent.succeeded" if is("payment_intent") => Some(PaymentEvent::Succeeded {
+                provider_ref: id()?,
+                amount_cents: int("amount_received")
+                    .filter(|a| *a > 0)
+                    .or(int("amount"))?,
+            }),
+            "payment_intent.canceled" if is("payment_intent") => Some(PaymentEvent::Canceled {
+                provider_ref: id()?,
+            }),
+            "payment_intent.payment_failed" if is("payment_intent") => {
+                Some(PaymentEvent::PaymentFailed {
+                    provider_ref: id()?,
+                    reason: object
+                        .pointer("/last_payment_error/message")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned),
+                })
+            }
+            "charge.refunded" if is("charge") => {
+                let provider_ref = object_id(object.get("payment_intent"))?;
+                let amount = int("amount")?;
+                let refunded = int("amount_refunded").unwrap_or(0);
+                let flagged = object.get("refunded").and_then(serde_json::Value::as_bool);
+                if refunded >= amount || flagged == Some(true) {
+                    Some(PaymentEvent::Refunded {
+                        provider_ref,
+                        amount_cents: refunded,
+                    })
+                } else {
+                    Some(PaymentEvent::PartiallyRefunded {
+                        provider_ref,
+                        amount_refunded_cents: refunded,
+                    })
+                }
+            }
+            "charge.dispute.created" if is("dispute") => Some(PaymentEvent::Disputed {
+                provider_ref: object_id(object.get("payment_intent"))?,
+                dispute_id: id()?,
+                amount_cents: int("amount")?,
+                reason: object
+                    .get("reason")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Our idempotency key, from the PaymentIntent's metadata, for `payment_intent.*` events.
+    /// It links a payment whose create answer was lost (we never learnt its `pi_…`) to the
+    /// attempt in our payments table.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.data
+            .object
+            .pointer("/metadata/idempotency_key")
+            .and_then(serde_json::Value::as_str)
+    }
+}
+
+/// A reference to another object: its id, or the object itself when expanded. `None` for null.
+fn object_id(field: Option<&serde_json::Value>) -> Option<String> {
+    let id = match field? {
+        serde_json::Value::String(id) => id.as_str(),
+        serde_json::Value::Object(o) => o.get("id")?.as_str()?,
+        _ => return None,
+    };
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 /// Why a delivery was refused. Every variant means "answer 400 and do nothing"; none says
 /// anything about the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

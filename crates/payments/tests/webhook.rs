@@ -206,3 +206,207 @@ proptest! {
         );
     }
 }
+
+/// What each kind of event means for a payment, from payloads shaped as Stripe sends them
+/// (API version 2024+: `latest_charge`, ids rather than expanded objects).
+mod payment_events {
+    use boxoffice_payments::{PaymentEvent, WebhookEvent};
+    use serde_json::{Value, json};
+
+    fn event(event_type: &str, object: Value) -> WebhookEvent {
+        serde_json::from_value(json!({
+            "id": "evt_3PxYz2LkdIwHu7ix0abcdEFG",
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": 1_700_000_100,
+            "livemode": false,
+            "pending_webhooks": 1,
+            "request": {"id": "req_8XyZ", "idempotency_key": "bo_4f2a_capture"},
+            "type": event_type,
+            "data": {"object": object}
+        }))
+        .expect("an event envelope")
+    }
+
+    fn intent(status: &str) -> Value {
+        json!({
+            "id": "pi_3PxYz2LkdIwHu7ix1gHjKlMn",
+            "object": "payment_intent",
+            "amount": 25_000,
+            "amount_capturable": if status == "requires_capture" { 25_000 } else { 0 },
+            "amount_received": if status == "succeeded" { 25_000 } else { 0 },
+            "capture_method": "manual",
+            "client_secret": "pi_3PxYz2LkdIwHu7ix1gHjKlMn_secret_abc",
+            "confirmation_method": "automatic",
+            "created": 1_700_000_000,
+            "currency": "usd",
+            "description": "Race Night (1 tickets)",
+            "last_payment_error": null,
+            "latest_charge": "ch_3PxYz2LkdIwHu7ix1aBcDeFg",
+            "livemode": false,
+            "metadata": {"booking_ref": "0192f0c4-7a8e-7c3b-9d2e-5f1a2b3c4d5e",
+                         "idempotency_key": "bo_4f2a9c"},
+            "payment_method": "pm_1PxYz2LkdIwHu7ixQwErTyUi",
+            "status": status
+        })
+    }
+
+    fn charge(amount_refunded: i64, refunded: bool, payment_intent: Value) -> Value {
+        json!({
+            "id": "ch_3PxYz2LkdIwHu7ix1aBcDeFg",
+            "object": "charge",
+            "amount": 25_000,
+            "amount_captured": 25_000,
+            "amount_refunded": amount_refunded,
+            "balance_transaction": "txn_3PxYz2LkdIwHu7ix1zXcVbNm",
+            "captured": true,
+            "currency": "usd",
+            "disputed": false,
+            "metadata": {},
+            "paid": true,
+            "payment_intent": payment_intent,
+            "refunded": refunded,
+            "refunds": {"object": "list", "data": [], "has_more": false,
+                        "url": "/v1/charges/ch_3PxYz2LkdIwHu7ix1aBcDeFg/refunds"},
+            "status": "succeeded"
+        })
+    }
+
+    const PI: &str = "pi_3PxYz2LkdIwHu7ix1gHjKlMn";
+
+    #[test]
+    fn payment_intent_events() {
+        assert_eq!(
+            event(
+                "payment_intent.amount_capturable_updated",
+                intent("requires_capture")
+            )
+            .payment_event(),
+            Some(PaymentEvent::Authorized {
+                provider_ref: PI.into(),
+                amount_cents: 25_000
+            })
+        );
+        assert_eq!(
+            event("payment_intent.succeeded", intent("succeeded")).payment_event(),
+            Some(PaymentEvent::Succeeded {
+                provider_ref: PI.into(),
+                amount_cents: 25_000
+            })
+        );
+        let mut canceled = intent("canceled");
+        canceled["cancellation_reason"] = json!("automatic");
+        assert_eq!(
+            event("payment_intent.canceled", canceled).payment_event(),
+            Some(PaymentEvent::Canceled {
+                provider_ref: PI.into()
+            })
+        );
+        let mut failed = intent("requires_payment_method");
+        failed["last_payment_error"] = json!({
+            "charge": "ch_3PxYz2LkdIwHu7ix1aBcDeFg", "code": "card_declined",
+            "decline_code": "generic_decline", "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+            "message": "Your card was declined.", "type": "card_error"
+        });
+        let failed = event("payment_intent.payment_failed", failed);
+        assert_eq!(
+            failed.payment_event(),
+            Some(PaymentEvent::PaymentFailed {
+                provider_ref: PI.into(),
+                reason: Some("Your card was declined.".into())
+            })
+        );
+        assert_eq!(failed.idempotency_key(), Some("bo_4f2a9c"));
+        assert_eq!(failed.payment_event().unwrap().provider_ref(), PI);
+    }
+
+    #[test]
+    fn a_full_refund_is_refunded_and_a_partial_one_is_not() {
+        let full = event("charge.refunded", charge(25_000, true, json!(PI)));
+        assert_eq!(
+            full.payment_event(),
+            Some(PaymentEvent::Refunded {
+                provider_ref: PI.into(),
+                amount_cents: 25_000
+            })
+        );
+        // Charges carry no idempotency key of ours.
+        assert_eq!(full.idempotency_key(), None);
+        assert_eq!(
+            event("charge.refunded", charge(5_000, false, json!(PI))).payment_event(),
+            Some(PaymentEvent::PartiallyRefunded {
+                provider_ref: PI.into(),
+                amount_refunded_cents: 5_000
+            })
+        );
+        // An expanded PaymentIntent names it as well as its id.
+        assert_eq!(
+            event("charge.refunded", charge(25_000, true, intent("succeeded")))
+                .payment_event()
+                .map(|e| e.provider_ref().to_owned()),
+            Some(PI.to_owned())
+        );
+        // A charge made without a PaymentIntent is none of our payments.
+        assert_eq!(
+            event("charge.refunded", charge(25_000, true, Value::Null)).payment_event(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_dispute_names_its_payment() {
+        let dispute = json!({
+            "id": "dp_1PxYz2LkdIwHu7ixAsDfGhJk",
+            "object": "dispute",
+            "amount": 25_000,
+            "balance_transactions": [],
+            "charge": "ch_3PxYz2LkdIwHu7ix1aBcDeFg",
+            "created": 1_700_000_200,
+            "currency": "usd",
+            "evidence_details": {"due_by": 1_700_900_000, "has_evidence": false,
+                                 "past_due": false, "submission_count": 0},
+            "is_charge_refundable": false,
+            "livemode": false,
+            "metadata": {},
+            "payment_intent": PI,
+            "reason": "fraudulent",
+            "status": "needs_response"
+        });
+        assert_eq!(
+            event("charge.dispute.created", dispute).payment_event(),
+            Some(PaymentEvent::Disputed {
+                provider_ref: PI.into(),
+                dispute_id: "dp_1PxYz2LkdIwHu7ixAsDfGhJk".into(),
+                amount_cents: 25_000,
+                reason: Some("fraudulent".into())
+            })
+        );
+    }
+
+    #[test]
+    fn other_events_and_mismatched_objects_mean_nothing() {
+        assert_eq!(
+            event("payment_intent.created", intent("requires_payment_method")).payment_event(),
+            None
+        );
+        assert_eq!(
+            event(
+                "customer.created",
+                json!({"id": "cus_1", "object": "customer"})
+            )
+            .payment_event(),
+            None
+        );
+        // The type says PaymentIntent but the object is not one: refused, not guessed.
+        assert_eq!(
+            event("payment_intent.succeeded", charge(0, false, json!(PI))).payment_event(),
+            None
+        );
+        let mut no_id = intent("succeeded");
+        no_id["id"] = json!("");
+        assert_eq!(
+            event("payment_intent.succeeded", no_id).payment_event(),
+            None
+        );
+    }
+}
