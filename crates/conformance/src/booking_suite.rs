@@ -17,11 +17,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::fixtures::{concert, event_with, now};
 
-fn customer(name: &str) -> CustomerId {
+pub(crate) fn customer(name: &str) -> CustomerId {
     CustomerId::parse(name).expect("valid id")
 }
 
-fn seats(ids: &[&str]) -> Selection {
+pub(crate) fn seats(ids: &[&str]) -> Selection {
     Selection::Seats(
         ids.iter()
             .map(|s| SeatId::parse(s).expect("seat id"))
@@ -29,7 +29,12 @@ fn seats(ids: &[&str]) -> Selection {
     )
 }
 
-fn hold_req(e: &Event, who: &str, selection: Selection, at: OffsetDateTime) -> HoldRequest {
+pub(crate) fn hold_req(
+    e: &Event,
+    who: &str,
+    selection: Selection,
+    at: OffsetDateTime,
+) -> HoldRequest {
     HoldRequest {
         booking_id: BookingId::new(),
         event: Arc::new(e.clone()),
@@ -40,7 +45,12 @@ fn hold_req(e: &Event, who: &str, selection: Selection, at: OffsetDateTime) -> H
     }
 }
 
-fn commit_req(booking: BookingId, who: &str, key: &str, at: OffsetDateTime) -> CommitRequest {
+pub(crate) fn commit_req(
+    booking: BookingId,
+    who: &str,
+    key: &str,
+    at: OffsetDateTime,
+) -> CommitRequest {
     CommitRequest {
         customer: customer(who),
         booking_id: booking,
@@ -55,7 +65,7 @@ fn commit_req(booking: BookingId, who: &str, key: &str, at: OffsetDateTime) -> C
 }
 
 /// A renderer that writes the outcome's kind and booking status, like an API would.
-fn render() -> RenderCommit {
+pub(crate) fn render() -> RenderCommit {
     Arc::new(|o: &CommitOutcome| {
         let (status, text) = match o {
             CommitOutcome::Confirmed(b) => (200, format!("confirmed {} {}", b.id, b.tickets.len())),
@@ -64,6 +74,7 @@ fn render() -> RenderCommit {
                 format!("declined {} {reason}", booking.status.as_str()),
             ),
             CommitOutcome::Lapsed(b) => (409, format!("lapsed {}", b.id)),
+            CommitOutcome::Unresolved(b) => (202, format!("pending {}", b.id)),
         };
         StoredResponse {
             status,
@@ -72,7 +83,7 @@ fn render() -> RenderCommit {
     })
 }
 
-fn approved(booking: &boxoffice_domain::booking::Booking) -> Settlement {
+pub(crate) fn approved(booking: &boxoffice_domain::booking::Booking) -> Settlement {
     Settlement::Approved {
         provider_ref: format!("pi_{}", uuid::Uuid::new_v4().simple()),
         tickets: booking
@@ -87,7 +98,7 @@ fn approved(booking: &boxoffice_domain::booking::Booking) -> Settlement {
     }
 }
 
-fn finish(
+pub(crate) fn finish(
     booking: &boxoffice_domain::booking::Booking,
     payment: PaymentId,
     settlement: Settlement,
@@ -102,17 +113,17 @@ fn finish(
     }
 }
 
-async fn created(store: &Arc<dyn Store>, e: Event) -> Event {
+pub(crate) async fn created(store: &Arc<dyn Store>, e: Event) -> Event {
     store.create_event(&e).await.expect("create event");
     e
 }
 
-async fn assert_clean(store: &Arc<dyn Store>) {
+pub(crate) async fn assert_clean(store: &Arc<dyn Store>) {
     let findings = store.verify(now()).await.expect("verify");
     assert!(findings.is_empty(), "invariants broken: {findings:#?}");
 }
 
-async fn seat_state(
+pub(crate) async fn seat_state(
     store: &Arc<dyn Store>,
     e: &Event,
     seat: &str,
@@ -127,7 +138,7 @@ async fn seat_state(
 }
 
 /// Begins a commit that must start; returns the pending booking and its payment.
-async fn start(
+pub(crate) async fn start(
     store: &Arc<dyn Store>,
     booking: BookingId,
     who: &str,
@@ -148,7 +159,7 @@ async fn start(
 }
 
 /// Begins and settles a commit as approved; returns the confirmed booking.
-async fn buy(
+pub(crate) async fn buy(
     store: &Arc<dyn Store>,
     booking: &boxoffice_domain::booking::Booking,
     who: &str,
@@ -641,8 +652,8 @@ pub async fn declines_return_the_hold_and_lapsed_approvals_retake_seats(store: A
     };
     assert_eq!(confirmed.tickets.len(), 2);
     assert_eq!(
-        done.response.status, 200,
-        "the key now answers with the confirmation"
+        done.response.status, 402,
+        "a stored final answer never changes, even when a late approval buys the seats"
     );
     assert_eq!(seat_state(&store, &e, "1-A-1", late).await, SeatState::Sold);
     store
@@ -800,7 +811,7 @@ pub async fn release_and_cancel(store: Arc<dyn Store>) {
     buy(&store, &d, "carol", t).await;
     assert_eq!(
         store
-            .unsettled_payments(t + Duration::hours(1), 10)
+            .unsettled_payments(t + Duration::hours(1), t + Duration::hours(1), 10)
             .await
             .expect("unsettled")
             .iter()
@@ -858,9 +869,19 @@ pub async fn details_and_check_in(store: Arc<dyn Store>) {
         store.check_in(TicketId::new(), t).await.unwrap(),
         CheckIn::Unknown
     );
-    store.cancel_confirmed(b.id, t).await.expect("cancel");
+    // A used ticket is never refunded; a cancelled booking's tickets are void at the door.
     assert!(matches!(
-        store.check_in(b.tickets[1].id, t).await.unwrap(),
+        store.cancel_confirmed(b.id, t).await,
+        Err(ReleaseError::TicketUsed)
+    ));
+    let c = store
+        .hold(&hold_req(&e, "alice", seats(&["1-H-9"]), t))
+        .await
+        .expect("hold");
+    let c = buy(&store, &c, "alice", t).await;
+    store.cancel_confirmed(c.id, t).await.expect("cancel");
+    assert!(matches!(
+        store.check_in(c.tickets[0].id, t).await.unwrap(),
         CheckIn::Void(_)
     ));
 }

@@ -13,6 +13,7 @@
 pub mod booking_suite;
 pub mod feed;
 pub mod fixtures;
+pub mod payment_suite;
 pub mod suite;
 
 use std::sync::Arc;
@@ -64,6 +65,17 @@ macro_rules! store_suite {
             release_and_cancel,
             details_and_check_in,
         );
+        $crate::store_suite!(@payments $factory;
+            unresolved_payments_free_the_seats_but_stay_open,
+            deferred_payments_wait_their_turn,
+            a_reused_key_after_purge_is_refused,
+            commits_are_judged_at_the_time_they_act,
+            a_new_hold_never_ends_a_pending_booking,
+            used_tickets_are_not_refunded,
+            revocations_void_tickets_and_reopen_seats,
+            booking_reads_are_one_snapshot,
+            limit_exceeded_while_seats_are_taken_is_the_limit,
+        );
         $crate::store_suite!(@feed_tests $factory;
             feed_reports_each_created_event_once,
             feed_snapshot_excludes_later_writes,
@@ -78,6 +90,16 @@ macro_rules! store_suite {
             async fn $name() {
                 let harness = $factory().await;
                 $crate::booking_suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+    (@payments $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::payment_suite::$name(harness.store.clone()).await;
                 drop(harness);
             }
         )*

@@ -246,6 +246,9 @@ pub struct Booking {
     pub created_at: OffsetDateTime,
     pub confirmed_at: Option<OffsetDateTime>,
     pub cancelled_at: Option<OffsetDateTime>,
+    /// Why the booking ended, when that was not its owner's doing: a stable code such as
+    /// `payment-capture-failed` (see [`crate::rules::Revocation::reason`]).
+    pub status_reason: Option<String>,
 }
 
 impl Booking {
@@ -269,11 +272,7 @@ impl Booking {
     /// The status a reader should see at `now`: an unpaid hold past its expiry is expired
     /// even before the sweeper has written that down.
     pub fn effective_status(&self, now: OffsetDateTime) -> BookingStatus {
-        if self.status == BookingStatus::Hold && self.expires_at <= now {
-            BookingStatus::Expired
-        } else {
-            self.status
-        }
+        crate::rules::effective(self.status, self.expires_at, now)
     }
 }
 
@@ -339,6 +338,8 @@ pub struct Payment {
     pub currency: Currency,
     pub status: PaymentStatus,
     pub updated_at: OffsetDateTime,
+    /// How many times reconciliation has tried to settle it and failed (drives back-off).
+    pub attempts: u32,
 }
 
 /// Picks the best `quantity` seats from `open` (seats of one section that are free, in any

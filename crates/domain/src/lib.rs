@@ -12,6 +12,8 @@
 //! - [`money`]: currencies and amounts in minor units; no floating point anywhere.
 //! - [`event`]: validated events, venues, sections, policies and seat-map geometry.
 //! - [`seat`] and [`booking`]: the state machines, with their legal transitions.
+//! - [`rules`]: the booking rulebook — what each use case does to a booking, its seats,
+//!   tickets, payment and stored response, as pure functions both stores call.
 //! - [`ports`]: the traits adapters implement, and their error types; [`payments`] is the
 //!   payment provider port; [`feed`] is the change feed that search indexers follow.
 
@@ -23,6 +25,7 @@ pub mod ids;
 pub mod money;
 pub mod payments;
 pub mod ports;
+pub mod rules;
 pub mod seat;
 
 pub use error::ValidationError;

@@ -199,22 +199,63 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// many bookings it expired.
     async fn expire_holds(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError>;
 
-    /// Payments needing attention, last touched before `before`: STARTED (outcome unknown),
+    /// Payments needing attention, last touched before `before` and due by their own
+    /// next-attempt time at `now`, the longest-waiting first: STARTED (outcome unknown),
     /// AUTHORIZED (to capture, or to void if their booking did not confirm), REFUND_PENDING.
     async fn unsettled_payments(
         &self,
         before: OffsetDateTime,
+        now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError>;
 
+    /// Records a failed attempt to settle a payment: one more attempt, the next not before
+    /// `next_attempt_at`, and the error (for operators; never shown to customers).
+    async fn defer_payment(
+        &self,
+        id: PaymentId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// How many payments are unsettled, and since when the oldest.
+    async fn payment_backlog(&self) -> Result<PaymentBacklog, StoreError>;
+
     /// A payment by id.
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    /// A payment by the provider's reference for it (`pi_…`) or, for an attempt whose answer
+    /// was lost (so its reference never recorded), by the key we forwarded to the provider.
+    async fn payment_by_ref(
+        &self,
+        provider_ref: &str,
+        provider_key: Option<&str>,
+    ) -> Result<Option<Payment>, StoreError>;
+
+    /// The money behind a booking is gone (capture refused, refunded or disputed at the
+    /// provider): applies [`crate::rules::revoke`] — the booking CANCELLED with the reason,
+    /// its tickets VOID, its seats back on sale, the payment settled — atomically. Returns the
+    /// booking as it now stands, if it changed.
+    async fn revoke(
+        &self,
+        payment: PaymentId,
+        why: crate::rules::Revocation,
+        now: OffsetDateTime,
+    ) -> Result<Option<Booking>, StoreError>;
 
     /// Marks a ticket as scanned at the door, if it is valid.
     async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError>;
 
     /// Checks the booking invariants over the whole database.
     async fn verify(&self, now: OffsetDateTime) -> Result<Vec<Finding>, StoreError>;
+}
+
+/// Unsettled payments, for `/metrics` and alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PaymentBacklog {
+    pub unsettled: u64,
+    /// When the longest-unsettled payment was last touched.
+    pub oldest: Option<OffsetDateTime>,
 }
 
 /// What `begin_commit` needs, fully decided by the caller.
@@ -285,6 +326,23 @@ pub enum Settlement {
     Declined { reason: String },
     /// No money moved (the provider refused the request, or never saw it): like a decline.
     Failed { reason: String },
+    /// The provider has no answer yet (it timed out, is down, or its lookup may lag). Not
+    /// final: once the hold has run out its seats go back on sale, but the payment stays
+    /// STARTED and is asked about again; nothing is stored under the key.
+    Unresolved,
+}
+
+impl Settlement {
+    /// The provider's answer, as the rulebook sees it.
+    pub fn answer(&self) -> crate::rules::Answer {
+        use crate::rules::Answer;
+        match self {
+            Settlement::Approved { .. } => Answer::Approved,
+            Settlement::Declined { .. } => Answer::Declined,
+            Settlement::Failed { .. } => Answer::Failed,
+            Settlement::Unresolved => Answer::Unresolved,
+        }
+    }
 }
 
 /// The outcome of settling a commit.
@@ -297,6 +355,9 @@ pub enum CommitOutcome {
     /// Approved, but the booking had lapsed and its seats were taken: the caller voids the
     /// authorization.
     Lapsed(Booking),
+    /// No answer from the provider yet: the booking stays PENDING (or, once its hold ran
+    /// out, EXPIRED with the payment still open); nothing is stored under the key.
+    Unresolved(Booking),
 }
 
 /// Renders the response stored under the idempotency key for an outcome.
@@ -341,6 +402,9 @@ pub enum ReleaseError {
     /// `release`.
     #[error("the booking is {0:?}")]
     WrongStatus(BookingStatus),
+    /// A ticket of the booking was scanned at the door: it cannot be refunded.
+    #[error("a ticket of the booking has been used")]
+    TicketUsed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

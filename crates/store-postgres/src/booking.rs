@@ -23,9 +23,14 @@ use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, T
 use boxoffice_domain::money::PriceCents;
 use boxoffice_domain::ports::change::{AvailabilityDelta, SectionDelta};
 use boxoffice_domain::ports::{
-    CheckIn, CommitBegin, CommitError, CommitFinish, CommitOutcome, CommitRequest, Finding,
-    FinishedCommit, ReleaseError, Settlement, StoreError, StoredResponse, change,
+    CheckIn, Clock, CommitBegin, CommitError, CommitFinish, CommitOutcome, CommitRequest, Finding,
+    FinishedCommit, PaymentBacklog, ReleaseError, Settlement, StoreError, StoredResponse,
+    SystemClock, change,
 };
+use boxoffice_domain::rules::{
+    self, CancelAction, ReleaseAction, Revocation, RevokeAction, SettleAction,
+};
+use boxoffice_domain::seat::SeatState;
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -50,7 +55,7 @@ macro_rules! q {
 // ---- reading ----------------------------------------------------------------------------
 
 const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, total_cents,
-        currency, contact_email, created_at, confirmed_at, cancelled_at
+        currency, contact_email, created_at, confirmed_at, cancelled_at, status_reason
     FROM bookings";
 
 pub async fn load_booking<C: GenericClient>(
@@ -116,6 +121,7 @@ async fn read_booking<C: GenericClient>(
         created_at: r.get(7),
         confirmed_at: r.get(8),
         cancelled_at: r.get(9),
+        status_reason: r.get(10),
     };
     booking.sort();
     Ok(Some(booking))
@@ -165,7 +171,7 @@ pub async fn tickets_of<C: GenericClient>(c: &C, customer: &CustomerId) -> Resul
 }
 
 const PAYMENT_SELECT: &str = "SELECT payment_id, booking_id, event_id, customer_id, provider,
-        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at
+        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts
     FROM payments";
 
 fn payment_row(r: &Row) -> Result<Payment> {
@@ -183,6 +189,7 @@ fn payment_row(r: &Row) -> Result<Payment> {
         currency: currency.parse().map_err(|_| corrupt("currency"))?,
         status: PaymentStatus::parse(r.get(10)).ok_or_else(|| corrupt("payment status"))?,
         updated_at: r.get(11),
+        attempts: r.get::<_, i32>(12).max(0) as u32,
     })
 }
 
@@ -201,6 +208,7 @@ pub async fn load_payment<C: GenericClient>(c: &C, id: PaymentId) -> Result<Opti
 pub async fn unsettled_payments<C: GenericClient>(
     c: &C,
     before: OffsetDateTime,
+    now: OffsetDateTime,
     limit: u32,
 ) -> Result<Vec<Payment>> {
     q!(
@@ -208,14 +216,67 @@ pub async fn unsettled_payments<C: GenericClient>(
         query,
         &format!(
             "{PAYMENT_SELECT} WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING')
-                AND updated_at < $1 ORDER BY updated_at LIMIT $2"
+                AND updated_at < $1 AND (next_attempt_at IS NULL OR next_attempt_at <= $3)
+             ORDER BY coalesce(next_attempt_at, updated_at) LIMIT $2"
         ),
         &before,
-        &i64::from(limit)
+        &i64::from(limit),
+        &now
     )?
     .iter()
     .map(payment_row)
     .collect()
+}
+
+pub async fn defer_payment<C: GenericClient>(
+    c: &C,
+    id: PaymentId,
+    next_attempt_at: OffsetDateTime,
+    error: &str,
+) -> Result<()> {
+    q!(
+        c,
+        execute,
+        "UPDATE payments SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3
+         WHERE payment_id = $1",
+        &id.0,
+        &next_attempt_at,
+        &error
+    )?;
+    Ok(())
+}
+
+pub async fn payment_backlog<C: GenericClient>(c: &C) -> Result<PaymentBacklog> {
+    let r = q!(
+        c,
+        query_one,
+        "SELECT count(*), min(updated_at) FROM payments
+         WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING')",
+    )?;
+    Ok(PaymentBacklog {
+        unsettled: r.get::<_, i64>(0).max(0) as u64,
+        oldest: r.get(1),
+    })
+}
+
+pub async fn payment_by_ref<C: GenericClient>(
+    c: &C,
+    provider_ref: &str,
+    provider_key: Option<&str>,
+) -> Result<Option<Payment>> {
+    q!(
+        c,
+        query_opt,
+        &format!(
+            "{PAYMENT_SELECT} WHERE provider_ref = $1 OR idempotency_key = $2
+             ORDER BY provider_ref = $1 DESC, updated_at DESC LIMIT 1"
+        ),
+        &provider_ref,
+        &provider_key
+    )?
+    .as_ref()
+    .map(payment_row)
+    .transpose()
 }
 
 // ---- writing helpers ----------------------------------------------------------------------
@@ -345,23 +406,29 @@ async fn take_from_limit<C: GenericClient>(
     Ok(Err(already.max(0) as u32))
 }
 
-/// Ends a HOLD booking (expired or cancelled) if it is still on hold; frees its seats.
-async fn end_hold<C: GenericClient>(
+/// Ends a booking that is still in `from` (HOLD, or PENDING whose payment settled without
+/// money) as `to`: frees its held seats and gives its places back to the customer's limit.
+/// The status is re-checked by the update itself, so a booking that moved on meanwhile (a
+/// hold that became PENDING while this waited for its row) is left alone.
+async fn end_booking<C: GenericClient>(
     c: &C,
     booking_id: BookingId,
+    from: BookingStatus,
     to: BookingStatus,
     now: OffsetDateTime,
 ) -> Result<bool> {
+    debug_assert!(from.can_become(to), "{from:?} -> {to:?}");
     let row = q!(
         c,
         query_opt,
         "UPDATE bookings SET status = $2, cancelled_at = $3, updated_at = $3,
             version = version + 1
-         WHERE booking_id = $1 AND status IN ('HOLD', 'PENDING')
+         WHERE booking_id = $1 AND status = $4
          RETURNING event_id, customer_id, quantity",
         &booking_id.0,
         &to.as_str(),
-        &now
+        &now,
+        &from.as_str()
     )?;
     let Some(r) = row else {
         return Ok(false);
@@ -426,7 +493,14 @@ pub async fn hold<C: GenericClient>(
         &req.now
     )?;
     for r in lapsed {
-        end_hold(c, BookingId(r.get(0)), BookingStatus::Expired, req.now).await?;
+        end_booking(
+            c,
+            BookingId(r.get(0)),
+            BookingStatus::Hold,
+            BookingStatus::Expired,
+            req.now,
+        )
+        .await?;
     }
 
     let quantity = req.selection.quantity();
@@ -516,8 +590,9 @@ pub async fn hold<C: GenericClient>(
                             if got.len() == ids.len() {
                                 got
                             } else if last_try {
-                                // Adjacency lost to the crowd: any free seats, front first.
-                                return finish_front(c, req, section_no, *quantity).await;
+                                // Adjacency lost to the crowd: keep what this pick got and
+                                // make up the rest with any free seats, front first.
+                                return finish_front(c, req, section_no, *quantity, got).await;
                             } else {
                                 return Err(HoldError::Busy);
                             }
@@ -558,12 +633,15 @@ async fn finish_front<C: GenericClient>(
     req: &HoldRequest,
     section_no: i16,
     quantity: u32,
+    mut got: Vec<(String, i16, i64, bool)>,
 ) -> Result<Booking, HoldError> {
-    let rows = take_front(c, req, section_no, quantity).await?;
-    if rows.len() < quantity as usize {
+    let more = take_front(c, req, section_no, quantity - got.len() as u32).await?;
+    got.extend(more);
+    if got.len() < quantity as usize {
+        // The transaction rolls back, seats taken so far included.
         return Err(HoldError::Busy);
     }
-    Ok(write_booking(c, req, &rows).await?)
+    Ok(write_booking(c, req, &got).await?)
 }
 
 /// Conditionally takes exactly these seats for the booking; returns those it got.
@@ -770,6 +848,7 @@ async fn write_booking<C: GenericClient>(
         created_at: req.now,
         confirmed_at: None,
         cancelled_at: None,
+        status_reason: None,
     };
     booking.sort();
     Ok(booking)
@@ -811,33 +890,36 @@ pub async fn begin_commit<C: GenericClient>(
             // No such booking at all (the insert selected nothing).
             return Err(CommitError::NotFound);
         };
-        if k.get::<_, &str>(0) != req.fingerprint {
-            return Err(CommitError::KeyReused);
-        }
-        return match (
-            k.get::<_, &str>(1),
-            k.get::<_, Option<i16>>(2),
-            k.get::<_, Option<Vec<u8>>>(3),
-        ) {
-            ("DONE", Some(status), Some(body)) => Ok(CommitBegin::Replay(StoredResponse {
-                status: status as u16,
-                body,
-            })),
-            _ => Err(CommitError::InFlight),
+        let key = rules::KeyRecord {
+            fingerprint: k.get(0),
+            response: match (
+                k.get::<_, &str>(1),
+                k.get::<_, Option<i16>>(2),
+                k.get::<_, Option<Vec<u8>>>(3),
+            ) {
+                ("DONE", Some(status), Some(body)) => Some(StoredResponse {
+                    status: status as u16,
+                    body,
+                }),
+                _ => None,
+            },
         };
+        return rules::replay(&key, &req.fingerprint).map(CommitBegin::Replay);
     }
     let booking = read_booking(c, req.booking_id, true, false)
         .await?
-        .filter(|b| b.customer == req.customer)
         .ok_or(CommitError::NotFound)?;
-    match booking.effective_status(req.now) {
-        BookingStatus::Hold => {}
-        BookingStatus::Pending => return Err(CommitError::PaymentInProgress),
-        BookingStatus::Confirmed => return Err(CommitError::AlreadyConfirmed),
-        BookingStatus::Cancelled | BookingStatus::Expired => return Err(CommitError::Gone),
-    }
+    // Judged at the time the row lock was ours, not when the request arrived.
+    let now = rules::tx_now(req.now, SystemClock.now());
+    rules::may_start_commit(
+        Some(&booking.customer),
+        booking.status,
+        booking.expires_at,
+        &req.customer,
+        now,
+    )?;
     let seat_ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
-    let moved: i64 = q!(
+    let row = q!(
         c,
         query_one,
         "WITH b AS (
@@ -850,10 +932,11 @@ pub async fn begin_commit<C: GenericClient>(
          p AS (
              INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
                  idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
-             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2) RETURNING 1)
-         SELECT count(*) FROM s",
+             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2)
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1)
+         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)",
         &req.booking_id.0,
-        &req.now,
+        &now,
         &booking.event_id.0,
         &seat_ids,
         &req.payment_id.0,
@@ -863,8 +946,14 @@ pub async fn begin_commit<C: GenericClient>(
         &req.method,
         &booking.total_cents,
         &booking.currency.as_str()
-    )?
-    .get(0);
+    )?;
+    let (moved, paid): (i64, i64) = (row.get(0), row.get(1));
+    if paid == 0 {
+        // The key forwarded to the provider is derived from the customer's key, so it was used
+        // before (its record purged since): the provider would answer with that first payment.
+        // The transaction rolls back.
+        return Err(CommitError::KeyReused);
+    }
     if moved as usize != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} holds {moved} of its {} seats",
@@ -885,7 +974,8 @@ pub async fn begin_commit<C: GenericClient>(
         amount_cents: booking.total_cents,
         currency: booking.currency,
         status: PaymentStatus::Started,
-        updated_at: req.now,
+        updated_at: now,
+        attempts: 0,
     };
     let booking = Booking {
         status: BookingStatus::Pending,
@@ -906,12 +996,15 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
         ))
         .await
         .map_err(pg_error)?;
-    let (booking, payment) =
-        tokio::try_join!(read_booking(c, fin.booking_id, true, true), async {
+    let (booking, payment, stored) = tokio::try_join!(
+        read_booking(c, fin.booking_id, true, true),
+        async {
             c.query_opt(&pay_stmt, &[&fin.payment_id.0])
                 .await
                 .map_err(pg_error)
-        })?;
+        },
+        stored_response(c, fin.payment_id),
+    )?;
     let booking =
         booking.ok_or_else(|| StoreError::Internal(format!("no booking {}", fin.booking_id)))?;
     let payment = payment
@@ -919,43 +1012,43 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
         .map(payment_row)
         .transpose()?
         .ok_or_else(|| StoreError::Internal(format!("no payment {}", fin.payment_id)))?;
-    // A payment we gave up on (no answer while its hold ran out) may still be approved
-    // later: then it takes its seats again if it can, or is reported lapsed to be voided.
-    let late_approval = payment.status == PaymentStatus::Failed
-        && matches!(fin.settlement, Settlement::Approved { .. });
-    if payment.status != PaymentStatus::Started && !late_approval {
-        let outcome = match payment.status {
-            PaymentStatus::Declined | PaymentStatus::Failed => CommitOutcome::NotPaid {
-                booking,
-                reason: "the payment did not go through".into(),
-            },
-            _ if booking.status == BookingStatus::Confirmed => CommitOutcome::Confirmed(booking),
-            _ => CommitOutcome::Lapsed(booking),
-        };
-        let response = match stored_response(c, fin.payment_id).await? {
-            Some(r) => r,
-            None => (fin.render)(&outcome),
-        };
+    let now = rules::tx_now(fin.now, SystemClock.now());
+    let plan = rules::settle(
+        booking.status,
+        booking.expires_at,
+        payment.status,
+        fin.settlement.answer(),
+        stored.is_some(),
+        now,
+    );
+    if let Settlement::Approved {
+        provider_ref,
+        tickets,
+    } = &fin.settlement
+        && plan.action == SettleAction::Confirm
+        && plan.store_response
+    {
+        return confirm_pending(c, fin, booking, payment, provider_ref, tickets, now).await;
+    }
+    if plan.action == SettleAction::Nothing && plan.payment_to.is_none() {
+        // Settled before (by the request or by reconciliation), or nothing to do yet: answer
+        // as then.
+        let outcome = rules::settled_outcome(payment.status, booking);
+        let response = stored.unwrap_or_else(|| (fin.render)(&outcome));
         return Ok(FinishedCommit {
             outcome,
             response,
             payment,
         });
     }
-    if let Settlement::Approved {
-        provider_ref,
-        tickets,
-    } = &fin.settlement
-        && booking.status == BookingStatus::Pending
-        && payment.status == PaymentStatus::Started
-    {
-        return confirm_pending(c, fin, booking, payment, provider_ref, tickets).await;
-    }
-    let outcome = match &fin.settlement {
-        Settlement::Approved {
-            provider_ref,
-            tickets,
-        } => {
+    let outcome = match (&fin.settlement, plan.action) {
+        (
+            Settlement::Approved {
+                provider_ref,
+                tickets,
+            },
+            action,
+        ) => {
             q!(
                 c,
                 execute,
@@ -963,37 +1056,35 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
                  WHERE payment_id = $1",
                 &fin.payment_id.0,
                 &provider_ref,
-                &fin.now
+                &now
             )?;
-            if confirm(c, &booking, tickets, fin.now).await? {
+            if action != SettleAction::Void && confirm(c, &booking, tickets, now).await? {
                 CommitOutcome::Confirmed(must_load(c, booking.id).await?)
             } else {
                 CommitOutcome::Lapsed(booking)
             }
         }
-        Settlement::Declined { reason } | Settlement::Failed { reason } => {
-            let status = match fin.settlement {
-                Settlement::Declined { .. } => PaymentStatus::Declined,
-                _ => PaymentStatus::Failed,
-            };
-            q!(
-                c,
-                execute,
-                "UPDATE payments SET status = $2, updated_at = $3 WHERE payment_id = $1",
-                &fin.payment_id.0,
-                &status.as_str(),
-                &fin.now
-            )?;
-            if booking.status == BookingStatus::Pending {
-                if booking.expires_at > fin.now {
+        (settlement, action) => {
+            if let Some(to) = plan.payment_to {
+                q!(
+                    c,
+                    execute,
+                    "UPDATE payments SET status = $2, updated_at = $3 WHERE payment_id = $1",
+                    &fin.payment_id.0,
+                    &to.as_str(),
+                    &now
+                )?;
+            }
+            match action {
+                SettleAction::ReturnToHold => {
                     q!(
                         c,
                         execute,
                         "UPDATE bookings SET status = 'HOLD', updated_at = $2,
                             version = version + 1
-                         WHERE booking_id = $1",
+                         WHERE booking_id = $1 AND status = 'PENDING'",
                         &booking.id.0,
-                        &fin.now
+                        &now
                     )?;
                     let ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
                     q!(
@@ -1006,26 +1097,50 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
                         &booking.event_id.0,
                         &ids
                     )?;
-                } else {
-                    end_hold(c, booking.id, BookingStatus::Expired, fin.now).await?;
                 }
+                SettleAction::Expire => {
+                    end_booking(
+                        c,
+                        booking.id,
+                        BookingStatus::Pending,
+                        BookingStatus::Expired,
+                        now,
+                    )
+                    .await?;
+                }
+                _ => {}
             }
-            CommitOutcome::NotPaid {
-                booking: must_load(c, booking.id).await?,
-                reason: reason.clone(),
+            let booking = must_load(c, booking.id).await?;
+            match settlement {
+                Settlement::Declined { reason } | Settlement::Failed { reason } => {
+                    CommitOutcome::NotPaid {
+                        booking,
+                        reason: reason.clone(),
+                    }
+                }
+                _ => CommitOutcome::Unresolved(booking),
             }
         }
     };
-    let response = (fin.render)(&outcome);
-    q!(
-        c,
-        execute,
-        "UPDATE idempotency_keys SET state = 'DONE', response_status = $2, response_body = $3
-         WHERE payment_id = $1",
-        &fin.payment_id.0,
-        &(response.status as i16),
-        &response.body
-    )?;
+    let response = match stored {
+        Some(r) => r,
+        None => {
+            let response = (fin.render)(&outcome);
+            if plan.store_response {
+                q!(
+                    c,
+                    execute,
+                    "UPDATE idempotency_keys SET state = 'DONE', response_status = $2,
+                        response_body = $3
+                     WHERE payment_id = $1 AND state <> 'DONE'",
+                    &fin.payment_id.0,
+                    &(response.status as i16),
+                    &response.body
+                )?;
+            }
+            response
+        }
+    };
     let payment = load_payment(c, fin.payment_id)
         .await?
         .ok_or_else(|| StoreError::Internal("payment vanished".into()))?;
@@ -1045,6 +1160,7 @@ async fn confirm_pending<C: GenericClient>(
     payment: Payment,
     provider_ref: &str,
     tickets: &[NewTicket],
+    now: OffsetDateTime,
 ) -> Result<FinishedCommit> {
     if tickets.len() != booking.seats.len()
         || tickets
@@ -1055,7 +1171,6 @@ async fn confirm_pending<C: GenericClient>(
             "one ticket per seat of the booking is required".into(),
         ));
     }
-    let now = fin.now;
     let mut confirmed = Booking {
         status: BookingStatus::Confirmed,
         confirmed_at: Some(now),
@@ -1106,7 +1221,7 @@ async fn confirm_pending<C: GenericClient>(
          k AS (
              UPDATE idempotency_keys SET state = 'DONE', response_status = $10,
                  response_body = $11
-             WHERE payment_id = $1 RETURNING 1)
+             WHERE payment_id = $1 AND state <> 'DONE' RETURNING 1)
          SELECT (SELECT count(*) FROM sold), (SELECT count(*) FROM tick)",
         &fin.payment_id.0,
         &provider_ref,
@@ -1185,14 +1300,11 @@ async fn confirm<C: GenericClient>(
                 let exp: Option<OffsetDateTime> = r.get(3);
                 let owner: Option<Uuid> = r.get(4);
                 let ours = owner == Some(booking.id.0);
-                let free = state == "OPEN"
-                    || (state == "HOLD" && exp.is_some_and(|e| e <= now))
-                    || (ours && (state == "HOLD" || state == "PENDING"));
-                if !free {
-                    return Ok(false);
-                }
-                if state == "OPEN" {
-                    *deltas.entry(r.get::<_, i16>(1) as u16).or_insert(0) -= 1;
+                let state = SeatState::parse(state).ok_or_else(|| corrupt("seat state"))?;
+                match rules::retake_seat(state, exp, ours, now) {
+                    None => return Ok(false),
+                    Some(true) => *deltas.entry(r.get::<_, i16>(1) as u16).or_insert(0) -= 1,
+                    Some(false) => {}
                 }
             }
             if booking.status == BookingStatus::Expired {
@@ -1330,19 +1442,13 @@ pub async fn release<C: GenericClient>(
     let b = lock_booking(c, booking_id)
         .await?
         .ok_or(ReleaseError::NotFound)?;
-    match b.status {
-        BookingStatus::Hold => {
-            let to = if b.expires_at <= now {
-                BookingStatus::Expired
-            } else {
-                BookingStatus::Cancelled
-            };
-            end_hold(c, b.id, to, now).await?;
+    let now = rules::tx_now(now, SystemClock.now());
+    match rules::release(b.status, b.expires_at, now)? {
+        ReleaseAction::End(to) => {
+            end_booking(c, b.id, b.status, to, now).await?;
             Ok(must_load(c, booking_id).await?)
         }
-        BookingStatus::Pending => Err(ReleaseError::PaymentInProgress),
-        BookingStatus::Confirmed => Err(ReleaseError::WrongStatus(b.status)),
-        BookingStatus::Cancelled | BookingStatus::Expired => Ok(b),
+        ReleaseAction::Unchanged => Ok(b),
     }
 }
 
@@ -1354,11 +1460,46 @@ pub async fn cancel_confirmed<C: GenericClient>(
     let b = lock_booking(c, booking_id)
         .await?
         .ok_or(ReleaseError::NotFound)?;
-    match b.status {
-        BookingStatus::Confirmed => {}
-        BookingStatus::Cancelled | BookingStatus::Expired => return Ok((b, None)),
-        s => return Err(ReleaseError::WrongStatus(s)),
+    let tickets: Vec<TicketStatus> = b.tickets.iter().map(|t| t.status).collect();
+    match rules::cancel(b.status, &tickets)? {
+        CancelAction::Unchanged => return Ok((b, None)),
+        CancelAction::Cancel => {}
     }
+    let paid = q!(
+        c,
+        query_opt,
+        &format!(
+            "{PAYMENT_SELECT} WHERE booking_id = $1 AND status IN ('AUTHORIZED', 'CAPTURED')
+             FOR UPDATE"
+        ),
+        &b.id.0
+    )?
+    .as_ref()
+    .map(payment_row)
+    .transpose()?;
+    void_confirmed(c, &b, None, now).await?;
+    if let Some(p) = &paid {
+        set_payment_status(
+            c,
+            p.id,
+            &[PaymentStatus::Authorized, PaymentStatus::Captured],
+            PaymentStatus::RefundPending,
+            now,
+        )
+        .await?;
+    }
+    Ok((must_load(c, booking_id).await?, paid))
+}
+
+/// CONFIRMED → CANCELLED: every ticket VOID, the SOLD seats back on sale, the places back to
+/// the customer's limit, with an optional reason shown on the booking.
+async fn void_confirmed<C: GenericClient>(
+    c: &C,
+    b: &Booking,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    debug_assert!(b.status.can_become(BookingStatus::Cancelled));
     let freed = free_seats(c, b.event_id, b.id, &["SOLD"]).await?;
     q!(
         c,
@@ -1372,36 +1513,54 @@ pub async fn cancel_confirmed<C: GenericClient>(
         c,
         execute,
         "UPDATE bookings SET status = 'CANCELLED', cancelled_at = $2, updated_at = $2,
-            version = version + 1
+            status_reason = $3, version = version + 1
          WHERE booking_id = $1",
         &b.id.0,
-        &now
+        &now,
+        &reason
     )?;
     adjust_counter(c, b.event_id, &b.customer, -(b.seats.len() as i32)).await?;
-    record_delta(c, b.event_id, &freed).await?;
-    let paid = q!(
+    record_delta(c, b.event_id, &freed).await
+}
+
+/// See [`boxoffice_domain::ports::Store::revoke`].
+pub async fn revoke<C: GenericClient>(
+    c: &C,
+    payment_id: PaymentId,
+    why: Revocation,
+    now: OffsetDateTime,
+) -> Result<Option<Booking>> {
+    let Some(p) = load_payment(c, payment_id).await? else {
+        return Ok(None);
+    };
+    // Lock order: booking, then payment.
+    let Some(b) = lock_booking(c, p.booking_id).await? else {
+        return Ok(None);
+    };
+    let p = q!(
         c,
-        query_opt,
-        &format!(
-            "{PAYMENT_SELECT} WHERE booking_id = $1 AND status IN ('AUTHORIZED', 'CAPTURED')
-             FOR UPDATE"
-        ),
-        &b.id.0
-    )?
-    .as_ref()
-    .map(payment_row)
-    .transpose()?;
-    if let Some(p) = &paid {
-        set_payment_status(
-            c,
-            p.id,
-            &[PaymentStatus::Authorized, PaymentStatus::Captured],
-            PaymentStatus::RefundPending,
-            now,
-        )
-        .await?;
+        query_one,
+        &format!("{PAYMENT_SELECT} WHERE payment_id = $1 FOR UPDATE"),
+        &payment_id.0
+    )
+    .and_then(|r| payment_row(&r))?;
+    let action = rules::revoke(b.status, p.status, why);
+    if action == RevokeAction::Nothing {
+        return Ok(None);
     }
-    Ok((must_load(c, booking_id).await?, paid))
+    if action == RevokeAction::Revoke {
+        void_confirmed(c, &b, Some(why.reason()), now).await?;
+    }
+    q!(
+        c,
+        execute,
+        "UPDATE payments SET status = $2, reason = $3, updated_at = $4 WHERE payment_id = $1",
+        &payment_id.0,
+        &why.payment_status().as_str(),
+        &why.reason(),
+        &now
+    )?;
+    Ok(Some(must_load(c, b.id).await?))
 }
 
 pub async fn update_details<C: GenericClient>(
@@ -1463,7 +1622,15 @@ pub async fn expire_holds<C: GenericClient>(c: &C, now: OffsetDateTime, limit: u
     )?;
     let mut n = 0;
     for r in ids {
-        if end_hold(c, BookingId(r.get(0)), BookingStatus::Expired, now).await? {
+        if end_booking(
+            c,
+            BookingId(r.get(0)),
+            BookingStatus::Hold,
+            BookingStatus::Expired,
+            now,
+        )
+        .await?
+        {
             n += 1;
         }
     }
@@ -1539,6 +1706,14 @@ const CHECKS: &[(&str, &str)] = &[
         "SELECT s.event_id || ' ' || s.seat_id || ' ' || s.state
          FROM seats s LEFT JOIN bookings b ON b.booking_id = s.booking_id
          WHERE s.state IN ('HOLD', 'PENDING') AND (b.status IS NULL OR b.status <> s.state)",
+    ),
+    (
+        "held-seat-not-in-its-booking",
+        "SELECT s.event_id || ' ' || s.seat_id || ' ' || s.state || ' by ' || s.booking_id
+         FROM seats s
+         WHERE s.booking_id IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM booking_seats bs
+             WHERE bs.booking_id = s.booking_id AND bs.seat_id = s.seat_id)",
     ),
     (
         "confirmed-booking-ticket-count",

@@ -19,8 +19,9 @@ use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
 use boxoffice_domain::ports::{
     CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
-    MaybeStoreError, ReleaseError, SeatMap, Store, StoreError,
+    MaybeStoreError, PaymentBacklog, ReleaseError, SeatMap, Store, StoreError,
 };
+use boxoffice_domain::rules::Revocation;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
@@ -270,8 +271,19 @@ impl Store for PgStore {
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<Booking>, StoreError> {
-        let c = self.client().await?;
-        booking::load_booking(&c, id).await
+        // One snapshot for the booking, its seats and its tickets: never CONFIRMED without
+        // the tickets committed with it.
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)?;
+        let b = booking::load_booking(&tx, id).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(b)
     }
 
     async fn tickets_of(&self, customer: &CustomerId) -> Result<Vec<Ticket>, StoreError> {
@@ -329,15 +341,49 @@ impl Store for PgStore {
     async fn unsettled_payments(
         &self,
         before: OffsetDateTime,
+        now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError> {
         let c = self.client().await?;
-        booking::unsettled_payments(&c, before, limit).await
+        booking::unsettled_payments(&c, before, now, limit).await
+    }
+
+    async fn defer_payment(
+        &self,
+        id: PaymentId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        booking::defer_payment(&c, id, next_attempt_at, error).await
+    }
+
+    async fn payment_backlog(&self) -> Result<PaymentBacklog, StoreError> {
+        let c = self.client().await?;
+        booking::payment_backlog(&c).await
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
         let c = self.client().await?;
         booking::load_payment(&c, id).await
+    }
+
+    async fn payment_by_ref(
+        &self,
+        provider_ref: &str,
+        provider_key: Option<&str>,
+    ) -> Result<Option<Payment>, StoreError> {
+        let c = self.client().await?;
+        booking::payment_by_ref(&c, provider_ref, provider_key).await
+    }
+
+    async fn revoke(
+        &self,
+        payment: PaymentId,
+        why: Revocation,
+        now: OffsetDateTime,
+    ) -> Result<Option<Booking>, StoreError> {
+        in_tx!(self, |tx| booking::revoke(&tx, payment, why, now).await)
     }
 
     async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {

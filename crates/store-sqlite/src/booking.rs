@@ -14,8 +14,12 @@ use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, T
 use boxoffice_domain::money::PriceCents;
 use boxoffice_domain::ports::change::{AvailabilityDelta, SectionDelta};
 use boxoffice_domain::ports::{
-    CheckIn, CommitBegin, CommitError, CommitFinish, CommitOutcome, CommitRequest, Finding,
-    FinishedCommit, ReleaseError, Settlement, StoreError, StoredResponse, change,
+    CheckIn, Clock, CommitBegin, CommitError, CommitFinish, CommitOutcome, CommitRequest, Finding,
+    FinishedCommit, PaymentBacklog, ReleaseError, Settlement, StoreError, StoredResponse,
+    SystemClock, change,
+};
+use boxoffice_domain::rules::{
+    self, CancelAction, ReleaseAction, Revocation, RevokeAction, SettleAction,
 };
 use boxoffice_domain::seat::SeatState;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -73,7 +77,7 @@ pub fn load_booking(c: &Connection, booking_id: BookingId) -> rusqlite::Result<O
     let row = c
         .prepare_cached(
             "SELECT event_id, customer_id, status, expires_at, total_cents, currency,
-                contact_email, created_at, confirmed_at, cancelled_at
+                contact_email, created_at, confirmed_at, cancelled_at, status_reason
              FROM bookings WHERE booking_id = ?1",
         )?
         .query_row([id(booking_id.0)], |r| {
@@ -94,6 +98,7 @@ pub fn load_booking(c: &Connection, booking_id: BookingId) -> rusqlite::Result<O
                 created_at: from_ts(r.get(7)?)?,
                 confirmed_at: r.get::<_, Option<i64>>(8)?.map(from_ts).transpose()?,
                 cancelled_at: r.get::<_, Option<i64>>(9)?.map(from_ts).transpose()?,
+                status_reason: r.get(10)?,
             })
         })
         .optional()?;
@@ -166,7 +171,7 @@ pub fn load_payment(c: &Connection, payment_id: PaymentId) -> rusqlite::Result<O
 }
 
 const PAYMENT_SELECT: &str = "SELECT payment_id, booking_id, event_id, customer_id, provider,
-        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at
+        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts
     FROM payments";
 
 fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
@@ -186,20 +191,64 @@ fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
         currency: currency.parse().map_err(|_| corrupt("currency"))?,
         status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status"))?,
         updated_at: from_ts(r.get(11)?)?,
+        attempts: r.get(12)?,
     })
 }
 
 pub fn unsettled_payments(
     c: &Connection,
     before: OffsetDateTime,
+    now: OffsetDateTime,
     limit: u32,
 ) -> rusqlite::Result<Vec<Payment>> {
     let mut stmt = c.prepare_cached(&format!(
         "{PAYMENT_SELECT} WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING')
-            AND updated_at < ?1 ORDER BY updated_at LIMIT ?2"
+            AND updated_at < ?1 AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
+         ORDER BY coalesce(next_attempt_at, updated_at) LIMIT ?2"
     ))?;
-    stmt.query_map(params![ts(before), limit], payment_row)?
+    stmt.query_map(params![ts(before), limit, ts(now)], payment_row)?
         .collect()
+}
+
+pub fn defer_payment(
+    tx: &Transaction<'_>,
+    payment: PaymentId,
+    next_attempt_at: OffsetDateTime,
+    error: &str,
+) -> Result<()> {
+    sq(tx
+        .prepare_cached(
+            "UPDATE payments SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+             WHERE payment_id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id(payment.0), ts(next_attempt_at), error])))?;
+    Ok(())
+}
+
+pub fn payment_backlog(c: &Connection) -> rusqlite::Result<PaymentBacklog> {
+    c.prepare_cached(
+        "SELECT count(*), min(updated_at) FROM payments
+         WHERE status IN ('STARTED', 'AUTHORIZED', 'REFUND_PENDING')",
+    )?
+    .query_row([], |r| {
+        Ok(PaymentBacklog {
+            unsettled: r.get::<_, i64>(0)?.max(0) as u64,
+            oldest: r.get::<_, Option<i64>>(1)?.map(from_ts).transpose()?,
+        })
+    })
+}
+
+pub fn payment_by_ref(
+    c: &Connection,
+    provider_ref: &str,
+    provider_key: Option<&str>,
+) -> rusqlite::Result<Option<Payment>> {
+    c.prepare_cached(&format!(
+        "{PAYMENT_SELECT} WHERE provider_ref = ?1 OR idempotency_key = ?2
+         ORDER BY provider_ref = ?1 DESC, updated_at DESC LIMIT 1"
+    ))?
+    .query_row(params![provider_ref, provider_key], payment_row)
+    .optional()
 }
 
 // ---- writing helpers ----------------------------------------------------------------------
@@ -316,21 +365,25 @@ fn take_from_limit(
     Ok(Ok(()))
 }
 
-/// Marks a HOLD booking EXPIRED (or CANCELLED) and frees its held seats.
-fn end_hold(
+/// Ends a booking that is still HOLD (or PENDING whose payment settled without money) as
+/// `to`: frees its held seats and gives its places back to the customer's limit.
+fn end_booking(
     tx: &Transaction<'_>,
     b: &Booking,
     to: BookingStatus,
     now: OffsetDateTime,
 ) -> Result<()> {
+    debug_assert!(b.status.can_become(to), "{:?} -> {to:?}", b.status);
     let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Hold, SeatState::Pending])?;
     sq(tx
         .prepare_cached(
             "UPDATE bookings SET status = ?2, cancelled_at = ?3, updated_at = ?3,
                 version = version + 1
-             WHERE booking_id = ?1",
+             WHERE booking_id = ?1 AND status = ?4",
         )
-        .and_then(|mut s| s.execute(params![id(b.id.0), to.as_str(), ts(now)])))?;
+        .and_then(|mut s| {
+            s.execute(params![id(b.id.0), to.as_str(), ts(now), b.status.as_str()])
+        }))?;
     adjust_counter(
         tx,
         b.event_id,
@@ -389,7 +442,24 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
     for raw in lapsed {
         let bid = BookingId(sq(uuid_from(raw))?);
         let b = must_load(tx, bid)?;
-        end_hold(tx, &b, BookingStatus::Expired, req.now)?;
+        if rules::lapsed(b.status, b.expires_at, req.now) {
+            end_booking(tx, &b, BookingStatus::Expired, req.now)?;
+        }
+    }
+
+    // The limit first, as on every store: a customer at their limit hears that, whatever the
+    // seats they asked for. The transaction rolls back if the seats then fail.
+    if let Err(already) = take_from_limit(
+        tx,
+        req.event_id(),
+        &req.customer,
+        req.selection.quantity(),
+        req.max_tickets_per_customer(),
+    )? {
+        return Err(HoldError::LimitExceeded {
+            limit: req.max_tickets_per_customer(),
+            already,
+        });
     }
 
     let now = ts(req.now);
@@ -495,18 +565,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
     };
 
     let quantity = chosen.len() as u32;
-    if let Err(already) = take_from_limit(
-        tx,
-        req.event_id(),
-        &req.customer,
-        quantity,
-        req.max_tickets_per_customer(),
-    )? {
-        return Err(HoldError::LimitExceeded {
-            limit: req.max_tickets_per_customer(),
-            already,
-        });
-    }
+    debug_assert_eq!(quantity, req.selection.quantity());
 
     let total: i64 = chosen.iter().map(|c| c.price).sum();
     sq(tx
@@ -585,26 +644,35 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
             .optional()
         }))?;
     if let Some((fingerprint, state, status, body)) = key {
-        if fingerprint != req.fingerprint {
-            return Err(CommitError::KeyReused);
-        }
-        return match (state.as_str(), status, body) {
-            ("DONE", Some(status), Some(body)) => {
-                Ok(CommitBegin::Replay(StoredResponse { status, body }))
-            }
-            _ => Err(CommitError::InFlight),
+        let key = rules::KeyRecord {
+            fingerprint,
+            response: match (state.as_str(), status, body) {
+                ("DONE", Some(status), Some(body)) => Some(StoredResponse { status, body }),
+                _ => None,
+            },
         };
+        return rules::replay(&key, &req.fingerprint).map(CommitBegin::Replay);
     }
-    let booking = sq(load_booking(tx, req.booking_id))?
-        .filter(|b| b.customer == req.customer)
-        .ok_or(CommitError::NotFound)?;
-    match booking.effective_status(req.now) {
-        BookingStatus::Hold => {}
-        BookingStatus::Pending => return Err(CommitError::PaymentInProgress),
-        BookingStatus::Confirmed => return Err(CommitError::AlreadyConfirmed),
-        BookingStatus::Cancelled | BookingStatus::Expired => return Err(CommitError::Gone),
+    let booking = sq(load_booking(tx, req.booking_id))?.ok_or(CommitError::NotFound)?;
+    // Judged at the time the write lock was ours, not when the request arrived.
+    let now = rules::tx_now(req.now, SystemClock.now());
+    rules::may_start_commit(
+        Some(&booking.customer),
+        booking.status,
+        booking.expires_at,
+        &req.customer,
+        now,
+    )?;
+    // The key forwarded to the provider is derived from the customer's key: if a payment has
+    // it, the key was used before (its record purged since), and the provider would answer
+    // with that first payment.
+    let reused = sq(tx
+        .prepare_cached("SELECT 1 FROM payments WHERE idempotency_key = ?1")
+        .and_then(|mut s| s.exists([&req.provider_key])))?;
+    if reused {
+        return Err(CommitError::KeyReused);
     }
-    let now = ts(req.now);
+    let now = ts(now);
     sq(tx
         .prepare_cached(
             "UPDATE bookings SET status = 'PENDING', updated_at = ?2, version = version + 1
@@ -677,66 +745,63 @@ pub fn finish_commit(tx: &Transaction<'_>, fin: &CommitFinish) -> Result<Finishe
     let payment = sq(load_payment(tx, fin.payment_id))?
         .ok_or_else(|| StoreError::Internal(format!("no payment {}", fin.payment_id)))?;
     let booking = must_load(tx, fin.booking_id)?;
-    // A payment we gave up on (no answer while its hold ran out) may still be approved
-    // later: then it takes its seats again if it can, or is reported lapsed to be voided.
-    let late_approval = payment.status == PaymentStatus::Failed
-        && matches!(fin.settlement, Settlement::Approved { .. });
-    if payment.status != PaymentStatus::Started && !late_approval {
-        // Settled before (by the request or by reconciliation): answer as then.
-        let response = stored_response(tx, fin.payment_id)?;
-        let outcome = match payment.status {
-            PaymentStatus::Declined | PaymentStatus::Failed => CommitOutcome::NotPaid {
-                booking,
-                reason: "the payment did not go through".into(),
-            },
-            _ if booking.status == BookingStatus::Confirmed => CommitOutcome::Confirmed(booking),
-            _ => CommitOutcome::Lapsed(booking),
-        };
-        let response = match response {
-            Some(r) => r,
-            None => (fin.render)(&outcome),
-        };
+    let stored = stored_response(tx, fin.payment_id)?;
+    let at = rules::tx_now(fin.now, SystemClock.now());
+    let plan = rules::settle(
+        booking.status,
+        booking.expires_at,
+        payment.status,
+        fin.settlement.answer(),
+        stored.is_some(),
+        at,
+    );
+    if plan.action == SettleAction::Nothing && plan.payment_to.is_none() {
+        // Settled before (by the request or by reconciliation), or nothing to do yet: answer
+        // as then.
+        let outcome = rules::settled_outcome(payment.status, booking);
+        let response = stored.unwrap_or_else(|| (fin.render)(&outcome));
         return Ok(FinishedCommit {
             outcome,
             response,
             payment,
         });
     }
-    let now = ts(fin.now);
-    let outcome = match &fin.settlement {
-        Settlement::Approved {
-            provider_ref,
-            tickets,
-        } => {
+    let now = ts(at);
+    let outcome = match (&fin.settlement, plan.action) {
+        (
+            Settlement::Approved {
+                provider_ref,
+                tickets,
+            },
+            action,
+        ) => {
             sq(tx
                 .prepare_cached(
                     "UPDATE payments SET status = 'AUTHORIZED', provider_ref = ?2, updated_at = ?3
                      WHERE payment_id = ?1",
                 )
                 .and_then(|mut s| s.execute(params![id(fin.payment_id.0), provider_ref, now])))?;
-            if confirm(tx, &booking, tickets, fin.now)? {
+            if action != SettleAction::Void && confirm(tx, &booking, tickets, at)? {
                 CommitOutcome::Confirmed(must_load(tx, booking.id)?)
             } else {
                 CommitOutcome::Lapsed(booking)
             }
         }
-        Settlement::Declined { reason } | Settlement::Failed { reason } => {
-            let status = match fin.settlement {
-                Settlement::Declined { .. } => PaymentStatus::Declined,
-                _ => PaymentStatus::Failed,
-            };
-            sq(tx
-                .prepare_cached(
-                    "UPDATE payments SET status = ?2, updated_at = ?3 WHERE payment_id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![id(fin.payment_id.0), status.as_str(), now])))?;
-            if booking.status == BookingStatus::Pending {
-                if booking.expires_at > fin.now {
+        (settlement, action) => {
+            if let Some(to) = plan.payment_to {
+                sq(tx
+                    .prepare_cached(
+                        "UPDATE payments SET status = ?2, updated_at = ?3 WHERE payment_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![id(fin.payment_id.0), to.as_str(), now])))?;
+            }
+            match action {
+                SettleAction::ReturnToHold => {
                     sq(tx
                         .prepare_cached(
                             "UPDATE bookings SET status = 'HOLD', updated_at = ?2,
                                 version = version + 1
-                             WHERE booking_id = ?1",
+                             WHERE booking_id = ?1 AND status = 'PENDING'",
                         )
                         .and_then(|mut s| s.execute(params![id(booking.id.0), now])))?;
                     sq(tx
@@ -750,29 +815,44 @@ pub fn finish_commit(tx: &Transaction<'_>, fin: &CommitFinish) -> Result<Finishe
                         .and_then(|mut s| {
                             s.execute(params![id(booking.id.0), id(booking.event_id.0)])
                         }))?;
-                } else {
-                    end_hold(tx, &booking, BookingStatus::Expired, fin.now)?;
                 }
+                SettleAction::Expire => end_booking(tx, &booking, BookingStatus::Expired, at)?,
+                _ => {}
             }
-            CommitOutcome::NotPaid {
-                booking: must_load(tx, booking.id)?,
-                reason: reason.clone(),
+            let booking = must_load(tx, booking.id)?;
+            match settlement {
+                Settlement::Declined { reason } | Settlement::Failed { reason } => {
+                    CommitOutcome::NotPaid {
+                        booking,
+                        reason: reason.clone(),
+                    }
+                }
+                _ => CommitOutcome::Unresolved(booking),
             }
         }
     };
-    let response = (fin.render)(&outcome);
-    sq(tx
-        .prepare_cached(
-            "UPDATE idempotency_keys SET state = 'DONE', response_status = ?2, response_body = ?3
-             WHERE payment_id = ?1",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                id(fin.payment_id.0),
-                response.status,
-                response.body
-            ])
-        }))?;
+    let response = match stored {
+        Some(r) => r,
+        None => {
+            let response = (fin.render)(&outcome);
+            if plan.store_response {
+                sq(tx
+                    .prepare_cached(
+                        "UPDATE idempotency_keys SET state = 'DONE', response_status = ?2,
+                            response_body = ?3
+                         WHERE payment_id = ?1 AND state <> 'DONE'",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            id(fin.payment_id.0),
+                            response.status,
+                            response.body
+                        ])
+                    }))?;
+            }
+            response
+        }
+    };
     let payment = sq(load_payment(tx, fin.payment_id))?
         .ok_or_else(|| StoreError::Internal("payment vanished".into()))?;
     Ok(FinishedCommit {
@@ -822,14 +902,13 @@ fn confirm(
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 ))?;
                 let ours = owner.as_deref() == Some(&id(booking.id.0)[..]);
-                let free = s == "OPEN"
-                    || (s == "HOLD" && exp.is_some_and(|e| e <= ts(now)))
-                    || (ours && (s == "HOLD" || s == "PENDING"));
-                if !free {
-                    return Ok(false);
-                }
-                if s == "OPEN" {
-                    *deltas.entry(seat.section).or_insert(0) -= 1;
+                let state =
+                    SeatState::parse(&s).ok_or_else(|| store_error(corrupt("seat state")))?;
+                let exp = exp.map(from_ts).transpose().map_err(store_error)?;
+                match rules::retake_seat(state, exp, ours, now) {
+                    None => return Ok(false),
+                    Some(true) => *deltas.entry(seat.section).or_insert(0) -= 1,
+                    Some(false) => {}
                 }
             }
             if booking.status == BookingStatus::Expired {
@@ -940,19 +1019,13 @@ pub fn release(
     now: OffsetDateTime,
 ) -> Result<Booking, ReleaseError> {
     let b = sq(load_booking(tx, booking_id))?.ok_or(ReleaseError::NotFound)?;
-    match b.status {
-        BookingStatus::Hold => {
-            let to = if b.expires_at <= now {
-                BookingStatus::Expired
-            } else {
-                BookingStatus::Cancelled
-            };
-            end_hold(tx, &b, to, now)?;
+    let now = rules::tx_now(now, SystemClock.now());
+    match rules::release(b.status, b.expires_at, now)? {
+        ReleaseAction::End(to) => {
+            end_booking(tx, &b, to, now)?;
             Ok(must_load(tx, booking_id)?)
         }
-        BookingStatus::Pending => Err(ReleaseError::PaymentInProgress),
-        BookingStatus::Confirmed => Err(ReleaseError::WrongStatus(b.status)),
-        BookingStatus::Cancelled | BookingStatus::Expired => Ok(b),
+        ReleaseAction::Unchanged => Ok(b),
     }
 }
 
@@ -962,32 +1035,12 @@ pub fn cancel_confirmed(
     now: OffsetDateTime,
 ) -> Result<(Booking, Option<Payment>), ReleaseError> {
     let b = sq(load_booking(tx, booking_id))?.ok_or(ReleaseError::NotFound)?;
-    match b.status {
-        BookingStatus::Confirmed => {}
-        BookingStatus::Cancelled | BookingStatus::Expired => return Ok((b, None)),
-        s => return Err(ReleaseError::WrongStatus(s)),
+    let tickets: Vec<TicketStatus> = b.tickets.iter().map(|t| t.status).collect();
+    match rules::cancel(b.status, &tickets)? {
+        CancelAction::Unchanged => return Ok((b, None)),
+        CancelAction::Cancel => {}
     }
-    let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Sold])?;
-    sq(tx
-        .prepare_cached(
-            "UPDATE tickets SET status = 'VOID', voided_at = ?2
-             WHERE booking_id = ?1 AND status <> 'VOID'",
-        )
-        .and_then(|mut s| s.execute(params![id(b.id.0), ts(now)])))?;
-    sq(tx
-        .prepare_cached(
-            "UPDATE bookings SET status = 'CANCELLED', cancelled_at = ?2, updated_at = ?2,
-                version = version + 1
-             WHERE booking_id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![id(b.id.0), ts(now)])))?;
-    adjust_counter(
-        tx,
-        b.event_id,
-        &b.customer,
-        -i64::from(b.seats.len() as u32),
-    )?;
-    record_delta(tx, b.event_id, &freed, now)?;
+    void_confirmed(tx, &b, None, now)?;
     let paid = sq(tx
         .prepare_cached(&format!(
             "{PAYMENT_SELECT} WHERE booking_id = ?1 AND status IN ('AUTHORIZED', 'CAPTURED')"
@@ -1003,6 +1056,73 @@ pub fn cancel_confirmed(
         )?;
     }
     Ok((must_load(tx, booking_id)?, paid))
+}
+
+/// CONFIRMED → CANCELLED: every ticket VOID, the SOLD seats back on sale, the places back to
+/// the customer's limit, with an optional reason shown on the booking.
+fn void_confirmed(
+    tx: &Transaction<'_>,
+    b: &Booking,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    debug_assert!(b.status.can_become(BookingStatus::Cancelled));
+    let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Sold])?;
+    sq(tx
+        .prepare_cached(
+            "UPDATE tickets SET status = 'VOID', voided_at = ?2
+             WHERE booking_id = ?1 AND status <> 'VOID'",
+        )
+        .and_then(|mut s| s.execute(params![id(b.id.0), ts(now)])))?;
+    sq(tx
+        .prepare_cached(
+            "UPDATE bookings SET status = 'CANCELLED', cancelled_at = ?2, updated_at = ?2,
+                status_reason = ?3, version = version + 1
+             WHERE booking_id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id(b.id.0), ts(now), reason])))?;
+    adjust_counter(
+        tx,
+        b.event_id,
+        &b.customer,
+        -i64::from(b.seats.len() as u32),
+    )?;
+    record_delta(tx, b.event_id, &freed, now)
+}
+
+/// See [`boxoffice_domain::ports::Store::revoke`].
+pub fn revoke(
+    tx: &Transaction<'_>,
+    payment_id: PaymentId,
+    why: Revocation,
+    now: OffsetDateTime,
+) -> Result<Option<Booking>> {
+    let Some(p) = sq(load_payment(tx, payment_id))? else {
+        return Ok(None);
+    };
+    let Some(b) = sq(load_booking(tx, p.booking_id))? else {
+        return Ok(None);
+    };
+    let action = rules::revoke(b.status, p.status, why);
+    if action == RevokeAction::Nothing {
+        return Ok(None);
+    }
+    if action == RevokeAction::Revoke {
+        void_confirmed(tx, &b, Some(why.reason()), now)?;
+    }
+    sq(tx
+        .prepare_cached(
+            "UPDATE payments SET status = ?2, reason = ?3, updated_at = ?4 WHERE payment_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id(payment_id.0),
+                why.payment_status().as_str(),
+                why.reason(),
+                ts(now)
+            ])
+        }))?;
+    Ok(Some(must_load(tx, b.id)?))
 }
 
 pub fn update_details(
@@ -1057,7 +1177,9 @@ pub fn expire_holds(tx: &Transaction<'_>, now: OffsetDateTime, limit: u32) -> Re
     let n = ids.len() as u32;
     for raw in ids {
         let b = must_load(tx, BookingId(sq(uuid_from(raw))?))?;
-        end_hold(tx, &b, BookingStatus::Expired, now)?;
+        if rules::lapsed(b.status, b.expires_at, now) {
+            end_booking(tx, &b, BookingStatus::Expired, now)?;
+        }
     }
     // Idempotency keys are kept at least 24 hours; finished ones go after 48.
     sq(tx
@@ -1117,6 +1239,15 @@ const CHECKS: &[(&str, &str)] = &[
         "SELECT hex(s.event_id) || ' ' || s.seat_id || ' ' || s.state
          FROM seats s LEFT JOIN bookings b ON b.booking_id = s.booking_id
          WHERE s.state IN ('HOLD', 'PENDING') AND (b.status IS NULL OR b.status <> s.state)",
+    ),
+    (
+        "held-seat-not-in-its-booking",
+        "SELECT hex(s.event_id) || ' ' || s.seat_id || ' ' || s.state || ' by '
+                || hex(s.booking_id)
+         FROM seats s
+         WHERE s.booking_id IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM booking_seats bs
+             WHERE bs.booking_id = s.booking_id AND bs.seat_id = s.seat_id)",
     ),
     (
         "confirmed-booking-ticket-count",

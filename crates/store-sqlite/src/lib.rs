@@ -25,8 +25,9 @@ use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
 use boxoffice_domain::ports::{
     CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
-    ReleaseError, SeatMap, Store, StoreError,
+    PaymentBacklog, ReleaseError, SeatMap, Store, StoreError,
 };
+use boxoffice_domain::rules::Revocation;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use time::OffsetDateTime;
 
@@ -221,7 +222,15 @@ impl Store for SqliteStore {
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<Booking>, StoreError> {
-        self.read(move |c| booking::load_booking(c, id)).await
+        // One read transaction (one WAL snapshot) for the booking, its seats and its tickets:
+        // never CONFIRMED without the tickets committed with it.
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let b = booking::load_booking(&tx, id)?;
+            tx.commit()?;
+            Ok(b)
+        })
+        .await
     }
 
     async fn tickets_of(&self, customer: &CustomerId) -> Result<Vec<Ticket>, StoreError> {
@@ -283,14 +292,51 @@ impl Store for SqliteStore {
     async fn unsettled_payments(
         &self,
         before: OffsetDateTime,
+        now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError> {
-        self.read(move |c| booking::unsettled_payments(c, before, limit))
+        self.read(move |c| booking::unsettled_payments(c, before, now, limit))
             .await
+    }
+
+    async fn defer_payment(
+        &self,
+        id: PaymentId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.write(move |tx| booking::defer_payment(tx, id, next_attempt_at, &error))
+            .await
+    }
+
+    async fn payment_backlog(&self) -> Result<PaymentBacklog, StoreError> {
+        self.read(booking::payment_backlog).await
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
         self.read(move |c| booking::load_payment(c, id)).await
+    }
+
+    async fn payment_by_ref(
+        &self,
+        provider_ref: &str,
+        provider_key: Option<&str>,
+    ) -> Result<Option<Payment>, StoreError> {
+        let provider_ref = provider_ref.to_owned();
+        let provider_key = provider_key.map(str::to_owned);
+        self.read(move |c| booking::payment_by_ref(c, &provider_ref, provider_key.as_deref()))
+            .await
+    }
+
+    async fn revoke(
+        &self,
+        payment: PaymentId,
+        why: Revocation,
+        now: OffsetDateTime,
+    ) -> Result<Option<Booking>, StoreError> {
+        self.write(move |tx| booking::revoke(tx, payment, why, now))
+            .await
     }
 
     async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
