@@ -20,13 +20,14 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use boxoffice_domain::booking::{Booking, BookingStatus, NewTicket, Payment, PaymentStatus};
 use boxoffice_domain::event::Event;
-use boxoffice_domain::ids::{BookingId, TicketId};
+use boxoffice_domain::ids::{BookingId, PaymentId, TicketId};
 use boxoffice_domain::payments::{
     Authorization, PaymentError, PaymentProvider, PaymentRequest, PaymentState,
 };
 use boxoffice_domain::ports::{
     Clock, CommitFinish, CommitOutcome, RenderCommit, Settlement, Store, StoreError, StoredResponse,
 };
+use boxoffice_domain::rules::Revocation;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -45,6 +46,8 @@ pub struct BookingConfig {
     /// A payment left unsettled this long is reconciled with the provider. Must exceed
     /// `provider_timeout`, so that requests still waiting are left alone.
     pub reconcile_after: Duration,
+    /// A payment still unsettled this long is reported in the logs as an alert.
+    pub alert_after: Duration,
 }
 
 impl Default for BookingConfig {
@@ -53,9 +56,13 @@ impl Default for BookingConfig {
             hold_ttl: Duration::from_secs(300),
             provider_timeout: Duration::from_secs(10),
             reconcile_after: Duration::from_secs(30),
+            alert_after: Duration::from_secs(15 * 60),
         }
     }
 }
+
+/// The provider reference recorded for a booking that costs nothing: no provider is asked.
+pub const FREE: &str = "free";
 
 /// The booking use cases over a store, a payment provider and the ticket key.
 #[derive(Debug, Clone)]
@@ -65,6 +72,9 @@ pub struct BookingService {
     pub tickets: Arc<TicketSigner>,
     pub clock: Arc<dyn Clock>,
     pub config: BookingConfig,
+    /// Payments being reconciled on this node right now: a webhook and the periodic pass
+    /// never work on the same payment at once.
+    pub in_flight: Arc<std::sync::Mutex<std::collections::HashSet<PaymentId>>>,
 }
 
 /// A seat as bookings show it.
@@ -140,6 +150,10 @@ pub struct BookingResponse {
     pub confirmed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancelled_at: Option<OffsetDateTime>,
+    /// Why the booking ended when its owner did not end it: `payment-capture-failed`,
+    /// `payment-refunded` or `payment-disputed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
 }
 
 impl BookingResponse {
@@ -172,6 +186,7 @@ impl BookingResponse {
             created_at: b.created_at,
             confirmed_at: b.confirmed_at,
             cancelled_at: b.cancelled_at,
+            status_reason: b.status_reason.clone(),
         }
     }
 }
@@ -202,6 +217,10 @@ pub fn commit_renderer(event: Arc<Event>) -> RenderCommit {
                     .with("bookingId", booking.id.to_string())
                     .with("bookingStatus", booking.status.as_str()),
                 ),
+            ),
+            CommitOutcome::Unresolved(b) => (
+                StatusCode::ACCEPTED,
+                serde_json::to_vec(&BookingResponse::new(b, &event, b.created_at)),
             ),
             CommitOutcome::Lapsed(b) => (
                 StatusCode::CONFLICT,
@@ -297,7 +316,14 @@ impl BookingService {
             description: format!("{} ({} tickets)", event.spec.name, booking.seats.len()),
             booking_ref: booking.id.to_string(),
         };
-        let answer = self.with_timeout(self.payments.authorize(&req)).await;
+        // A booking that costs nothing is not a payment: no provider is asked.
+        let answer = if payment.amount_cents == 0 {
+            Ok(Authorization::Approved {
+                provider_ref: FREE.to_owned(),
+            })
+        } else {
+            self.with_timeout(self.payments.authorize(&req)).await
+        };
         let settlement = match answer {
             Ok(Authorization::Approved { provider_ref }) => Settlement::Approved {
                 provider_ref,
@@ -341,96 +367,126 @@ impl BookingService {
             (CommitOutcome::Confirmed(_), Some(r))
                 if finished.payment.status == PaymentStatus::Authorized =>
             {
-                self.capture(&finished.payment, r).await;
+                // A failure is retried by the reconciler.
+                let _ = self.capture(&finished.payment, r).await;
             }
             (CommitOutcome::Lapsed(_), Some(r))
                 if finished.payment.status == PaymentStatus::Authorized =>
             {
-                self.void(&finished.payment, r).await;
+                let _ = self.void(&finished.payment, r).await;
             }
             _ => {}
         }
         Ok(finished.response)
     }
 
-    async fn capture(&self, p: &Payment, provider_ref: &str) {
-        let key = format!("{}_capture", p.idempotency_key);
-        match self
-            .with_timeout(self.payments.capture(provider_ref, &key))
-            .await
-        {
-            Ok(()) => {
-                if let Err(e) = self
-                    .store
-                    .set_payment_status(
-                        p.id,
-                        &[PaymentStatus::Authorized],
-                        PaymentStatus::Captured,
-                        self.clock.now(),
-                    )
-                    .await
-                {
-                    tracing::warn!(payment_id = %p.id, error = %e, "captured, but not recorded yet; the reconciler will");
+    /// Takes the money of a confirmed booking. A refusal the provider means (the
+    /// authorization expired or was declined) revokes the booking: its tickets void, its seats
+    /// back on sale, the booking saying why. Anything else is retried by the reconciler.
+    async fn capture(&self, p: &Payment, provider_ref: &str) -> Result<(), PaymentError> {
+        if provider_ref != FREE {
+            let key = format!("{}_capture", p.idempotency_key);
+            match self
+                .with_timeout(self.payments.capture(provider_ref, &key))
+                .await
+            {
+                Ok(()) => {}
+                Err(PaymentError::Rejected(reason)) => {
+                    tracing::error!(payment_id = %p.id, %reason, "capture refused; revoking the booking");
+                    // Release whatever is still reserved; the booking goes either way.
+                    let _ = self
+                        .with_timeout(
+                            self.payments
+                                .void(provider_ref, &format!("{}_void", p.idempotency_key)),
+                        )
+                        .await;
+                    self.store
+                        .revoke(p.id, Revocation::CaptureFailed, self.clock.now())
+                        .await
+                        .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(payment_id = %p.id, error = %e, "capture failed; the reconciler will retry");
+                    return Err(e);
                 }
             }
-            Err(e) => {
-                tracing::warn!(payment_id = %p.id, error = %e, "capture failed; the reconciler will retry")
-            }
         }
-    }
-
-    async fn void(&self, p: &Payment, provider_ref: &str) {
-        let key = format!("{}_void", p.idempotency_key);
-        match self
-            .with_timeout(self.payments.void(provider_ref, &key))
+        if let Err(e) = self
+            .store
+            .set_payment_status(
+                p.id,
+                &[PaymentStatus::Authorized],
+                PaymentStatus::Captured,
+                self.clock.now(),
+            )
             .await
         {
-            Ok(()) => {
-                let _ = self
-                    .store
-                    .set_payment_status(
-                        p.id,
-                        &[PaymentStatus::Authorized],
-                        PaymentStatus::Voided,
-                        self.clock.now(),
-                    )
-                    .await;
-            }
-            Err(e) => {
-                tracing::warn!(payment_id = %p.id, error = %e, "void failed; the reconciler will retry")
-            }
+            tracing::warn!(payment_id = %p.id, error = %e, "captured, but not recorded yet; the reconciler will");
         }
+        Ok(())
     }
 
-    /// Gives a cancelled booking's money back (or releases it if never captured).
+    async fn void(&self, p: &Payment, provider_ref: &str) -> Result<(), PaymentError> {
+        if provider_ref != FREE {
+            let key = format!("{}_void", p.idempotency_key);
+            if let Err(e) = self
+                .with_timeout(self.payments.void(provider_ref, &key))
+                .await
+            {
+                tracing::warn!(payment_id = %p.id, error = %e, "void failed; the reconciler will retry");
+                return Err(e);
+            }
+        }
+        let _ = self
+            .store
+            .set_payment_status(
+                p.id,
+                &[PaymentStatus::Authorized],
+                PaymentStatus::Voided,
+                self.clock.now(),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Gives a cancelled booking's money back (or releases it if never captured). The payment
+    /// is addressed by the provider's own reference, which is strongly consistent; an answer
+    /// that does not settle it is an error, so the reconciler asks again later.
     pub async fn refund(&self, p: &Payment) -> Result<(), PaymentError> {
-        let Some(provider_ref) = &p.provider_ref else {
-            return Ok(());
-        };
-        let state = self
-            .with_timeout(self.payments.lookup(&p.idempotency_key))
-            .await?;
-        let to = match state {
-            PaymentState::Authorized { .. } => {
-                self.with_timeout(
-                    self.payments
-                        .void(provider_ref, &format!("{}_void", p.idempotency_key)),
-                )
-                .await?;
-                PaymentStatus::Voided
+        let to = match p.provider_ref.as_deref() {
+            None | Some(FREE) => PaymentStatus::Refunded,
+            Some(provider_ref) => {
+                let state = self
+                    .with_timeout(self.payments.retrieve(provider_ref))
+                    .await?;
+                match state {
+                    PaymentState::Authorized { .. } => {
+                        self.with_timeout(
+                            self.payments
+                                .void(provider_ref, &format!("{}_void", p.idempotency_key)),
+                        )
+                        .await?;
+                        PaymentStatus::Voided
+                    }
+                    PaymentState::Captured { .. } => {
+                        self.with_timeout(self.payments.refund(
+                            provider_ref,
+                            p.amount_cents,
+                            &format!("{}_refund", p.idempotency_key),
+                        ))
+                        .await?;
+                        PaymentStatus::Refunded
+                    }
+                    PaymentState::Refunded { .. } => PaymentStatus::Refunded,
+                    PaymentState::Voided { .. } | PaymentState::Declined => PaymentStatus::Voided,
+                    PaymentState::Unknown => {
+                        return Err(PaymentError::Unavailable(
+                            "the provider does not know this payment yet".into(),
+                        ));
+                    }
+                }
             }
-            PaymentState::Captured { .. } => {
-                self.with_timeout(self.payments.refund(
-                    provider_ref,
-                    p.amount_cents,
-                    &format!("{}_refund", p.idempotency_key),
-                ))
-                .await?;
-                PaymentStatus::Refunded
-            }
-            PaymentState::Refunded { .. } => PaymentStatus::Refunded,
-            PaymentState::Voided { .. } => PaymentStatus::Voided,
-            PaymentState::Unknown | PaymentState::Declined => PaymentStatus::Voided,
         };
         if let Err(e) = self
             .store
@@ -454,22 +510,109 @@ impl BookingService {
         }
     }
 
-    /// Settles every payment left unsettled for longer than `reconcile_after` (long enough
-    /// that no live request can still be waiting on it, on this node or another). Returns how
+    /// Settles the payments left unsettled for longer than `reconcile_after` (long enough
+    /// that no live request can still be waiting on them, on this node or another) whose own
+    /// next attempt is due. A payment that cannot be settled yet is deferred with exponential
+    /// back-off, so payments the provider keeps failing on never block the others. Returns how
     /// many it settled.
     pub async fn reconcile(&self) -> Result<u32, StoreError> {
-        let before = self.clock.now() - self.config.reconcile_after;
+        let now = self.clock.now();
+        let before = now - self.config.reconcile_after;
         let mut settled = 0;
-        for p in self.store.unsettled_payments(before, 200).await? {
-            match self.reconcile_one(&p).await {
-                Ok(true) => settled += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(payment_id = %p.id, error = %e, "could not reconcile yet")
-                }
+        for p in self.store.unsettled_payments(before, now, 200).await? {
+            if self.reconcile_payment(&p).await? {
+                settled += 1;
             }
         }
+        self.report_backlog().await?;
         Ok(settled)
+    }
+
+    /// Settles one payment now, unless this node is already working on it (single flight).
+    /// A failure is recorded on the payment with its next attempt time.
+    pub async fn reconcile_payment(&self, p: &Payment) -> Result<bool, StoreError> {
+        let Some(_guard) = InFlight::claim(&self.in_flight, p.id) else {
+            return Ok(false);
+        };
+        match self.reconcile_one(p).await {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.defer(p, "not settled yet").await?;
+                Ok(false)
+            }
+            Err(ReconcileError::Store(e)) => Err(e),
+            Err(ReconcileError::Payment(e)) => {
+                tracing::warn!(payment_id = %p.id, attempts = p.attempts + 1, error = %e, "could not reconcile yet");
+                self.defer(p, &e.to_string()).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn defer(&self, p: &Payment, error: &str) -> Result<(), StoreError> {
+        let next = self.clock.now() + retry_delay(p.attempts, self.config.reconcile_after);
+        self.store.defer_payment(p.id, next, error).await
+    }
+
+    /// Publishes the unsettled backlog and its oldest age in `/metrics`, and alerts in the
+    /// logs when a payment has stayed unsettled too long.
+    pub async fn report_backlog(&self) -> Result<(), StoreError> {
+        let backlog = self.store.payment_backlog().await?;
+        let age = backlog
+            .oldest
+            .map(|t| (self.clock.now() - t).as_seconds_f64().max(0.0))
+            .unwrap_or(0.0);
+        metrics::gauge!("payments_unsettled").set(backlog.unsettled as f64);
+        metrics::gauge!("payments_unsettled_oldest_age_seconds").set(age);
+        if age > self.config.alert_after.as_secs_f64() {
+            tracing::error!(
+                unsettled = backlog.unsettled,
+                oldest_age_seconds = age as u64,
+                "ALERT: a payment has stayed unsettled for too long"
+            );
+        }
+        Ok(())
+    }
+
+    /// Settles the payment the provider names in a webhook (by its reference), and applies a
+    /// refund or dispute made at the provider: the booking is revoked.
+    pub async fn on_provider_event(
+        &self,
+        provider_ref: &str,
+        provider_key: Option<&str>,
+        revocation: Option<Revocation>,
+    ) -> Result<(), StoreError> {
+        let Some(p) = self
+            .store
+            .payment_by_ref(provider_ref, provider_key)
+            .await?
+        else {
+            return Ok(());
+        };
+        // A refund is believed once the provider confirms it by reference.
+        let revocation = match revocation {
+            Some(Revocation::RefundedAtProvider) => match &p.provider_ref {
+                Some(r) => match self.with_timeout(self.payments.retrieve(r)).await {
+                    Ok(PaymentState::Refunded { .. }) => Some(Revocation::RefundedAtProvider),
+                    _ => None,
+                },
+                None => None,
+            },
+            other => other,
+        };
+        if let Some(why) = revocation {
+            if let Some(b) = self.store.revoke(p.id, why, self.clock.now()).await? {
+                tracing::warn!(payment_id = %p.id, booking_id = %b.id, reason = why.reason(), "booking revoked by the payment provider");
+            }
+            return Ok(());
+        }
+        if matches!(
+            p.status,
+            PaymentStatus::Started | PaymentStatus::Authorized | PaymentStatus::RefundPending
+        ) {
+            self.reconcile_payment(&p).await?;
+        }
+        Ok(())
     }
 
     async fn reconcile_one(&self, p: &Payment) -> Result<bool, ReconcileError> {
@@ -478,6 +621,7 @@ impl BookingService {
             .booking(p.booking_id)
             .await?
             .ok_or_else(|| StoreError::Internal(format!("payment {} has no booking", p.id)))?;
+        let now = self.clock.now();
         match p.status {
             PaymentStatus::Started => {
                 let state = self
@@ -487,7 +631,7 @@ impl BookingService {
                     PaymentState::Authorized { provider_ref, .. }
                     | PaymentState::Captured { provider_ref, .. } => Settlement::Approved {
                         provider_ref,
-                        tickets: self.issue_tickets(&booking, self.clock.now()),
+                        tickets: self.issue_tickets(&booking, now),
                     },
                     PaymentState::Declined => Settlement::Declined {
                         reason: "Your card was declined.".into(),
@@ -497,13 +641,21 @@ impl BookingService {
                             reason: "The payment was cancelled.".into(),
                         }
                     }
-                    PaymentState::Unknown if booking.expires_at <= self.clock.now() => {
+                    PaymentState::Unknown if self.never_reached(p, &booking, now) => {
                         Settlement::Failed {
                             reason: "The payment never reached the payment provider.".into(),
                         }
                     }
-                    // Maybe still on its way to the provider, and the hold still runs.
-                    PaymentState::Unknown => return Ok(false),
+                    // Maybe still on its way, or the provider's lookup lags: ask again later.
+                    // Once the hold has run out its seats go back on sale meanwhile.
+                    PaymentState::Unknown => {
+                        if booking.status == BookingStatus::Pending && booking.expires_at <= now {
+                            let event = self.event_of(&booking).await?;
+                            self.settle(&event, &booking, p, Settlement::Unresolved)
+                                .await?;
+                        }
+                        return Ok(false);
+                    }
                 };
                 let event = self.event_of(&booking).await?;
                 self.settle(&event, &booking, p, settlement).await?;
@@ -515,9 +667,9 @@ impl BookingService {
                     return Ok(false);
                 };
                 if booking.status == BookingStatus::Confirmed {
-                    self.capture(p, r).await;
+                    self.capture(p, r).await?;
                 } else {
-                    self.void(p, r).await;
+                    self.void(p, r).await?;
                 }
                 Ok(true)
             }
@@ -525,8 +677,16 @@ impl BookingService {
                 self.refund(p).await?;
                 Ok(true)
             }
-            _ => Ok(false),
+            _ => Ok(true),
         }
+    }
+
+    /// Whether an attempt the provider does not know can be taken as never made: its hold
+    /// ran out (so no request of ours can still be on its way) and it is older than the time
+    /// the provider's lookup may lag behind (zero for the sandbox, about a minute for
+    /// Stripe's Search API).
+    fn never_reached(&self, p: &Payment, booking: &Booking, now: OffsetDateTime) -> bool {
+        booking.expires_at <= now && now - p.updated_at >= self.payments.lookup_lag()
     }
 
     async fn event_of(&self, booking: &Booking) -> Result<Arc<Event>, StoreError> {
@@ -535,6 +695,40 @@ impl BookingService {
             .await?
             .map(Arc::new)
             .ok_or_else(|| StoreError::Internal(format!("booking {} has no event", booking.id)))
+    }
+}
+
+/// How long to wait before the next attempt to settle a payment that failed `attempts` times:
+/// doubling from `base`, capped at an hour, with a little jitter so nodes do not retry in step.
+pub fn retry_delay(attempts: u32, base: Duration) -> Duration {
+    let base = base.max(Duration::from_secs(1));
+    let exp = base.saturating_mul(1u32 << attempts.min(12));
+    let capped = exp.min(Duration::from_secs(3600));
+    let jitter = capped.mul_f64(rand::RngExt::random::<f64>(&mut rand::rng()) * 0.1);
+    capped + jitter
+}
+
+/// A payment this node is settling; removed from the set when dropped.
+struct InFlight<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<PaymentId>>,
+    id: PaymentId,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(
+        set: &'a std::sync::Mutex<std::collections::HashSet<PaymentId>>,
+        id: PaymentId,
+    ) -> Option<Self> {
+        let mut s = set.lock().ok()?;
+        s.insert(id).then_some(InFlight { set, id })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.id);
+        }
     }
 }
 

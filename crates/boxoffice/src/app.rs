@@ -192,7 +192,9 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
             hold_ttl: serve.hold_ttl,
             provider_timeout: serve.payments.provider_timeout,
             reconcile_after: serve.reconcile_after,
+            alert_after: serve.payment_alert_after,
         },
+        in_flight: Default::default(),
     };
     Ok(AppState::new(
         Arc::new(Authenticator::new(&auth)),

@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// it. Must exceed --provider-timeout.
     #[arg(long, env = "BOXOFFICE_RECONCILE_AFTER", default_value = "30s", value_parser = parse_duration)]
     pub reconcile_after: Duration,
+    /// A payment still unsettled after this long is reported as an alert in the logs (and its
+    /// age is in /metrics as payments_unsettled_oldest_age_seconds).
+    #[arg(long, env = "BOXOFFICE_PAYMENT_ALERT_AFTER", default_value = "15m", value_parser = parse_duration)]
+    pub payment_alert_after: Duration,
     /// Threads that run searches (default: one per core).
     #[arg(long, env = "BOXOFFICE_SEARCH_THREADS")]
     pub search_threads: Option<usize>,

@@ -575,7 +575,7 @@ pub async fn update_booking(
     responses(
         (status = 200, description = "Released or cancelled", body = BookingResponse),
         (status = 404, description = "No such booking (or not yours)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Payment in progress, or outside the refund window", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Payment in progress, outside the refund window, or a ticket already used at the door", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -593,9 +593,13 @@ pub async fn delete_booking(
                 .event(b.event_id)
                 .await?
                 .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
-            let window = time::Duration::hours(i64::from(event.spec.policies.refund_window_hours));
             let confirmed = b.confirmed_at.unwrap_or(b.created_at);
-            if now >= confirmed + window || now >= event.spec.starts_at {
+            if !boxoffice_domain::rules::refund_window_open(
+                confirmed,
+                event.spec.policies.refund_window_hours,
+                event.spec.starts_at,
+                now,
+            ) {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,
                     "refund-window-closed",
@@ -638,6 +642,12 @@ pub async fn delete_booking(
             "The booking changed meanwhile",
         )
         .with("bookingStatus", s.as_str())
+        .into()),
+        Err(ReleaseError::TicketUsed) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ticket-used",
+            "A ticket of this booking has been used at the door; it cannot be refunded",
+        )
         .into()),
         Err(ReleaseError::Store(e)) => Err(e.into()),
     }

@@ -1,6 +1,8 @@
-//! Webhooks from the payment provider. A verified delivery about a payment wakes the
-//! reconciler, which asks the provider for the facts by key and settles whatever it concerns;
-//! the delivery itself is trusted only to say "look now", never for the outcome.
+//! Webhooks from the payment provider. A verified delivery about one of our payments settles
+//! that payment alone (single-flight with the periodic reconciler), asking the provider for
+//! the facts by its reference: a delivery is trusted to say "look now", not for the outcome.
+//! The exception is a dispute, which only the (signature-verified) event reports: the
+//! booking behind it is revoked.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use boxoffice_domain::rules::Revocation;
+use boxoffice_payments::webhook::PaymentEvent;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -67,11 +72,23 @@ pub async fn stripe_webhook(
         )
     })?;
     tracing::info!(event_id = %event.id, event_type = %event.event_type, "stripe webhook");
-    if event.event_type.starts_with("payment_intent.") || event.event_type.starts_with("charge.") {
+    // Only the payment the event names is looked at, in the background (Stripe wants a quick
+    // answer); the reconciler's single-flight keeps a webhook and the periodic pass apart.
+    if let Some(payment_event) = event.payment_event() {
+        let revocation = match &payment_event {
+            PaymentEvent::Refunded { .. } => Some(Revocation::RefundedAtProvider),
+            PaymentEvent::Disputed { .. } => Some(Revocation::Disputed),
+            _ => None,
+        };
+        let provider_ref = payment_event.provider_ref().to_owned();
+        let provider_key = event.idempotency_key().map(str::to_owned);
         let booking = state.booking.clone();
         tokio::spawn(async move {
-            if let Err(e) = booking.reconcile().await {
-                tracing::warn!(error = %e, "reconciliation after a webhook failed");
+            if let Err(e) = booking
+                .on_provider_event(&provider_ref, provider_key.as_deref(), revocation)
+                .await
+            {
+                tracing::warn!(error = %e, "handling a payment webhook failed; the reconciler will catch up");
             }
         });
     }

@@ -453,6 +453,7 @@ async fn delete_releases_holds_and_refunds_within_the_window(backend: Backend) {
         .store
         .unsettled_payments(
             time::OffsetDateTime::now_utc() + time::Duration::days(1),
+            time::OffsetDateTime::now_utc() + time::Duration::days(1),
             10,
         )
         .await
@@ -593,7 +594,7 @@ async fn check_in_at_the_door(backend: Backend) {
         scan(second, &scanner, Some(&other)).await.1["code"],
         "wrong-event"
     );
-    // Cancelled bookings' tickets are void at the door.
+    // A booking with a ticket used at the door is not refunded.
     let res = app
         .http
         .delete(app.url(&format!("/v1/booking/{booking}")))
@@ -601,8 +602,28 @@ async fn check_in_at_the_door(backend: Backend) {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.status(), 409);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "ticket-used");
+    // Cancelled bookings' tickets are void at the door.
+    let unused = hold(&app, &alice, &event, &["1-G-5"]).await;
+    let (_, unused_paid, _) = commit(
+        &app,
+        &alice,
+        "k2",
+        &json!({"bookingId": unused, "paymentMethod": "pm_card_visa"}),
+    )
+    .await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/booking/{unused}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(scan(second, &scanner, None).await.1["code"], "ticket-void");
+    let void = unused_paid["tickets"][0]["token"].as_str().unwrap();
+    assert_eq!(scan(void, &scanner, None).await.1["code"], "ticket-void");
 }
 
 async fn unknown_payment_outcomes_are_reconciled(backend: Backend) {

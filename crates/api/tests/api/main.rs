@@ -5,5 +5,6 @@ mod common;
 mod auth;
 mod booking;
 mod events;
+mod payments;
 mod problems;
 mod search;

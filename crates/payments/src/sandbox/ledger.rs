@@ -99,7 +99,8 @@ pub(crate) struct Record {
     pub booking_ref: String,
     pub status: Status,
     pub decline_reason: Option<String>,
-    /// How many more capture attempts fail before one succeeds (`pm_card_captureFails`).
+    /// How many more capture attempts fail before one succeeds (`pm_card_captureFails`);
+    /// negative: every capture is refused (`pm_card_captureRefused`).
     pub capture_failures_left: i64,
 }
 
@@ -206,6 +207,10 @@ pub(crate) fn decide(op: Op, rec: &Record) -> Decision {
     match (op, rec.status) {
         (_, Status::Declined) => Decision::reject(format!("payment {id} was declined")),
 
+        // `pm_card_captureRefused`: the authorization lapses before anyone captures it.
+        (Op::Capture, Status::Authorized) if rec.capture_failures_left < 0 => Decision::reject(
+            format!("the authorization of payment {id} has expired and cannot be captured"),
+        ),
         (Op::Capture, Status::Authorized) if rec.capture_failures_left > 0 => Decision {
             change: Some(Change {
                 status: Status::Authorized,

@@ -8,6 +8,7 @@
 //! | `pm_card_timeout` | records the authorization, then hangs for [`SandboxOptions::hang`] before answering `Approved` |
 //! | `pm_card_lostResponse` | records the authorization, then fails with `Unavailable`: it charges and loses the answer |
 //! | `pm_card_captureFails` | `Approved`; the first capture fails with `Unavailable`, later ones succeed |
+//! | `pm_card_captureRefused` | `Approved`; every capture is `Rejected`: the authorization lapsed |
 //! | anything else | `Declined` — "Unsupported payment method." |
 //!
 //! Like a real PSP the sandbox answers by idempotency key: authorizing again with a key it has
@@ -131,6 +132,7 @@ enum TestCard {
     Timeout,
     LostResponse,
     CaptureFails,
+    CaptureRefused,
     Unsupported,
 }
 
@@ -144,6 +146,7 @@ impl TestCard {
             "pm_card_timeout" => TestCard::Timeout,
             "pm_card_lostResponse" => TestCard::LostResponse,
             "pm_card_captureFails" => TestCard::CaptureFails,
+            "pm_card_captureRefused" => TestCard::CaptureRefused,
             _ => TestCard::Unsupported,
         }
     }
@@ -158,13 +161,15 @@ impl TestCard {
             | TestCard::Mastercard
             | TestCard::Timeout
             | TestCard::LostResponse
-            | TestCard::CaptureFails => None,
+            | TestCard::CaptureFails
+            | TestCard::CaptureRefused => None,
         }
     }
 
     fn capture_failures(self) -> i64 {
         match self {
             TestCard::CaptureFails => 1,
+            TestCard::CaptureRefused => -1,
             _ => 0,
         }
     }

@@ -121,7 +121,9 @@ impl TestApp {
                 hold_ttl: Duration::from_secs(300),
                 provider_timeout: Duration::from_millis(500),
                 reconcile_after: Duration::from_secs(30),
+                ..BookingConfig::default()
             },
+            in_flight: Default::default(),
         };
         let state = AppState::new(
             Arc::new(Authenticator::new(&auth)),
