@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::booking::{Booking, BookingStatus, PaymentStatus, TicketStatus};
 use crate::ids::CustomerId;
-use crate::ports::{CommitError, CommitOutcome, ReleaseError, StoredResponse};
+use crate::ports::{CommitError, CommitOutcome, ReleaseError, Settlement, StoredResponse};
 use crate::seat::SeatState;
 
 /// The time a rule runs at: the later of the caller's time and the clock read inside the
@@ -192,6 +192,17 @@ pub fn settled_outcome(payment: PaymentStatus, booking: Booking) -> CommitOutcom
         PaymentStatus::Started => CommitOutcome::Unresolved(booking),
         _ if booking.status == BookingStatus::Confirmed => CommitOutcome::Confirmed(booking),
         _ => CommitOutcome::Lapsed(booking),
+    }
+}
+
+/// The outcome of a settlement that did not pay, with the booking as it now stands.
+pub fn unpaid_outcome(settlement: &Settlement, booking: Booking) -> CommitOutcome {
+    match settlement {
+        Settlement::Declined { reason } | Settlement::Failed { reason } => CommitOutcome::NotPaid {
+            booking,
+            reason: reason.clone(),
+        },
+        Settlement::Approved { .. } | Settlement::Unresolved => CommitOutcome::Unresolved(booking),
     }
 }
 

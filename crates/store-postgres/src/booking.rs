@@ -1110,16 +1110,7 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
                 }
                 _ => {}
             }
-            let booking = must_load(c, booking.id).await?;
-            match settlement {
-                Settlement::Declined { reason } | Settlement::Failed { reason } => {
-                    CommitOutcome::NotPaid {
-                        booking,
-                        reason: reason.clone(),
-                    }
-                }
-                _ => CommitOutcome::Unresolved(booking),
-            }
+            rules::unpaid_outcome(settlement, must_load(c, booking.id).await?)
         }
     };
     let response = match stored {

@@ -819,16 +819,7 @@ pub fn finish_commit(tx: &Transaction<'_>, fin: &CommitFinish) -> Result<Finishe
                 SettleAction::Expire => end_booking(tx, &booking, BookingStatus::Expired, at)?,
                 _ => {}
             }
-            let booking = must_load(tx, booking.id)?;
-            match settlement {
-                Settlement::Declined { reason } | Settlement::Failed { reason } => {
-                    CommitOutcome::NotPaid {
-                        booking,
-                        reason: reason.clone(),
-                    }
-                }
-                _ => CommitOutcome::Unresolved(booking),
-            }
+            rules::unpaid_outcome(settlement, must_load(tx, booking.id)?)
         }
     };
     let response = match stored {
