@@ -140,7 +140,7 @@ impl Ledger {
         let Ok(amount) = amount.parse::<i64>() else {
             return invalid("parameter_invalid_integer", "Invalid integer: amount");
         };
-        if amount < 50 || amount > 99_999_999 {
+        if !(50..=99_999_999).contains(&amount) {
             return invalid(
                 "amount_too_small",
                 "Amount must be at least $0.50 usd and at most 99999999.",
