@@ -1,11 +1,16 @@
 //! Bearer-token authentication.
 //!
 //! Tokens are JWTs. `sub` is the customer id, `roles` a list of `customer`, `organizer`,
-//! `scanner`, `admin`, and `exp` is required. Two kinds of key are supported, and may be
-//! configured together:
+//! `scanner`, `admin`, and `exp` is required; `nbf`, when present, is checked with the same
+//! leeway as `exp`. An optional `events` claim (a list of event ids) limits a scanner to the
+//! doors of those events. Two kinds of key are supported:
 //! - an HS256 shared secret (the embedded default, and what `boxoffice token` signs with);
 //! - a JWKS URL of a real identity provider (RS256/RS384/RS512, PS*, ES256/ES384, EdDSA),
 //!   fetched and cached, re-fetched when a token names a key id not seen yet.
+//!
+//! With a JWKS configured the identity provider is the only issuer: the HS256 secret would
+//! otherwise let whoever holds it mint any role, so it is ignored unless
+//! [`AuthConfig::allow_hs256_with_jwks`] says otherwise.
 //!
 //! The algorithm a token may use is decided by *our* key, never by the token: an HS256 token
 //! is checked only against the shared secret and an asymmetric one only against the JWKS key
@@ -19,7 +24,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use boxoffice_domain::ids::CustomerId;
+use boxoffice_domain::ids::{CustomerId, EventId};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -87,6 +92,9 @@ impl Role {
 pub struct Principal {
     pub sub: CustomerId,
     pub roles: Vec<Role>,
+    /// The token's `events` claim: when present, the only events this caller may act on at
+    /// the door (check-in). `None` means no such limit.
+    pub events: Option<Vec<EventId>>,
 }
 
 impl Principal {
@@ -96,6 +104,11 @@ impl Principal {
 
     pub fn is_admin(&self) -> bool {
         self.has(Role::Admin)
+    }
+
+    /// Whether the token's `events` claim (if any) covers `event`.
+    pub fn may_act_on(&self, event: EventId) -> bool {
+        self.events.as_ref().is_none_or(|ids| ids.contains(&event))
     }
 
     /// 403 unless the caller has one of `roles` (admins always pass).
@@ -127,6 +140,9 @@ struct Claims {
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<serde_json::Value>,
+    /// Event ids a scanner is limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<String>>,
 }
 
 /// How tokens are checked.
@@ -229,7 +245,13 @@ impl Authenticator {
             .collect();
         roles.sort_by_key(|r| *r as u8);
         roles.dedup();
-        Ok(Principal { sub, roles })
+        // Ids that do not parse match no event, so a malformed entry only narrows the limit.
+        let events = data.claims.events.map(|ids| {
+            ids.iter()
+                .filter_map(|raw| raw.parse::<EventId>().ok())
+                .collect()
+        });
+        Ok(Principal { sub, roles, events })
     }
 }
 
@@ -384,6 +406,7 @@ pub fn mint_hs256(
         iat: Some(now),
         iss: None,
         aud: None,
+        events: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

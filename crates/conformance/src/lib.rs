@@ -63,6 +63,7 @@ macro_rules! store_suite {
             approval_after_release_is_lapsed_when_seats_are_gone,
             release_and_cancel,
             details_and_check_in,
+            check_in_is_bound_to_its_event,
         );
         $crate::store_suite!(@feed_tests $factory;
             feed_reports_each_created_event_once,

@@ -210,8 +210,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A payment by id.
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
 
-    /// Marks a ticket as scanned at the door, if it is valid.
-    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError>;
+    /// Marks a ticket as scanned at the door of `event`, if it is valid and for that event. A
+    /// ticket of another event is refused and left as it is.
+    async fn check_in(
+        &self,
+        id: TicketId,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<CheckIn, StoreError>;
 
     /// Checks the booking invariants over the whole database.
     async fn verify(&self, now: OffsetDateTime) -> Result<Vec<Finding>, StoreError>;
@@ -351,6 +357,8 @@ pub enum CheckIn {
     Admitted(Ticket),
     AlreadyUsed(Ticket),
     Void(Ticket),
+    /// A ticket of another event than the door's; nothing changed.
+    WrongEvent(Ticket),
     Unknown,
 }
 

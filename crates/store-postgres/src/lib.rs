@@ -340,9 +340,14 @@ impl Store for PgStore {
         booking::load_payment(&c, id).await
     }
 
-    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
+    async fn check_in(
+        &self,
+        id: TicketId,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<CheckIn, StoreError> {
         let c = self.client().await?;
-        booking::check_in(&c, id, now).await
+        booking::check_in(&c, id, event, now).await
     }
 
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {

@@ -293,8 +293,14 @@ impl Store for SqliteStore {
         self.read(move |c| booking::load_payment(c, id)).await
     }
 
-    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
-        self.write(move |tx| booking::check_in(tx, id, now)).await
+    async fn check_in(
+        &self,
+        id: TicketId,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<CheckIn, StoreError> {
+        self.write(move |tx| booking::check_in(tx, id, event, now))
+            .await
     }
 
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {
