@@ -71,6 +71,8 @@ macro_rules! store_suite {
             feed_pages_through_the_whole_catalog,
             feed_cursor_of_another_database_is_not_used,
             feed_wait_wakes_on_a_change,
+            feed_prunes_what_every_reader_applied,
+            feed_forgets_silent_readers,
         );
     };
     (@booking $factory:path; $($name:ident),* $(,)?) => {
