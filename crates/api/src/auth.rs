@@ -152,6 +152,16 @@ pub struct AuthConfig {
     pub jwks_url: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Accept HS256 tokens even though a JWKS is configured. Off by default: with an identity
+    /// provider, the shared secret must not be a second way to mint any role.
+    pub allow_hs256_with_jwks: bool,
+}
+
+impl AuthConfig {
+    /// Whether HS256 tokens signed with the shared secret are accepted under this config.
+    pub fn accepts_hs256(&self) -> bool {
+        self.hs256_secret.is_some() && (self.jwks_url.is_none() || self.allow_hs256_with_jwks)
+    }
 }
 
 /// Why a token was refused. Shown to clients only as a generic 401.
@@ -161,6 +171,8 @@ pub enum AuthError {
     Missing,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
     #[error("the token is not valid")]
     Invalid,
 }
@@ -193,6 +205,7 @@ impl Authenticator {
             hs256: config
                 .hs256_secret
                 .as_ref()
+                .filter(|_| config.accepts_hs256())
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             jwks: config.jwks_url.clone().map(JwksCache::new),
             issuer: config.issuer.clone(),
@@ -224,6 +237,8 @@ impl Authenticator {
         v.leeway = LEEWAY_SECS;
         v.set_required_spec_claims(&["exp", "sub"]);
         v.validate_exp = true;
+        // Checked when present, with the same leeway as `exp`.
+        v.validate_nbf = true;
         match &self.issuer {
             Some(iss) => v.set_issuer(&[iss]),
             None => v.iss = None,
@@ -234,6 +249,7 @@ impl Authenticator {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             _ => AuthError::Invalid,
         })?;
         let sub = CustomerId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)?;

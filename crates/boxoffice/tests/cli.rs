@@ -261,3 +261,127 @@ async fn embedded_search_rebuilds_for_a_seeded_catalog_and_survives_a_restart() 
     let server = Server::start(dir.path(), &[]);
     search_until_found(&server.base, &query, &id, Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn postgres_nodes_must_share_one_ticket_key() {
+    let db = TestDatabase::create().await;
+    let secret = "a-shared-secret-for-all-nodes";
+    let env = [
+        ("BOXOFFICE_DATABASE_URL", db.url.as_str()),
+        ("BOXOFFICE_JWT_SECRET", secret),
+    ];
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+
+    // No key configured on PostgreSQL: refused, with what to do about it.
+    let refused = common::serve_refused(
+        dirs[0].path(),
+        &[env[0], env[1], ("BOXOFFICE_TICKET_KEY_FILE", "")],
+    );
+    assert!(refused.contains("--ticket-key-file"), "{refused}");
+    assert!(!refused.contains(secret), "no secret in errors");
+    assert!(
+        !dirs[0].path().join("ticket-signing-key.pem").exists(),
+        "no node-local key is generated on PostgreSQL"
+    );
+
+    // The first node registers its key; a second with the same key joins.
+    let a = Server::start(
+        dirs[1].path(),
+        &[
+            env[0],
+            env[1],
+            ("BOXOFFICE_TICKET_KEY_FILE", common::TICKET_KEY),
+        ],
+    );
+    let b = Server::start(
+        dirs[2].path(),
+        &[
+            env[0],
+            env[1],
+            ("BOXOFFICE_TICKET_KEY_FILE", common::TICKET_KEY),
+        ],
+    );
+    let keys = |base: String| async move {
+        reqwest::get(format!("{base}/.well-known/ticket-keys.json"))
+            .await
+            .expect("keys")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    assert_eq!(keys(a.base.clone()).await, keys(b.base.clone()).await);
+
+    // A node with another key would issue tickets the others reject: it refuses to start.
+    let refused = common::serve_refused(
+        dirs[3].path(),
+        &[
+            env[0],
+            env[1],
+            ("BOXOFFICE_TICKET_KEY_FILE", common::OTHER_TICKET_KEY),
+        ],
+    );
+    assert!(
+        refused.contains("not this cluster's ticket key"),
+        "{refused}"
+    );
+    // The running nodes are unaffected.
+    let res = reqwest::get(format!("{}/healthz", a.base))
+        .await
+        .expect("healthz");
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn hs256_is_off_beside_an_identity_provider_unless_allowed() {
+    // Nothing listens there: HS256 tokens are judged before any key is fetched.
+    let jwks = "http://127.0.0.1:9/.well-known/jwks.json";
+    let secret = "a-secret-that-could-mint-any-role";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let base = [
+        ("BOXOFFICE_DATA_DIR", data),
+        ("BOXOFFICE_JWT_SECRET", secret),
+    ];
+
+    // `boxoffice token` says such a token would not be accepted, instead of printing one.
+    let out = common::boxoffice(
+        &["token", "--sub", "org-1", "--role", "organizer"],
+        &[base[0], base[1], ("BOXOFFICE_JWKS_URL", jwks)],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-hs256-with-jwks"), "{err}");
+    assert!(out.stdout.is_empty());
+    let allowed = [
+        base[0],
+        base[1],
+        ("BOXOFFICE_JWKS_URL", jwks),
+        ("BOXOFFICE_ALLOW_HS256_WITH_JWKS", "true"),
+    ];
+    let org = token(dir.path(), &allowed, "org-1", &["organizer"]);
+
+    let create = |base: String, token: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(token)
+            .json(&event_body())
+            .send()
+            .await
+            .expect("create")
+            .status()
+    };
+    let server = Server::start(dir.path(), &[base[1], ("BOXOFFICE_JWKS_URL", jwks)]);
+    assert_eq!(create(server.base.clone(), org.clone()).await, 401);
+    drop(server);
+    let server = Server::start(
+        dir.path(),
+        &[
+            base[1],
+            ("BOXOFFICE_JWKS_URL", jwks),
+            ("BOXOFFICE_ALLOW_HS256_WITH_JWKS", "true"),
+        ],
+    );
+    assert_eq!(create(server.base.clone(), org).await, 201);
+}
