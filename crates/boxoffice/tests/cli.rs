@@ -385,3 +385,72 @@ async fn hs256_is_off_beside_an_identity_provider_unless_allowed() {
     );
     assert_eq!(create(server.base.clone(), org).await, 201);
 }
+
+#[tokio::test]
+async fn the_outbox_is_pruned_behind_the_nodes_and_a_new_node_still_finds_everything() {
+    let db = TestDatabase::create().await;
+    let env = [
+        ("BOXOFFICE_DATABASE_URL", db.url.as_str()),
+        ("BOXOFFICE_JWT_SECRET", "a-shared-secret-for-all-nodes"),
+        ("BOXOFFICE_OUTBOX_PRUNE_INTERVAL", "200ms"),
+        ("BOXOFFICE_OUTBOX_MIN_AGE", "0s"),
+    ];
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = Server::start(dir_a.path(), &env);
+    let org = token(dir_a.path(), &env, "org-1", &["organizer"]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create_and_check(&a.base, &org).await);
+    }
+    for id in &ids {
+        search_until_found(&a.base, "q=eras", id, Duration::from_secs(5)).await;
+    }
+    // The node records how far its index has come; rows behind it are pruned.
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let node_id = std::fs::read_to_string(dir_a.path().join("node-id")).expect("node id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", a.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let pruned: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("outbox_pruned_rows_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if pruned > 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing pruned: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let readers: Vec<String> = client
+        .query("SELECT reader_id FROM feed_readers", &[])
+        .await
+        .expect("readers")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(readers, vec![node_id.trim().to_owned()]);
+    // A node that arrives after the pruning builds its index from the tables: all is there.
+    let b = Server::start(dir_b.path(), &env);
+    for id in &ids {
+        search_until_found(&b.base, "q=eras", id, Duration::from_secs(10)).await;
+    }
+    // And the first node keeps following the feed.
+    let late = create_and_check(&a.base, &org).await;
+    search_until_found(&a.base, "q=eras", &late, Duration::from_secs(2)).await;
+    search_until_found(&b.base, "q=eras", &late, Duration::from_secs(2)).await;
+}

@@ -714,7 +714,7 @@ fn wrong_event(ticket_event: EventId) -> ApiError {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(scanner = %who.sub, event = %body.event_id))]
+#[tracing::instrument(skip_all, fields(scanner = %who.sub))]
 pub async fn check_in(
     State(state): State<AppState>,
     Scanner(who): Scanner,
