@@ -3,5 +3,6 @@
 pub mod booking;
 pub mod events;
 pub mod ops;
+pub mod resale;
 pub mod search;
 pub mod webhooks;
