@@ -220,6 +220,10 @@ on_every_backend!(
     parallel_requests_cannot_beat_the_ticket_limit,
     duplicate_commits_with_one_key_charge_once,
     sigkill_mid_commit_is_repaired_on_restart,
+    two_hundred_buyers_for_twenty_listings,
+    the_seller_withdraws_while_buyers_commit,
+    a_listed_ticket_at_the_door_while_it_sells,
+    a_refund_races_a_listing,
 );
 
 /// Buyers who each want one specific seat: read the map, pick a random open seat, try to
@@ -577,4 +581,270 @@ async fn verify_reports_broken_invariants() {
     ] {
         assert!(report.contains(rule), "{rule} missing from:\n{report}");
     }
+}
+
+// ---- resale -----------------------------------------------------------------------------
+
+/// A small seated event and `n` sellers who each bought one seat and listed it: (event id,
+/// [(seller token, ticket id, ticket token, listing id)]).
+async fn listed_tickets(
+    cluster: &Cluster,
+    n: usize,
+) -> (String, Vec<(String, String, String, String)>) {
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 5, "seatsPerRow": 20, "priceCents": 10000}]),
+            4,
+        )
+        .await;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let token = cluster.token(&format!("seller-{i}"), &[Role::Customer]);
+        let seat = format!("1-{}-{}", (b'A' + (i / 20) as u8) as char, i % 20 + 1);
+        let (status, b) = cluster
+            .post(
+                0,
+                "/v1/attempt",
+                &token,
+                &json!({"eventId": event, "seatIds": [seat]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{b}");
+        let (status, paid) = cluster
+            .commit(0, &token, "buy", b["bookingId"].as_str().unwrap())
+            .await;
+        assert_eq!(status, 200, "{paid}");
+        let ticket = paid["tickets"][0]["ticketId"].as_str().unwrap().to_owned();
+        let ticket_token = paid["tickets"][0]["token"].as_str().unwrap().to_owned();
+        let (status, l) = cluster
+            .post(
+                0,
+                "/v1/postTicket",
+                &token,
+                &json!({"originalTicketId": ticket, "resalePriceCents": 10000}),
+            )
+            .await;
+        assert_eq!(status, 201, "{l}");
+        out.push((
+            token,
+            ticket,
+            ticket_token,
+            l["listingId"].as_str().unwrap().to_owned(),
+        ));
+    }
+    (event, out)
+}
+
+async fn listings_on_offer(cluster: &Cluster, event: &str) -> Vec<String> {
+    let (_, l) = cluster
+        .send(
+            cluster
+                .http
+                .get(cluster.node(0).url(&format!("/v1/events/{event}/listings"))),
+        )
+        .await;
+    l["listings"]
+        .as_array()
+        .expect("listings")
+        .iter()
+        .map(|l| l["listingId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// 200 buyers race for 20 listings through hold and commit: each is sold exactly once.
+async fn two_hundred_buyers_for_twenty_listings(backend: Backend) {
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
+    let (event, listed) = listed_tickets(&cluster, 20).await;
+    let bought = Arc::new(AtomicUsize::new(0));
+    futures_util::stream::iter(0..200usize)
+        .for_each_concurrent(100, |i| {
+            let (cluster, event, bought) = (cluster.clone(), event.clone(), bought.clone());
+            async move {
+                let token = cluster.token(&format!("fan-{i}"), &[Role::Customer]);
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while bought.load(Ordering::SeqCst) < 20 {
+                    assert!(Instant::now() < deadline, "fan {i} never finished");
+                    let offer = listings_on_offer(&cluster, &event).await;
+                    let Some(pick) = offer.get(i % offer.len().max(1)) else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let (status, b) = cluster
+                        .post(
+                            i,
+                            "/v1/attempt",
+                            &token,
+                            &json!({"eventId": event, "listingIds": [pick]}),
+                        )
+                        .await;
+                    if status == 409 {
+                        continue;
+                    }
+                    assert_eq!(status, 201, "{b}");
+                    let (status, paid) = cluster
+                        .commit(
+                            i,
+                            &token,
+                            &format!("k-{pick}"),
+                            b["bookingId"].as_str().unwrap(),
+                        )
+                        .await;
+                    assert_eq!(status, 200, "{paid}");
+                    bought.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+        })
+        .await;
+    assert_eq!(bought.load(Ordering::SeqCst), 20);
+    assert!(listings_on_offer(&cluster, &event).await.is_empty());
+    for (seller, _, _, listing) in &listed {
+        let (_, mine) = cluster
+            .send(
+                cluster
+                    .http
+                    .get(cluster.node(0).url("/v1/listings"))
+                    .bearer_auth(seller),
+            )
+            .await;
+        assert_eq!(mine["listings"][0]["listingId"], listing.as_str());
+        assert_eq!(mine["listings"][0]["status"], "SOLD");
+    }
+    cluster.verify();
+}
+
+/// The seller withdraws every listing while buyers race to buy them: each listing ends
+/// either SOLD to one buyer or WITHDRAWN with the seller's ticket valid — never both.
+async fn the_seller_withdraws_while_buyers_commit(backend: Backend) {
+    let cluster = Arc::new(Cluster::start(backend, 1, &[]).await);
+    let (event, listed) = listed_tickets(&cluster, 10).await;
+    let bought = Arc::new(AtomicUsize::new(0));
+    let buyers = futures_util::stream::iter(0..40usize).for_each_concurrent(40, |i| {
+        let (cluster, event, bought) = (cluster.clone(), event.clone(), bought.clone());
+        let listing = listed[i % listed.len()].3.clone();
+        async move {
+            let token = cluster.token(&format!("fan-{i}"), &[Role::Customer]);
+            let (status, b) = cluster
+                .post(
+                    0,
+                    "/v1/attempt",
+                    &token,
+                    &json!({"eventId": event, "listingId": listing}),
+                )
+                .await;
+            if status == 201 {
+                let (status, paid) = cluster
+                    .commit(0, &token, "k", b["bookingId"].as_str().unwrap())
+                    .await;
+                if status == 200 {
+                    assert_eq!(paid["status"], "CONFIRMED");
+                    bought.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let withdrawn = Arc::new(AtomicUsize::new(0));
+    let seller = futures_util::stream::iter(listed.clone()).for_each_concurrent(
+        10,
+        |(token, _, _, listing)| {
+            let (cluster, withdrawn) = (cluster.clone(), withdrawn.clone());
+            async move {
+                let url = cluster.node(0).url(&format!("/v1/listings/{listing}"));
+                // A RESERVED listing cannot be withdrawn; keep trying until it is ours or sold.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let (status, l) = cluster
+                        .send(cluster.http.delete(&url).bearer_auth(&token))
+                        .await;
+                    match (status, l["listingStatus"].as_str()) {
+                        (200, _) => {
+                            withdrawn.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        (409, Some("SOLD")) => return,
+                        (409, _) => {}
+                        other => panic!("unexpected {other:?}: {l}"),
+                    }
+                    assert!(Instant::now() < deadline, "listing {listing} never settled");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        },
+    );
+    tokio::join!(buyers, seller);
+    assert_eq!(
+        bought.load(Ordering::SeqCst) + withdrawn.load(Ordering::SeqCst),
+        listed.len(),
+        "every listing sold once or came back to its seller"
+    );
+    cluster.verify();
+}
+
+/// A listed ticket scanned at the door at the moment a buyer pays for it: exactly one wins.
+async fn a_listed_ticket_at_the_door_while_it_sells(backend: Backend) {
+    let cluster = Arc::new(Cluster::start(backend, 1, &[]).await);
+    let (event, listed) = listed_tickets(&cluster, 10).await;
+    let scanner = cluster.token("door", &[Role::Scanner]);
+    for (i, (_, _, ticket_token, listing)) in listed.iter().enumerate() {
+        let buyer = cluster.token(&format!("fan-{i}"), &[Role::Customer]);
+        let (status, b) = cluster
+            .post(
+                0,
+                "/v1/attempt",
+                &buyer,
+                &json!({"eventId": event, "listingId": listing}),
+            )
+            .await;
+        assert_eq!(status, 201, "{b}");
+        let booking = b["bookingId"].as_str().unwrap().to_owned();
+        let body = json!({"token": ticket_token, "eventId": event});
+        let ((scan, scanned), (paid, confirmed)) = tokio::join!(
+            cluster.post(0, "/v1/checkin", &scanner, &body),
+            cluster.commit(0, &buyer, "k", &booking),
+        );
+        let admitted = scan == 200;
+        let sold = paid == 200 && confirmed["status"] == "CONFIRMED";
+        assert!(
+            admitted != sold,
+            "exactly one must win: scan {scan} {scanned}, commit {paid} {confirmed}"
+        );
+    }
+    cluster.verify();
+}
+
+/// The owner cancels a booking for a refund while listing its ticket: exactly one wins.
+async fn a_refund_races_a_listing(backend: Backend) {
+    let cluster = Arc::new(Cluster::start(backend, 1, &[]).await);
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
+            8,
+        )
+        .await;
+    for i in 0..10 {
+        let token = cluster.token(&format!("owner-{i}"), &[Role::Customer]);
+        let (_, b) = cluster
+            .post(
+                0,
+                "/v1/attempt",
+                &token,
+                &json!({"eventId": event, "seatIds": [format!("1-A-{}", i + 1)]}),
+            )
+            .await;
+        let booking = b["bookingId"].as_str().unwrap().to_owned();
+        let (_, paid) = cluster.commit(0, &token, "k", &booking).await;
+        let ticket = paid["tickets"][0]["ticketId"].as_str().unwrap().to_owned();
+        let url = cluster.node(0).url(&format!("/v1/booking/{booking}"));
+        let listing = json!({"originalTicketId": ticket, "resalePriceCents": 9000});
+        let ((refund, _), (list, _)) = tokio::join!(
+            cluster.send(cluster.http.delete(&url).bearer_auth(&token)),
+            cluster.post(0, "/v1/postTicket", &token, &listing),
+        );
+        assert!(
+            (refund == 200) != (list == 201),
+            "exactly one must win: refund {refund}, listing {list}"
+        );
+    }
+    cluster.verify();
 }

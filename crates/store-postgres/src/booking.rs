@@ -1480,7 +1480,17 @@ pub async fn cancel_confirmed<C: GenericClient>(
     let b = lock_booking(c, booking_id)
         .await?
         .ok_or(ReleaseError::NotFound)?;
-    let tickets: Vec<TicketStatus> = b.tickets.iter().map(|t| t.status).collect();
+    // The tickets' rows too (lock order: booking, then tickets): a listing, a transfer or a
+    // check-in of one of them waits for this decision, or this one sees theirs.
+    let tickets: Vec<TicketStatus> = q!(
+        c,
+        query,
+        "SELECT status FROM tickets WHERE booking_id = $1 ORDER BY ticket_id FOR UPDATE",
+        &b.id.0
+    )?
+    .iter()
+    .map(|r| TicketStatus::parse(r.get(0)).ok_or_else(|| corrupt("ticket status")))
+    .collect::<Result<_>>()?;
     match rules::cancel(b.status, &tickets, b.resale)? {
         CancelAction::Unchanged => return Ok((b, None)),
         CancelAction::Cancel => {}
@@ -1520,6 +1530,8 @@ pub(crate) async fn void_confirmed<C: GenericClient>(
     now: OffsetDateTime,
 ) -> Result<()> {
     debug_assert!(b.status.can_become(BookingStatus::Cancelled));
+    // Its tickets can no longer be sold on.
+    crate::resale::close_listings_of_booking(c, b.id, now).await?;
     let freed = free_seats(c, b.event_id, b.id, &["SOLD"]).await?;
     q!(
         c,

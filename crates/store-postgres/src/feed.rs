@@ -513,8 +513,12 @@ async fn entries(
             .prepare_cached(
                 // OPEN only: an expired hold counts as taken until the sweeper frees it, as
                 // the outbox deltas count it (see the SQLite feed).
-                "SELECT event_id, count(*) FROM seats WHERE event_id = ANY($1) AND state = 'OPEN'
-                 GROUP BY event_id",
+                // Resale listings on offer (ACTIVE on the books) are available too.
+                "SELECT event_id, count(*) FROM (
+                     SELECT event_id FROM seats WHERE event_id = ANY($1) AND state = 'OPEN'
+                     UNION ALL
+                     SELECT event_id FROM listings WHERE event_id = ANY($1) AND status = 'ACTIVE'
+                 ) a GROUP BY event_id",
             )
             .await
             .map_err(pg_error)?;

@@ -223,9 +223,20 @@ pub async fn withdraw<C: GenericClient>(
     if let Err(e) = resale::may_withdraw(&l, seller, now) {
         return Ok(Err(e));
     }
-    // A lapsed reservation is ACTIVE again: its place was counted available when it lapsed
-    // only if it is still RESERVED on the books, so count from what is written.
-    let was_counted = l.status == ListingStatus::Active;
+    close_listing(c, &l, now).await?;
+    Ok(Ok(Listing {
+        status: ListingStatus::Withdrawn,
+        booking_id: None,
+        reserved_until: None,
+        updated_at: now,
+        ..l
+    }))
+}
+
+/// WITHDRAWN, its ticket VALID again if still LISTED, and its place no longer available if it
+/// was counted so: ACTIVE on the books (a lapsed reservation still RESERVED never was given
+/// back).
+async fn close_listing<C: GenericClient>(c: &C, l: &Listing, now: OffsetDateTime) -> Result<()> {
     q!(
         c,
         execute,
@@ -235,20 +246,36 @@ pub async fn withdraw<C: GenericClient>(
          t AS (UPDATE tickets SET status = 'VALID' WHERE ticket_id = $3 AND status = 'LISTED'
                RETURNING 1)
          SELECT 1",
-        &id.0,
+        &l.id.0,
         &now,
         &l.ticket_id.0
     )?;
-    if was_counted {
+    if l.status == ListingStatus::Active {
         record_delta(c, l.event_id, &delta(l.section, -1)).await?;
     }
-    Ok(Ok(Listing {
-        status: ListingStatus::Withdrawn,
-        booking_id: None,
-        reserved_until: None,
-        updated_at: now,
-        ..l
-    }))
+    Ok(())
+}
+
+/// Withdraws the open listings of a booking's tickets (it is being cancelled).
+pub async fn close_listings_of_booking<C: GenericClient>(
+    c: &C,
+    booking: BookingId,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let open = q!(
+        c,
+        query,
+        &format!(
+            "{LISTING_SELECT} WHERE ticket_id IN (SELECT ticket_id FROM tickets WHERE booking_id = $1)
+               AND status IN ('ACTIVE', 'RESERVED')
+             ORDER BY listing_id FOR UPDATE"
+        ),
+        &booking.0
+    )?;
+    for l in open.iter().map(listing_row) {
+        close_listing(c, &l?, now).await?;
+    }
+    Ok(())
 }
 
 /// Withdraws the open listing of a ticket that was just used at the door.
@@ -587,18 +614,18 @@ pub async fn cancel_event<C: GenericClient>(
         &now,
         &boxoffice_domain::ports::change::EVENT_CHANGED
     )?;
-    q!(
+    let open = q!(
         c,
-        execute,
-        "WITH l AS (UPDATE listings SET status = 'WITHDRAWN', booking_id = NULL,
-                        reserved_until = NULL, updated_at = $2
-                    WHERE event_id = $1 AND status IN ('ACTIVE', 'RESERVED')
-                    RETURNING ticket_id)
-         UPDATE tickets SET status = 'VALID' WHERE ticket_id IN (SELECT ticket_id FROM l)
-           AND status = 'LISTED'",
-        &event.0,
-        &now
+        query,
+        &format!(
+            "{LISTING_SELECT} WHERE event_id = $1 AND status IN ('ACTIVE', 'RESERVED')
+             ORDER BY listing_id FOR UPDATE"
+        ),
+        &event.0
     )?;
+    for l in open.iter().map(listing_row) {
+        close_listing(c, &l?, now).await?;
+    }
     q!(
         c,
         execute,

@@ -1079,6 +1079,8 @@ pub(crate) fn void_confirmed(
     now: OffsetDateTime,
 ) -> Result<()> {
     debug_assert!(b.status.can_become(BookingStatus::Cancelled));
+    // Its tickets can no longer be sold on.
+    crate::resale::close_listings_of_booking(tx, b.id, now)?;
     let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Sold])?;
     sq(tx
         .prepare_cached(

@@ -326,10 +326,14 @@ fn entry(c: &Connection, event: Event) -> Result<CatalogEntry, StoreError> {
         .query_row([key], |r| r.get(0))
         .map_err(store_error)?;
     let available = if laid_out {
-        c.prepare_cached("SELECT count(*) FROM seats WHERE event_id = ?1 AND state = 'OPEN'")
-            .map_err(store_error)?
-            .query_row(params![key], |r| r.get::<_, i64>(0))
-            .map_err(store_error)? as u64
+        // Resale listings on offer (ACTIVE on the books) are available too.
+        c.prepare_cached(
+            "SELECT (SELECT count(*) FROM seats WHERE event_id = ?1 AND state = 'OPEN')
+                  + (SELECT count(*) FROM listings WHERE event_id = ?1 AND status = 'ACTIVE')",
+        )
+        .map_err(store_error)?
+        .query_row(params![key], |r| r.get::<_, i64>(0))
+        .map_err(store_error)? as u64
     } else {
         u64::from(event.spec.capacity())
     };

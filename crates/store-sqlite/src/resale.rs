@@ -257,6 +257,24 @@ fn close_listing(tx: &Transaction<'_>, l: &Listing, now: OffsetDateTime) -> Resu
     Ok(())
 }
 
+/// Withdraws the open listings of a booking's tickets (it is being cancelled).
+pub fn close_listings_of_booking(
+    tx: &Transaction<'_>,
+    booking: BookingId,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let open = sq(listings_where(
+        tx,
+        "ticket_id IN (SELECT ticket_id FROM tickets WHERE booking_id = ?1)
+           AND status IN ('ACTIVE', 'RESERVED')",
+        &[&id(booking.0)],
+    ))?;
+    for l in &open {
+        close_listing(tx, l, now)?;
+    }
+    Ok(())
+}
+
 /// Withdraws the open listing of a ticket that was just used at the door.
 pub fn withdraw_for_ticket(
     tx: &Transaction<'_>,

@@ -7,4 +7,5 @@ mod booking;
 mod events;
 mod payments;
 mod problems;
+mod resale;
 mod search;
