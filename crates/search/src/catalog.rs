@@ -31,6 +31,23 @@ pub struct Row {
     /// Index into [`Category::ALL`].
     pub category: u8,
     pub alive: bool,
+    pub on_sale_at: i64,
+    pub cancelled: bool,
+}
+
+impl Row {
+    /// `saleStatus` at `now` (unix seconds), as the event detail shows it.
+    pub fn sale_status(&self, now: i64) -> &'static str {
+        if self.cancelled {
+            "CANCELLED"
+        } else if now >= self.starts_at {
+            "STARTED"
+        } else if now < self.on_sale_at {
+            "NOT_YET_ON_SALE"
+        } else {
+            "ON_SALE"
+        }
+    }
 }
 
 /// A hit as JSON, minus the members that change (seats left, distance) and the closing brace.
@@ -174,6 +191,8 @@ impl Catalog {
             zip,
             category: category_index(s.category),
             alive: true,
+            on_sale_at: s.on_sale_at,
+            cancelled: s.cancelled,
         };
         self.ids[i] = s.id.as_u128();
         self.hits[i] = Some(Arc::new(Hit {
@@ -258,6 +277,8 @@ mod tests {
             currency: "USD".into(),
             capacity: 1,
             available: 1,
+            on_sale_at: 0,
+            cancelled: false,
         }
     }
 

@@ -448,7 +448,9 @@ impl Indexer {
     }
 
     fn adjust(&mut self, id: Uuid, delta: i64) {
-        if let Some((slot, source)) = self.events.get_mut(&id) {
+        if let Some((slot, source)) = self.events.get_mut(&id)
+            && !source.cancelled
+        {
             let n = (i64::from(source.available) + delta).clamp(0, i64::from(source.capacity));
             source.available = n as u32;
             self.catalog.set_available(*slot, source.available);

@@ -230,10 +230,15 @@ fn run(shared: &Shared, req: &SearchRequest) -> Result<Bytes, SearchError> {
         }
         counts.insert(key, (generation, outcome.counts()));
     }
-    Ok(render(&outcome, &catalog))
+    Ok(render(
+        &outcome,
+        &catalog,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    ))
 }
 
-fn render(o: &Outcome, catalog: &Catalog) -> Bytes {
+/// Renders an answer; `saleStatus` is computed at `now` (unix seconds).
+fn render(o: &Outcome, catalog: &Catalog, now: i64) -> Bytes {
     use std::fmt::Write;
     let mut s = String::with_capacity(512 + o.page.len() * 512);
     s.push_str("{\"events\":[");
@@ -245,8 +250,13 @@ fn render(o: &Outcome, catalog: &Catalog) -> Bytes {
             s.push(',');
         }
         s.push_str(&hit.json_head);
-        let left = catalog.rows[*slot as usize].available;
-        let _ = write!(s, ",\"seatsLeft\":{left}");
+        let row = &catalog.rows[*slot as usize];
+        let left = row.available;
+        let _ = write!(
+            s,
+            ",\"seatsLeft\":{left},\"saleStatus\":\"{}\"",
+            row.sale_status(now)
+        );
         if let Some(d) = distance {
             let _ = write!(s, ",\"distanceKm\":{:.1}", d);
         }

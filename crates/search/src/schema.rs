@@ -88,6 +88,10 @@ pub struct Source {
     pub currency: String,
     pub capacity: u32,
     pub available: u32,
+    /// Unix seconds.
+    pub on_sale_at: i64,
+    /// Called off by its organizer: shown CANCELLED, never available.
+    pub cancelled: bool,
 }
 
 impl Source {
@@ -111,7 +115,13 @@ impl Source {
             max_price_cents: s.max_price().cents(),
             currency: s.currency.to_string(),
             capacity: s.capacity(),
-            available: entry.available.min(u64::from(s.capacity())) as u32,
+            available: if e.cancelled_at.is_some() {
+                0
+            } else {
+                entry.available.min(u64::from(s.capacity())) as u32
+            },
+            on_sale_at: s.on_sale_at.unix_timestamp(),
+            cancelled: e.cancelled_at.is_some(),
         }
     }
 

@@ -461,7 +461,8 @@ impl FeedRead for PgRead {
 const EVENT_COLUMNS: &str = "SELECT e.event_id, e.organizer_id, e.name, e.performers, e.category,
         e.description, e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
         e.refund_window_hours, e.resale_max_price_percent, e.created_at,
-        v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.seats_laid_out
+        v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.seats_laid_out,
+        e.cancelled_at
     FROM events e JOIN venues v ON v.venue_id = e.venue_id";
 
 fn corrupt(what: &str) -> StoreError {
@@ -560,8 +561,7 @@ async fn entries(
                     resale_max_price_percent: r.get::<_, i32>(11) as u32,
                 },
             },
-            // The search index does not keep the cancellation (yet).
-            cancelled_at: None,
+            cancelled_at: r.get(21),
         };
         let avail = if r.get::<_, bool>(20) {
             available.get(&event_id).copied().unwrap_or(0).max(0) as u64

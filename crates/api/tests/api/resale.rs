@@ -294,6 +294,23 @@ async fn an_organizer_cancels_the_event(backend: Backend) {
     assert_eq!(done["refundsStarted"], 1);
     let (_, detail) = app.get(&format!("/v1/events/{event}")).await;
     assert_eq!(detail["saleStatus"], "CANCELLED");
+    // Search shows it cancelled too, and never as available.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, found) = app.get("/v1/events?q=eras").await;
+        let hit = found["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["eventId"] == event.as_str())
+            .cloned();
+        if hit.as_ref().is_some_and(|h| h["saleStatus"] == "CANCELLED") {
+            assert_eq!(hit.unwrap()["seatsLeft"], 0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "search: {found}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (_, b) = app.get_as(&format!("/v1/booking/{booking}"), &alice).await;
     assert_eq!(b["status"], "CANCELLED");
     assert_eq!(b["statusReason"], "event-cancelled");
