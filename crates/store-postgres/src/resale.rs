@@ -665,14 +665,12 @@ pub async fn cancel_event<C: GenericClient>(
     let owed = q!(
         c,
         query,
-        &format!(
-            "UPDATE payments p SET status = 'REFUND_PENDING', updated_at = $2
-             FROM bookings b
-             WHERE b.booking_id = p.booking_id AND b.event_id = $1 AND b.status = 'CANCELLED'
-               AND b.status_reason = 'event-cancelled'
-               AND p.status IN ('AUTHORIZED', 'CAPTURED')
-             RETURNING p.payment_id"
-        ),
+        "UPDATE payments p SET status = 'REFUND_PENDING', updated_at = $2
+         FROM bookings b
+         WHERE b.booking_id = p.booking_id AND b.event_id = $1 AND b.status = 'CANCELLED'
+           AND b.status_reason = 'event-cancelled'
+           AND p.status IN ('AUTHORIZED', 'CAPTURED')
+         RETURNING p.payment_id",
         &event.0,
         &now
     )?;
