@@ -523,7 +523,7 @@ impl BookingService {
         let before = now - self.config.reconcile_after;
         let mut settled = 0;
         for p in self.store.unsettled_payments(before, now, 200).await? {
-            if self.reconcile_payment(&p).await? {
+            if self.reconcile_payment(&p, None).await? {
                 settled += 1;
             }
         }
@@ -593,11 +593,18 @@ impl BookingService {
 
     /// Settles one payment now, unless this node is already working on it (single flight).
     /// A failure is recorded on the payment with its next attempt time.
-    pub async fn reconcile_payment(&self, p: &Payment) -> Result<bool, StoreError> {
+    /// `known_ref` is the provider's reference for the payment when the caller learnt it (a
+    /// webhook names it): then the payment is read by reference, consistently, instead of
+    /// looked up by key.
+    pub async fn reconcile_payment(
+        &self,
+        p: &Payment,
+        known_ref: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let Some(_guard) = InFlight::claim(&self.in_flight, p.id) else {
             return Ok(false);
         };
-        match self.reconcile_one(p).await {
+        match self.reconcile_one(p, known_ref).await {
             Ok(true) => Ok(true),
             Ok(false) => {
                 self.defer(p, "not settled yet").await?;
@@ -673,12 +680,16 @@ impl BookingService {
             p.status,
             PaymentStatus::Started | PaymentStatus::Authorized | PaymentStatus::RefundPending
         ) {
-            self.reconcile_payment(&p).await?;
+            self.reconcile_payment(&p, Some(provider_ref)).await?;
         }
         Ok(())
     }
 
-    async fn reconcile_one(&self, p: &Payment) -> Result<bool, ReconcileError> {
+    async fn reconcile_one(
+        &self,
+        p: &Payment,
+        known_ref: Option<&str>,
+    ) -> Result<bool, ReconcileError> {
         let booking = self
             .store
             .booking(p.booking_id)
@@ -687,9 +698,14 @@ impl BookingService {
         let now = self.clock.now();
         match p.status {
             PaymentStatus::Started => {
-                let state = self
-                    .with_timeout(self.payments.lookup(&p.idempotency_key))
-                    .await?;
+                let by_ref = known_ref.or(p.provider_ref.as_deref());
+                let state = match by_ref {
+                    Some(r) => self.with_timeout(self.payments.retrieve(r)).await?,
+                    None => {
+                        self.with_timeout(self.payments.lookup(&p.idempotency_key))
+                            .await?
+                    }
+                };
                 let settlement = match state {
                     PaymentState::Authorized { provider_ref, .. }
                     | PaymentState::Captured { provider_ref, .. } => Settlement::Approved {
@@ -704,7 +720,10 @@ impl BookingService {
                             reason: "The payment was cancelled.".into(),
                         }
                     }
-                    PaymentState::Unknown if self.never_reached(p, &booking, now) => {
+                    // A payment read by its reference exists: unknown there is "in between".
+                    PaymentState::Unknown
+                        if by_ref.is_none() && self.never_reached(p, &booking, now) =>
+                    {
                         Settlement::Failed {
                             reason: "The payment never reached the payment provider.".into(),
                         }

@@ -222,7 +222,8 @@ pub async fn payment_provider(
             let config = StripeConfig::new(key.expose())
                 .with_base_url(&args.stripe_api_base)
                 .with_request_timeout(args.provider_timeout)
-                .with_search_lag(args.stripe_search_lag);
+                .with_search_lag(args.stripe_search_lag)
+                .with_connected_accounts(args.stripe_connected_accounts.clone());
             Ok(Arc::new(
                 Stripe::new(config).context("configuring the Stripe adapter")?,
             ))

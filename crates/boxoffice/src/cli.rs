@@ -180,6 +180,10 @@ pub struct PaymentArgs {
     /// before taking "not found" by idempotency key as final).
     #[arg(long, env = "BOXOFFICE_STRIPE_SEARCH_LAG", default_value = "60s", value_parser = parse_duration)]
     pub stripe_search_lag: Duration,
+    /// Sellers' Stripe Connect accounts for resale payouts, as `customer=acct_…` pairs
+    /// separated by commas; a seller without one keeps their payout SCHEDULED.
+    #[arg(long, env = "BOXOFFICE_STRIPE_CONNECTED_ACCOUNTS", value_parser = parse_accounts, default_value = "")]
+    pub stripe_connected_accounts: std::collections::HashMap<String, String>,
     /// Stripe webhook signing secret (`whsec_…`), enabling POST /v1/webhooks/stripe.
     #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<Secret>,
@@ -242,6 +246,23 @@ pub struct SeedArgs {
 }
 
 /// `90s`, `5m`, `12h`, `7d`, or plain seconds.
+/// `alice=acct_1,bob=acct_2` → {alice: acct_1, bob: acct_2}.
+pub fn parse_accounts(s: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (who, account) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not customer=acct_…"))?;
+            if !account.starts_with("acct_") {
+                return Err(format!("`{account}` is not a Stripe account id (acct_…)"));
+            }
+            Ok((who.trim().to_owned(), account.trim().to_owned()))
+        })
+        .collect()
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s

@@ -61,6 +61,9 @@ pub struct StripeConfig {
     /// [`lookup`](PaymentProvider::lookup) reads. Default 60 s (Stripe documents "under a
     /// minute").
     pub search_lag: Duration,
+    /// Sellers' Stripe Connect accounts (`acct_…`) by customer id: resale payouts are
+    /// transfers to them. A seller without one keeps their payout SCHEDULED.
+    pub connected_accounts: std::collections::HashMap<String, String>,
 }
 
 impl StripeConfig {
@@ -72,7 +75,16 @@ impl StripeConfig {
             request_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             search_lag: Duration::from_secs(60),
+            connected_accounts: std::collections::HashMap::new(),
         }
+    }
+
+    pub fn with_connected_accounts(
+        mut self,
+        accounts: std::collections::HashMap<String, String>,
+    ) -> Self {
+        self.connected_accounts = accounts;
+        self
     }
 
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
@@ -120,6 +132,7 @@ pub struct Stripe {
     auth: HeaderValue,
     request_timeout: Duration,
     search_lag: Duration,
+    connected_accounts: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Stripe {
@@ -168,6 +181,7 @@ impl Stripe {
             auth,
             request_timeout: config.request_timeout,
             search_lag: config.search_lag,
+            connected_accounts: config.connected_accounts,
         })
     }
 
@@ -283,6 +297,11 @@ impl Stripe {
 }
 
 /// An HTTP answer, read in full.
+#[derive(Debug, Deserialize)]
+struct Transfer {
+    id: String,
+}
+
 struct Reply {
     status: StatusCode,
     body: Vec<u8>,
@@ -610,6 +629,39 @@ impl PaymentProvider for Stripe {
             return Ok(());
         }
         Err(self.failure(&reply))
+    }
+
+    /// A transfer to the seller's connected account (Stripe Connect), when one is configured.
+    #[tracing::instrument(skip(self))]
+    async fn payout(
+        &self,
+        seller: &str,
+        amount_cents: i64,
+        currency: boxoffice_domain::money::Currency,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, PaymentError> {
+        let Some(account) = self.connected_accounts.get(seller) else {
+            return Ok(None);
+        };
+        let amount = amount_cents.to_string();
+        let currency = currency.as_str().to_ascii_lowercase();
+        let reply = self
+            .post(
+                "/v1/transfers",
+                idempotency_key,
+                &[
+                    ("amount", amount.as_str()),
+                    ("currency", currency.as_str()),
+                    ("destination", account.as_str()),
+                    ("transfer_group", idempotency_key),
+                ],
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(self.failure(&reply));
+        }
+        let transfer: Transfer = reply.parse()?;
+        Ok(Some(transfer.id))
     }
 
     #[tracing::instrument(skip(self))]

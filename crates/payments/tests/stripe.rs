@@ -792,3 +792,37 @@ async fn lookup_lag_is_the_configured_search_lag() {
     let psp = Stripe::new(config(&server).with_search_lag(Duration::from_secs(5))).unwrap();
     assert_eq!(psp.lookup_lag(), Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn payouts_are_transfers_to_a_configured_connected_account() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/transfers"))
+        .and(header("idempotency-key", "payout_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "tr_1", "object": "transfer", "amount": 27_000, "destination": "acct_alice"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let config = StripeConfig::new("sk_test_123")
+        .with_base_url(server.uri())
+        .with_connected_accounts(HashMap::from([("alice".into(), "acct_alice".into())]));
+    let psp = Stripe::new(config).expect("stripe");
+    let usd = "USD".parse().unwrap();
+    assert_eq!(
+        psp.payout("alice", 27_000, usd, "payout_1").await,
+        Ok(Some("tr_1".into()))
+    );
+    let received = server.received_requests().await.unwrap();
+    let sent = form(&received[0]);
+    assert_eq!(
+        sent.get("destination").map(String::as_str),
+        Some("acct_alice")
+    );
+    assert_eq!(sent.get("amount").map(String::as_str), Some("27000"));
+    assert_eq!(sent.get("currency").map(String::as_str), Some("usd"));
+    // A seller without a connected account is left SCHEDULED: nothing is sent.
+    assert_eq!(psp.payout("bob", 1_000, usd, "payout_2").await, Ok(None));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}

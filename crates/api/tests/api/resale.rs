@@ -195,6 +195,12 @@ async fn a_ticket_is_resold_end_to_end(backend: Backend) {
     let (status, p) = scan(&app, new_token, &event).await;
     assert_eq!(status, 200, "{p}");
     verify_clean(&app).await;
+    // A day after the event the payout is paid through the provider.
+    app.clock.advance(time::Duration::days(367));
+    app.state.booking.reconcile().await.unwrap();
+    let (_, payouts) = app.get_as("/v1/payouts", &alice).await;
+    assert_eq!(payouts["payouts"][0]["status"], "PAID");
+    verify_clean(&app).await;
 }
 
 async fn listing_refusals(backend: Backend) {
