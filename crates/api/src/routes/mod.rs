@@ -4,4 +4,5 @@ pub mod booking;
 pub mod events;
 pub mod ops;
 pub mod search;
+pub mod tickets;
 pub mod webhooks;

@@ -8,3 +8,4 @@ mod events;
 mod payments;
 mod problems;
 mod search;
+mod tickets;
