@@ -1,11 +1,16 @@
 //! Bearer-token authentication.
 //!
 //! Tokens are JWTs. `sub` is the customer id, `roles` a list of `customer`, `organizer`,
-//! `scanner`, `admin`, and `exp` is required. Two kinds of key are supported, and may be
-//! configured together:
+//! `scanner`, `admin`, and `exp` is required; `nbf`, when present, is checked with the same
+//! leeway as `exp`. An optional `events` claim (a list of event ids) limits a scanner to the
+//! doors of those events. Two kinds of key are supported:
 //! - an HS256 shared secret (the embedded default, and what `boxoffice token` signs with);
 //! - a JWKS URL of a real identity provider (RS256/RS384/RS512, PS*, ES256/ES384, EdDSA),
 //!   fetched and cached, re-fetched when a token names a key id not seen yet.
+//!
+//! With a JWKS configured the identity provider is the only issuer: the HS256 secret would
+//! otherwise let whoever holds it mint any role, so it is ignored unless
+//! [`AuthConfig::allow_hs256_with_jwks`] says otherwise.
 //!
 //! The algorithm a token may use is decided by *our* key, never by the token: an HS256 token
 //! is checked only against the shared secret and an asymmetric one only against the JWKS key
@@ -19,7 +24,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use boxoffice_domain::ids::CustomerId;
+use boxoffice_domain::ids::{CustomerId, EventId};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -87,6 +92,9 @@ impl Role {
 pub struct Principal {
     pub sub: CustomerId,
     pub roles: Vec<Role>,
+    /// The token's `events` claim: when present, the only events this caller may act on at
+    /// the door (check-in). `None` means no such limit.
+    pub events: Option<Vec<EventId>>,
 }
 
 impl Principal {
@@ -96,6 +104,11 @@ impl Principal {
 
     pub fn is_admin(&self) -> bool {
         self.has(Role::Admin)
+    }
+
+    /// Whether the token's `events` claim (if any) covers `event`.
+    pub fn may_act_on(&self, event: EventId) -> bool {
+        self.events.as_ref().is_none_or(|ids| ids.contains(&event))
     }
 
     /// 403 unless the caller has one of `roles` (admins always pass).
@@ -127,6 +140,9 @@ struct Claims {
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<serde_json::Value>,
+    /// Event ids a scanner is limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<String>>,
 }
 
 /// How tokens are checked.
@@ -136,6 +152,16 @@ pub struct AuthConfig {
     pub jwks_url: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Accept HS256 tokens even though a JWKS is configured. Off by default: with an identity
+    /// provider, the shared secret must not be a second way to mint any role.
+    pub allow_hs256_with_jwks: bool,
+}
+
+impl AuthConfig {
+    /// Whether HS256 tokens signed with the shared secret are accepted under this config.
+    pub fn accepts_hs256(&self) -> bool {
+        self.hs256_secret.is_some() && (self.jwks_url.is_none() || self.allow_hs256_with_jwks)
+    }
 }
 
 /// Why a token was refused. Shown to clients only as a generic 401.
@@ -145,6 +171,8 @@ pub enum AuthError {
     Missing,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
     #[error("the token is not valid")]
     Invalid,
 }
@@ -177,6 +205,7 @@ impl Authenticator {
             hs256: config
                 .hs256_secret
                 .as_ref()
+                .filter(|_| config.accepts_hs256())
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             jwks: config.jwks_url.clone().map(JwksCache::new),
             issuer: config.issuer.clone(),
@@ -208,6 +237,8 @@ impl Authenticator {
         v.leeway = LEEWAY_SECS;
         v.set_required_spec_claims(&["exp", "sub"]);
         v.validate_exp = true;
+        // Checked when present, with the same leeway as `exp`.
+        v.validate_nbf = true;
         match &self.issuer {
             Some(iss) => v.set_issuer(&[iss]),
             None => v.iss = None,
@@ -218,6 +249,7 @@ impl Authenticator {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             _ => AuthError::Invalid,
         })?;
         let sub = CustomerId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)?;
@@ -229,7 +261,13 @@ impl Authenticator {
             .collect();
         roles.sort_by_key(|r| *r as u8);
         roles.dedup();
-        Ok(Principal { sub, roles })
+        // Ids that do not parse match no event, so a malformed entry only narrows the limit.
+        let events = data.claims.events.map(|ids| {
+            ids.iter()
+                .filter_map(|raw| raw.parse::<EventId>().ok())
+                .collect()
+        });
+        Ok(Principal { sub, roles, events })
     }
 }
 
@@ -384,6 +422,7 @@ pub fn mint_hs256(
         iat: Some(now),
         iss: None,
         aud: None,
+        events: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

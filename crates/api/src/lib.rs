@@ -7,6 +7,7 @@
 //! - [`extract`]: JSON and query extractors whose rejections are problem documents.
 //! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
 //! - [`middleware`]: metrics by route, and problem documents for every error response.
+//! - [`retention`]: the background loop that prunes the change feed's outbox.
 
 pub mod auth;
 pub mod booking;
@@ -15,6 +16,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod qr;
+pub mod retention;
 pub mod routes;
 pub mod tickets;
 

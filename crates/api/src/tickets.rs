@@ -154,6 +154,17 @@ impl TicketSigner {
             .map(|d| d.claims)
     }
 
+    /// The key id (derived from the public key).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key's parameters as JSON (`{"kty":"OKP","crv":"Ed25519","x":…}`): what
+    /// nodes of one cluster compare to be sure they sign tickets with the same key.
+    pub fn public_key(&self) -> String {
+        serde_json::to_string(&self.jwk.algorithm).unwrap_or_default()
+    }
+
     /// The public key, for scanners.
     pub fn jwks(&self) -> JwkSet {
         JwkSet {

@@ -8,12 +8,12 @@ use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret};
 use boxoffice_api::booking::{BookingConfig, BookingService};
 use boxoffice_api::tickets::TicketSigner;
 use boxoffice_api::{ApiConfig, AppState};
-use boxoffice_domain::feed::ChangeFeed;
+use boxoffice_domain::feed::{ChangeFeed, Retention};
 use boxoffice_domain::payments::PaymentProvider;
 use boxoffice_domain::ports::{Clock, Store, SystemClock};
 use boxoffice_payments::{Sandbox, SandboxOptions, Stripe, StripeConfig};
 use boxoffice_search::{SearchConfig, SearchIndex};
-use boxoffice_store_postgres::{PgOptions, PgStore};
+use boxoffice_store_postgres::{ClusterKey, PgOptions, PgStore};
 use boxoffice_store_sqlite::SqliteStore;
 use rand::RngExt;
 use tokio::net::TcpListener;
@@ -30,6 +30,25 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn open_store_and_feed(
     args: &StoreArgs,
 ) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn ChangeFeed>)> {
+    Ok(open_backend(args).await?.store_and_feed())
+}
+
+/// The store the flags select, as its concrete type.
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Backend {
+    fn store_and_feed(&self) -> (Arc<dyn Store>, Arc<dyn ChangeFeed>) {
+        match self {
+            Backend::Sqlite(s) => (Arc::new(s.clone()), Arc::new(s.clone())),
+            Backend::Postgres(s) => (Arc::new(s.clone()), Arc::new(s.clone())),
+        }
+    }
+}
+
+async fn open_backend(args: &StoreArgs) -> anyhow::Result<Backend> {
     match &args.database_url {
         Some(url) => {
             let url = url.expose();
@@ -46,7 +65,7 @@ pub async fn open_store_and_feed(
             .await
             .context("opening the PostgreSQL store")?;
             tracing::info!("using PostgreSQL");
-            Ok((Arc::new(store.clone()), Arc::new(store)))
+            Ok(Backend::Postgres(store))
         }
         None => {
             let path = args.data_dir.join("boxoffice.db");
@@ -54,7 +73,7 @@ pub async fn open_store_and_feed(
                 .await?
                 .context("opening the embedded store")?;
             tracing::info!(path = %store.path().display(), "using the embedded SQLite store");
-            Ok((Arc::new(store.clone()), Arc::new(store)))
+            Ok(Backend::Sqlite(store))
         }
     }
 }
@@ -89,18 +108,67 @@ pub fn jwt_secret(args: &StoreArgs) -> anyhow::Result<Secret> {
     Ok(Secret::new(secret))
 }
 
-/// The ticket signing key: from the configured file, else the one kept in the data
-/// directory, generated on first use.
-pub fn ticket_signer(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<TicketSigner> {
-    let path = match &serve.ticket_key_file {
-        Some(p) => p.clone(),
-        None => store.data_dir.join("ticket-signing-key.pem"),
+/// The ticket signing key: from the configured file, else (embedded mode only) the one kept
+/// in the data directory, generated on first use.
+///
+/// On PostgreSQL every node must sign with the same key, or tickets from one node fail at
+/// another's door: a key file is required, and its public half is registered in the database
+/// by the first node; a node whose key differs refuses to start.
+async fn ticket_signer(
+    backend: &Backend,
+    store: &StoreArgs,
+    serve: &ServeArgs,
+) -> anyhow::Result<TicketSigner> {
+    let Backend::Postgres(pg) = backend else {
+        return local_ticket_signer(store, serve);
     };
+    let Some(path) = &serve.ticket_key_file else {
+        bail!(
+            "on PostgreSQL every node must sign tickets with the same key: pass \
+             --ticket-key-file (BOXOFFICE_TICKET_KEY_FILE) with the same Ed25519 PKCS#8 key on \
+             every node (make one with `openssl genpkey -algorithm ED25519 -out ticket-key.pem`)"
+        );
+    };
+    let signer = read_ticket_key(path)?;
+    match pg
+        .claim_cluster_key(TICKET_KEY_PURPOSE, signer.kid(), &signer.public_key())
+        .await
+        .context("checking the ticket key against the cluster's")?
+    {
+        ClusterKey::Registered => {
+            tracing::info!(
+                key_id = signer.kid(),
+                "registered this cluster's ticket key"
+            );
+        }
+        ClusterKey::Same => {}
+        ClusterKey::Different { registered_key_id } => bail!(
+            "the ticket key in {} (key id {}) is not this cluster's ticket key (key id {}): \
+             every node sharing the database must use the same --ticket-key-file",
+            path.display(),
+            signer.kid(),
+            registered_key_id
+        ),
+    }
+    Ok(signer)
+}
+
+/// What the cluster's ticket key is registered under (see `cluster_keys`).
+const TICKET_KEY_PURPOSE: &str = "ticket-signing";
+
+fn read_ticket_key(path: &Path) -> anyhow::Result<TicketSigner> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the ticket key file {}", path.display()))?;
+    TicketSigner::from_pem(&pem).with_context(|| format!("reading {}", path.display()))
+}
+
+fn local_ticket_signer(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<TicketSigner> {
+    if let Some(path) = &serve.ticket_key_file {
+        return read_ticket_key(path);
+    }
+    let path = store.data_dir.join("ticket-signing-key.pem");
     if let Ok(pem) = std::fs::read_to_string(&path) {
         return TicketSigner::from_pem(&pem).with_context(|| format!("reading {}", path.display()));
-    }
-    if serve.ticket_key_file.is_some() {
-        bail!("cannot read the ticket key file {}", path.display());
     }
     std::fs::create_dir_all(&store.data_dir)
         .with_context(|| format!("creating {}", store.data_dir.display()))?;
@@ -109,6 +177,21 @@ pub fn ticket_signer(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<Tic
     // Read back what is on disk: a concurrent starter may have written its key first.
     let pem = std::fs::read_to_string(&path)?;
     TicketSigner::from_pem(&pem).with_context(|| format!("reading {}", path.display()))
+}
+
+/// This data directory's stable id as a change-feed reader (`<data-dir>/node-id`), generated
+/// on first use.
+fn reader_id(store: &StoreArgs) -> anyhow::Result<String> {
+    let path = store.data_dir.join("node-id");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && !s.trim().is_empty()
+    {
+        return Ok(s.trim().to_owned());
+    }
+    std::fs::create_dir_all(&store.data_dir)
+        .with_context(|| format!("creating {}", store.data_dir.display()))?;
+    write_private(&path, &uuid::Uuid::new_v4().to_string())?;
+    Ok(std::fs::read_to_string(&path)?.trim().to_owned())
 }
 
 /// The payment provider the flags select.
@@ -169,24 +252,43 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Builds the application state from configuration.
-pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<AppState> {
-    if serve.reconcile_after <= serve.payments.provider_timeout {
-        bail!("--reconcile-after must be longer than --provider-timeout");
-    }
-    let (db, feed) = open_store_and_feed(store).await?;
-    let search = open_search(store, serve, feed).await?;
+/// Whether HS256 tokens are accepted beside an identity provider's (never by default).
+fn auth_config(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result<AuthConfig> {
     let auth = AuthConfig {
         hs256_secret: Some(jwt_secret(store)?),
         jwks_url: serve.jwks_url.clone(),
         issuer: serve.jwt_issuer.clone(),
         audience: serve.jwt_audience.clone(),
+        allow_hs256_with_jwks: serve.allow_hs256_with_jwks,
     };
+    if auth.jwks_url.is_some() && !auth.accepts_hs256() {
+        tracing::info!(
+            "identity provider configured: HS256 tokens are refused (--allow-hs256-with-jwks to accept them)"
+        );
+    }
+    Ok(auth)
+}
+
+/// Builds the application state from configuration, and returns the change feed too (for the
+/// outbox pruner).
+pub async fn build_state(
+    store: &StoreArgs,
+    serve: &ServeArgs,
+) -> anyhow::Result<(AppState, Arc<dyn ChangeFeed>)> {
+    if serve.reconcile_after <= serve.payments.provider_timeout {
+        bail!("--reconcile-after must be longer than --provider-timeout");
+    }
+    let backend = open_backend(store).await?;
+    // Before anything starts: a node with the wrong ticket key must not serve at all.
+    let tickets = Arc::new(ticket_signer(&backend, store, serve).await?);
+    let (db, feed) = backend.store_and_feed();
+    let search = open_search(store, serve, feed.clone()).await?;
+    let auth = auth_config(store, serve)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let booking = BookingService {
         store: db,
         payments: payment_provider(store, &serve.payments).await?,
-        tickets: Arc::new(ticket_signer(store, serve)?),
+        tickets,
         clock,
         config: BookingConfig {
             hold_ttl: serve.hold_ttl,
@@ -196,7 +298,7 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
         },
         in_flight: Default::default(),
     };
-    Ok(AppState::new(
+    let state = AppState::new(
         Arc::new(Authenticator::new(&auth)),
         ApiConfig {
             body_limit: serve.body_limit,
@@ -205,7 +307,8 @@ pub async fn build_state(store: &StoreArgs, serve: &ServeArgs) -> anyhow::Result
         },
         booking,
         search,
-    ))
+    );
+    Ok((state, feed))
 }
 
 /// Opens the search index in `<data-dir>/search-index` and starts its indexer, which catches
@@ -220,6 +323,7 @@ async fn open_search(
         config.threads = threads;
     }
     config.cache_entries = serve.search_cache_entries;
+    config.reader_id = Some(reader_id(store)?);
     let dir = config.dir.clone();
     let index = tokio::task::spawn_blocking(move || SearchIndex::open(&config, feed))
         .await?
@@ -230,7 +334,7 @@ async fn open_search(
 
 /// `boxoffice serve`: runs until SIGINT or SIGTERM, then drains in-flight requests.
 pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
-    let state = build_state(store, args).await?;
+    let (state, feed) = build_state(store, args).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -248,6 +352,21 @@ pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
             },
         ))
     };
+    let pruner = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(boxoffice_api::retention::run_outbox_pruner(
+            feed,
+            state.booking.clock.clone(),
+            Retention {
+                reader_ttl: args.feed_reader_ttl,
+                min_age: args.outbox_min_age,
+            },
+            args.outbox_prune_interval,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on http://{addr}");
     let shutdown = async move {
@@ -256,6 +375,7 @@ pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
     };
     boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown).await?;
     let _ = workers.await;
+    let _ = pruner.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -282,8 +402,17 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// `boxoffice token`.
+/// `boxoffice token`. With an identity provider configured (`BOXOFFICE_JWKS_URL`), nodes
+/// refuse HS256 tokens unless `--allow-hs256-with-jwks`, so neither is one printed.
 pub fn token(store: &StoreArgs, args: &TokenArgs) -> anyhow::Result<String> {
+    if args.jwks_url.is_some() && !args.allow_hs256_with_jwks {
+        bail!(
+            "an identity provider is configured (--jwks-url / BOXOFFICE_JWKS_URL): nodes refuse \
+             HS256 tokens unless started with --allow-hs256-with-jwks \
+             (BOXOFFICE_ALLOW_HS256_WITH_JWKS=true), so this token would not be accepted; get a \
+             token from the identity provider, or pass --allow-hs256-with-jwks here and to the nodes"
+        );
+    }
     let secret = jwt_secret(store)?;
     let roles: Vec<Role> = args.roles.iter().map(|r| (*r).into()).collect();
     boxoffice_api::auth::mint_hs256(&secret, &args.sub, &roles, args.ttl)

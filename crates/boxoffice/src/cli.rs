@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Required `aud` of tokens, when set.
     #[arg(long, env = "BOXOFFICE_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Accept HS256 tokens (signed with the shared secret) even though --jwks-url is set. Off by
+    /// default: with an identity provider, the secret must not be a second way to mint roles.
+    #[arg(long, env = "BOXOFFICE_ALLOW_HS256_WITH_JWKS")]
+    pub allow_hs256_with_jwks: bool,
     /// How long a seat hold lasts, e.g. `5m`, `90s`.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value = "5m", value_parser = parse_duration)]
     pub hold_ttl: Duration,
@@ -107,8 +111,9 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BOXOFFICE_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
-    /// Ed25519 key (PKCS#8 PEM) that signs tickets. Generated into the data directory when
-    /// unset; nodes sharing a database must share it.
+    /// Ed25519 key (PKCS#8 PEM) that signs tickets. Embedded mode generates one into the data
+    /// directory when unset; on PostgreSQL it is required, the same file on every node (the
+    /// first node registers its public key; a node with another key refuses to start).
     #[arg(long, env = "BOXOFFICE_TICKET_KEY_FILE")]
     pub ticket_key_file: Option<PathBuf>,
     #[command(flatten)]
@@ -133,6 +138,16 @@ pub struct ServeArgs {
     /// Rendered search answers kept for repeated searches; 0 turns the cache off.
     #[arg(long, env = "BOXOFFICE_SEARCH_CACHE_ENTRIES", default_value_t = 20_000)]
     pub search_cache_entries: usize,
+    /// How often the outbox (change feed) is pruned behind its readers.
+    #[arg(long, env = "BOXOFFICE_OUTBOX_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub outbox_prune_interval: Duration,
+    /// Outbox rows younger than this are never pruned, so a starting node can catch up.
+    #[arg(long, env = "BOXOFFICE_OUTBOX_MIN_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub outbox_min_age: Duration,
+    /// A node whose search indexer has not reported for this long stops holding outbox rows
+    /// back; if it returns behind the pruned rows, it rebuilds its index.
+    #[arg(long, env = "BOXOFFICE_FEED_READER_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub feed_reader_ttl: Duration,
 }
 
 /// The payment provider.
@@ -183,6 +198,14 @@ pub struct TokenArgs {
     /// Lifetime, e.g. `1h`, `30m`, `7d`.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
     pub ttl: Duration,
+    /// The nodes' identity provider, if any: with one, nodes refuse HS256 tokens and so this
+    /// command refuses to print one, unless --allow-hs256-with-jwks.
+    #[arg(long, env = "BOXOFFICE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Print an HS256 token even though an identity provider is configured (the nodes must be
+    /// started with the same flag to accept it).
+    #[arg(long, env = "BOXOFFICE_ALLOW_HS256_WITH_JWKS")]
+    pub allow_hs256_with_jwks: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

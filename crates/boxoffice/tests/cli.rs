@@ -261,3 +261,196 @@ async fn embedded_search_rebuilds_for_a_seeded_catalog_and_survives_a_restart() 
     let server = Server::start(dir.path(), &[]);
     search_until_found(&server.base, &query, &id, Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn postgres_nodes_must_share_one_ticket_key() {
+    let db = TestDatabase::create().await;
+    let secret = "a-shared-secret-for-all-nodes";
+    let env = [
+        ("BOXOFFICE_DATABASE_URL", db.url.as_str()),
+        ("BOXOFFICE_JWT_SECRET", secret),
+    ];
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+
+    // No key configured on PostgreSQL: refused, with what to do about it.
+    let refused = common::serve_refused(
+        dirs[0].path(),
+        &[env[0], env[1], ("BOXOFFICE_TICKET_KEY_FILE", "")],
+    );
+    assert!(refused.contains("--ticket-key-file"), "{refused}");
+    assert!(!refused.contains(secret), "no secret in errors");
+    assert!(
+        !dirs[0].path().join("ticket-signing-key.pem").exists(),
+        "no node-local key is generated on PostgreSQL"
+    );
+
+    // The first node registers its key; a second with the same key joins.
+    let a = Server::start(
+        dirs[1].path(),
+        &[
+            env[0],
+            env[1],
+            ("BOXOFFICE_TICKET_KEY_FILE", common::TICKET_KEY),
+        ],
+    );
+    let b = Server::start(
+        dirs[2].path(),
+        &[
+            env[0],
+            env[1],
+            ("BOXOFFICE_TICKET_KEY_FILE", common::TICKET_KEY),
+        ],
+    );
+    let keys = |base: String| async move {
+        reqwest::get(format!("{base}/.well-known/ticket-keys.json"))
+            .await
+            .expect("keys")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    assert_eq!(keys(a.base.clone()).await, keys(b.base.clone()).await);
+
+    // A node with another key would issue tickets the others reject: it refuses to start.
+    let refused = common::serve_refused(
+        dirs[3].path(),
+        &[
+            env[0],
+            env[1],
+            ("BOXOFFICE_TICKET_KEY_FILE", common::OTHER_TICKET_KEY),
+        ],
+    );
+    assert!(
+        refused.contains("not this cluster's ticket key"),
+        "{refused}"
+    );
+    // The running nodes are unaffected.
+    let res = reqwest::get(format!("{}/healthz", a.base))
+        .await
+        .expect("healthz");
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn hs256_is_off_beside_an_identity_provider_unless_allowed() {
+    // Nothing listens there: HS256 tokens are judged before any key is fetched.
+    let jwks = "http://127.0.0.1:9/.well-known/jwks.json";
+    let secret = "a-secret-that-could-mint-any-role";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let base = [
+        ("BOXOFFICE_DATA_DIR", data),
+        ("BOXOFFICE_JWT_SECRET", secret),
+    ];
+
+    // `boxoffice token` says such a token would not be accepted, instead of printing one.
+    let out = common::boxoffice(
+        &["token", "--sub", "org-1", "--role", "organizer"],
+        &[base[0], base[1], ("BOXOFFICE_JWKS_URL", jwks)],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-hs256-with-jwks"), "{err}");
+    assert!(out.stdout.is_empty());
+    let allowed = [
+        base[0],
+        base[1],
+        ("BOXOFFICE_JWKS_URL", jwks),
+        ("BOXOFFICE_ALLOW_HS256_WITH_JWKS", "true"),
+    ];
+    let org = token(dir.path(), &allowed, "org-1", &["organizer"]);
+
+    let create = |base: String, token: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(token)
+            .json(&event_body())
+            .send()
+            .await
+            .expect("create")
+            .status()
+    };
+    let server = Server::start(dir.path(), &[base[1], ("BOXOFFICE_JWKS_URL", jwks)]);
+    assert_eq!(create(server.base.clone(), org.clone()).await, 401);
+    drop(server);
+    let server = Server::start(
+        dir.path(),
+        &[
+            base[1],
+            ("BOXOFFICE_JWKS_URL", jwks),
+            ("BOXOFFICE_ALLOW_HS256_WITH_JWKS", "true"),
+        ],
+    );
+    assert_eq!(create(server.base.clone(), org).await, 201);
+}
+
+#[tokio::test]
+async fn the_outbox_is_pruned_behind_the_nodes_and_a_new_node_still_finds_everything() {
+    let db = TestDatabase::create().await;
+    let env = [
+        ("BOXOFFICE_DATABASE_URL", db.url.as_str()),
+        ("BOXOFFICE_JWT_SECRET", "a-shared-secret-for-all-nodes"),
+        ("BOXOFFICE_OUTBOX_PRUNE_INTERVAL", "200ms"),
+        ("BOXOFFICE_OUTBOX_MIN_AGE", "0s"),
+    ];
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = Server::start(dir_a.path(), &env);
+    let org = token(dir_a.path(), &env, "org-1", &["organizer"]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create_and_check(&a.base, &org).await);
+    }
+    for id in &ids {
+        search_until_found(&a.base, "q=eras", id, Duration::from_secs(5)).await;
+    }
+    // The node records how far its index has come; rows behind it are pruned.
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let node_id = std::fs::read_to_string(dir_a.path().join("node-id")).expect("node id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", a.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let pruned: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("outbox_pruned_rows_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if pruned > 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing pruned: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let readers: Vec<String> = client
+        .query("SELECT reader_id FROM feed_readers", &[])
+        .await
+        .expect("readers")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(readers, vec![node_id.trim().to_owned()]);
+    // A node that arrives after the pruning builds its index from the tables: all is there.
+    let b = Server::start(dir_b.path(), &env);
+    for id in &ids {
+        search_until_found(&b.base, "q=eras", id, Duration::from_secs(10)).await;
+    }
+    // And the first node keeps following the feed.
+    let late = create_and_check(&a.base, &org).await;
+    search_until_found(&a.base, "q=eras", &late, Duration::from_secs(2)).await;
+    search_until_found(&b.base, "q=eras", &late, Duration::from_secs(2)).await;
+}

@@ -858,15 +858,15 @@ pub async fn details_and_check_in(store: Arc<dyn Store>) {
 
     let ticket = b.tickets[0].id;
     assert!(matches!(
-        store.check_in(ticket, t).await.unwrap(),
+        store.check_in(ticket, e.id, t).await.unwrap(),
         CheckIn::Admitted(_)
     ));
     assert!(matches!(
-        store.check_in(ticket, t).await.unwrap(),
+        store.check_in(ticket, e.id, t).await.unwrap(),
         CheckIn::AlreadyUsed(_)
     ));
     assert_eq!(
-        store.check_in(TicketId::new(), t).await.unwrap(),
+        store.check_in(TicketId::new(), e.id, t).await.unwrap(),
         CheckIn::Unknown
     );
     // A used ticket is never refunded; a cancelled booking's tickets are void at the door.
@@ -881,7 +881,40 @@ pub async fn details_and_check_in(store: Arc<dyn Store>) {
     let c = buy(&store, &c, "alice", t).await;
     store.cancel_confirmed(c.id, t).await.expect("cancel");
     assert!(matches!(
-        store.check_in(c.tickets[0].id, t).await.unwrap(),
+        store.check_in(c.tickets[0].id, e.id, t).await.unwrap(),
         CheckIn::Void(_)
+    ));
+}
+
+/// A door admits to one event: another event's ticket is refused, whatever its state, and is
+/// left exactly as it was, so it still gets in at its own event's door.
+pub async fn check_in_is_bound_to_its_event(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let other = created(&store, concert(t)).await;
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1"]), t))
+        .await
+        .expect("hold");
+    let b = buy(&store, &b, "alice", t).await;
+    let ticket = b.tickets[0].id;
+    match store.check_in(ticket, other.id, t).await.unwrap() {
+        CheckIn::WrongEvent(found) => {
+            assert_eq!(found.event_id, e.id);
+            assert_eq!(found.status, b.tickets[0].status, "nothing changed");
+            assert_eq!(found.checked_in_at, None);
+        }
+        other => panic!("another event's ticket: {other:?}"),
+    }
+    let stored = store.booking(b.id).await.unwrap().expect("booking");
+    assert_eq!(stored.tickets[0].checked_in_at, None);
+    assert!(matches!(
+        store.check_in(ticket, e.id, t).await.unwrap(),
+        CheckIn::Admitted(_)
+    ));
+    // Once used, it is still another event's ticket at the wrong door.
+    assert!(matches!(
+        store.check_in(ticket, other.id, t).await.unwrap(),
+        CheckIn::WrongEvent(_)
     ));
 }

@@ -185,3 +185,106 @@ pub async fn feed_wait_wakes_on_a_change(store: Arc<dyn Store>, feed: Arc<dyn Ch
     .expect("returns at once")
     .expect("wait");
 }
+
+/// Outbox retention: rows every live reader has applied and that are old enough are pruned;
+/// a reader whose cursor is behind the pruned rows is told so, one that kept up is not.
+pub async fn feed_prunes_what_every_reader_applied(
+    store: Arc<dyn Store>,
+    feed: Arc<dyn ChangeFeed>,
+) {
+    use boxoffice_domain::feed::Retention;
+    let t = now();
+    let minutes = |m: i64| time::Duration::minutes(m);
+    let retention = Retention {
+        reader_ttl: Duration::from_secs(3600),
+        min_age: Duration::from_secs(600),
+    };
+    let c0 = cursor_now(&*feed).await;
+    let (e1, e2, e3) = (concert(t), concert(t), concert(t));
+    store.create_event(&e1).await.expect("create");
+    store.create_event(&e2).await.expect("create");
+    let c1 = cursor_now(&*feed).await;
+    store.create_event(&e3).await.expect("create");
+
+    feed.record_reader("fast", &c1, t).await.expect("record");
+    feed.record_reader("slow", &c0, t).await.expect("record");
+    // Too young: nothing goes, whatever the readers have applied.
+    let p = feed.prune(retention, t).await.expect("prune");
+    assert_eq!(p.rows, 0, "{p:?}");
+    // Old enough, but the slow reader has applied none of it.
+    let p = feed.prune(retention, t + minutes(20)).await.expect("prune");
+    assert_eq!(p.rows, 0, "{p:?}");
+    let read = feed.read(Some(&c0)).await.expect("read");
+    assert!(!read.fell_behind());
+    drop(read);
+    let (all, _) = drain(&*feed, &c0).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+
+    // Once the slow reader has come as far, what both applied goes; the rest stays.
+    feed.record_reader("slow", &c1, t + minutes(20))
+        .await
+        .expect("record");
+    let p = feed.prune(retention, t + minutes(20)).await.expect("prune");
+    assert_eq!(p.rows, 2, "{p:?}");
+    assert_eq!(p.remaining, 1, "{p:?}");
+    let read = feed.read(Some(&c1)).await.expect("read");
+    assert!(!read.fell_behind(), "a reader that kept up is not behind");
+    drop(read);
+    let (rest, _) = drain(&*feed, &c1).await;
+    assert_eq!(rest, vec![Change::EventChanged(e3.id)]);
+    // A cursor from before the pruned rows cannot be caught up from: the reader must rebuild.
+    let mut read = feed.read(Some(&c0)).await.expect("read");
+    assert!(
+        read.fell_behind(),
+        "a cursor behind pruned rows is detected"
+    );
+    assert!(read.changes(10).await.expect("changes").is_empty());
+    // A fresh read (a rebuild) is never behind, and sees everything in its scan.
+    let mut fresh = feed.read(None).await.expect("read");
+    assert!(!fresh.fell_behind());
+    assert_eq!(fresh.all_events(None, 10).await.expect("all").len(), 3);
+    let rebuilt = fresh.cursor().clone();
+    drop(fresh);
+    assert!(!feed.read(Some(&rebuilt)).await.expect("read").fell_behind());
+
+    // Pruning again changes nothing; a repeated prune is harmless.
+    let p = feed.prune(retention, t + minutes(20)).await.expect("prune");
+    assert_eq!(p.rows, 0, "{p:?}");
+}
+
+/// A reader silent for longer than the reader TTL stops holding rows back (and is told it
+/// fell behind when it returns); a cursor of another database is never recorded.
+pub async fn feed_forgets_silent_readers(store: Arc<dyn Store>, feed: Arc<dyn ChangeFeed>) {
+    use boxoffice_domain::feed::Retention;
+    let t = now();
+    let retention = Retention {
+        reader_ttl: Duration::from_secs(3600),
+        min_age: Duration::from_secs(600),
+    };
+    let c0 = cursor_now(&*feed).await;
+    feed.record_reader("gone", &c0, t).await.expect("record");
+    let foreign = FeedCursor {
+        store_id: "some-other-database".into(),
+        position: c0.position.clone(),
+    };
+    feed.record_reader("foreign", &foreign, t + time::Duration::hours(2))
+        .await
+        .expect("a foreign cursor is ignored, not an error");
+    for _ in 0..3 {
+        store.create_event(&concert(t)).await.expect("create");
+    }
+    let c1 = cursor_now(&*feed).await;
+    store.create_event(&concert(t)).await.expect("create");
+    let later = t + time::Duration::hours(2);
+    feed.record_reader("alive", &c1, later)
+        .await
+        .expect("record");
+    let p = feed.prune(retention, later).await.expect("prune");
+    assert_eq!(p.rows, 3, "the silent reader holds nothing back: {p:?}");
+    assert!(feed.read(Some(&c0)).await.expect("read").fell_behind());
+    assert!(!feed.read(Some(&c1)).await.expect("read").fell_behind());
+    // With no live reader at all, every old enough row may go (the newest may be kept).
+    let much_later = later + time::Duration::hours(2);
+    let p = feed.prune(retention, much_later).await.expect("prune");
+    assert!(p.remaining <= 1, "{p:?}");
+}

@@ -64,6 +64,7 @@ macro_rules! store_suite {
             approval_after_release_is_lapsed_when_seats_are_gone,
             release_and_cancel,
             details_and_check_in,
+            check_in_is_bound_to_its_event,
         );
         $crate::store_suite!(@payments $factory;
             unresolved_payments_free_the_seats_but_stay_open,
@@ -82,6 +83,8 @@ macro_rules! store_suite {
             feed_pages_through_the_whole_catalog,
             feed_cursor_of_another_database_is_not_used,
             feed_wait_wakes_on_a_change,
+            feed_prunes_what_every_reader_applied,
+            feed_forgets_silent_readers,
         );
     };
     (@booking $factory:path; $($name:ident),* $(,)?) => {

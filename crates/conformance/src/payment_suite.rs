@@ -250,7 +250,7 @@ pub async fn used_tickets_are_not_refunded(store: Arc<dyn Store>) {
         .expect("hold");
     let b = buy(&store, &b, "alice", t).await;
     assert!(matches!(
-        store.check_in(b.tickets[0].id, t).await.unwrap(),
+        store.check_in(b.tickets[0].id, e.id, t).await.unwrap(),
         CheckIn::Admitted(_)
     ));
     let err = store.cancel_confirmed(b.id, t).await.expect_err("used");

@@ -19,11 +19,18 @@
 //!
 //! No change is applied twice and none is missed, even on PostgreSQL, where outbox positions
 //! become visible out of order.
+//!
+//! The outbox does not grow without bound: each reader records how far it has come
+//! ([`ChangeFeed::record_reader`]) and [`ChangeFeed::prune`] deletes what every reader seen
+//! lately has applied (never rows younger than [`Retention::min_age`]). A reader that was away
+//! longer than [`Retention::reader_ttl`] no longer holds rows back; when it comes back, its read
+//! says [`FeedRead::fell_behind`] and it rebuilds.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::event::Event;
 use crate::ids::EventId;
@@ -85,11 +92,45 @@ pub struct CatalogEntry {
     pub available: u64,
 }
 
+/// How long the outbox keeps changes; see [`ChangeFeed::prune`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// A reader that has not recorded its position for this long stops holding rows back (and
+    /// is forgotten); if it comes back behind the pruned rows it rebuilds.
+    pub reader_ttl: Duration,
+    /// Rows younger than this are kept whatever the readers say, so that a node that has just
+    /// started (or restarted from an older index) can still catch up instead of rebuilding.
+    pub min_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            reader_ttl: Duration::from_secs(3600),
+            min_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What one [`ChangeFeed::prune`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    /// Outbox rows deleted.
+    pub rows: u64,
+    /// Outbox rows left.
+    pub remaining: u64,
+}
+
 /// A consistent view of the store; see the module documentation.
 #[async_trait]
 pub trait FeedRead: Send + std::fmt::Debug {
     /// The instant this read sees: apply everything it returned, then store this cursor.
     fn cursor(&self) -> &FeedCursor;
+
+    /// Whether changes after the cursor this read was opened with have been pruned: the read
+    /// cannot bring the reader up to date and the reader must rebuild (open a read without a
+    /// cursor). Always false for a read opened without a cursor or with another database's.
+    fn fell_behind(&self) -> bool;
 
     /// The next page of changes after the cursor the read was opened with, up to
     /// [`FeedRead::cursor`], in the order they were written (per transaction). Empty when all
@@ -118,4 +159,19 @@ pub trait ChangeFeed: Send + Sync + std::fmt::Debug + 'static {
     /// Returns when changes after `cursor` may have been written, or after `timeout`,
     /// whichever comes first. Spurious wake-ups are allowed: callers read and see.
     async fn wait(&self, cursor: &FeedCursor, timeout: Duration) -> Result<(), StoreError>;
+
+    /// Records that the reader `reader` (a stable id per node) has applied everything up to
+    /// `cursor`, at `now`. A cursor of another database is ignored.
+    async fn record_reader(
+        &self,
+        reader: &str,
+        cursor: &FeedCursor,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes outbox rows that every reader recorded within `retention.reader_ttl` of `now`
+    /// has applied and that are older than `retention.min_age`, and forgets readers silent
+    /// longer than the TTL. With no live reader, every row older than the minimum age goes.
+    /// Safe to run on several nodes at once.
+    async fn prune(&self, retention: Retention, now: OffsetDateTime) -> Result<Pruned, StoreError>;
 }

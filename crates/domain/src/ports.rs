@@ -243,8 +243,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<Booking>, StoreError>;
 
-    /// Marks a ticket as scanned at the door, if it is valid.
-    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError>;
+    /// Marks a ticket as scanned at the door of `event`, if it is valid and for that event. A
+    /// ticket of another event is refused and left as it is.
+    async fn check_in(
+        &self,
+        id: TicketId,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<CheckIn, StoreError>;
 
     /// Checks the booking invariants over the whole database.
     async fn verify(&self, now: OffsetDateTime) -> Result<Vec<Finding>, StoreError>;
@@ -415,6 +421,8 @@ pub enum CheckIn {
     Admitted(Ticket),
     AlreadyUsed(Ticket),
     Void(Ticket),
+    /// A ticket of another event than the door's; nothing changed.
+    WrongEvent(Ticket),
     Unknown,
 }
 

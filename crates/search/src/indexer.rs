@@ -15,6 +15,10 @@
 //! - Each commit stores the cursor in the commit payload, atomically with the documents. At
 //!   start the index is loaded and caught up from that cursor; with no usable index (none, a
 //!   schema change, another database) it is rebuilt from one consistent scan.
+//! - The committed cursor is recorded in the store as this node's reader position (every few
+//!   seconds at most), so that the outbox is pruned only behind it. If the feed was pruned
+//!   past the cursor anyway (the node was away longer than the reader retention), the read
+//!   says so and the index is rebuilt.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -41,6 +45,10 @@ const MIN_STEP: Duration = Duration::from_millis(50);
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Seat-only changes are visible at once; their documents are written this often.
 const AVAILABILITY_COMMIT_EVERY: Duration = Duration::from_secs(5);
+/// The shortest time between two records of this reader's position, and the longest (so that
+/// a reader with nothing to apply still counts as alive).
+const RECORD_EVERY: Duration = Duration::from_secs(5);
+const RECORD_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload {
@@ -70,6 +78,12 @@ pub(crate) struct Indexer {
     /// Counts pages of changes and reconciliations applied.
     applied: u64,
     last_commit: Instant,
+    /// This node's id as a feed reader; `None` records nothing.
+    reader_id: Option<String>,
+    /// The cursor of the last commit: what a restart would resume from.
+    committed: Option<FeedCursor>,
+    /// The cursor last recorded in the store, and when.
+    recorded: Option<(FeedCursor, Instant)>,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -88,6 +102,7 @@ impl Indexer {
         fields: Fields,
         shared: &Arc<Shared>,
         reconcile_every: Duration,
+        reader_id: Option<String>,
     ) -> Result<Self, SearchError> {
         // A previous indexer on this directory (a handle just dropped in this process) lets go
         // of the writer lock within a second or so.
@@ -119,6 +134,9 @@ impl Indexer {
             reconcile_every,
             applied: 0,
             last_commit: Instant::now(),
+            reader_id,
+            committed: None,
+            recorded: None,
         };
         // What a previous writer committed while we waited is what we load.
         shared.reader.reload()?;
@@ -143,6 +161,7 @@ impl Indexer {
                 }
             }
         }
+        me.committed = Some(payload.cursor.clone());
         me.cursor = Some(payload.cursor);
         me.publish();
         tracing::info!(events = me.events.len(), "search index loaded");
@@ -234,12 +253,44 @@ impl Indexer {
                     tracing::info!("the search index belongs to another database; rebuilding");
                     drop(read);
                     self.rebuild(feed).await?;
+                } else if read.fell_behind() {
+                    tracing::info!(
+                        "the change feed was pruned past the search index's cursor; rebuilding"
+                    );
+                    drop(read);
+                    self.rebuild(feed).await?;
                 } else if read.cursor() != &cursor || self.reconcile_due() {
                     self.catch_up(read).await?;
                 }
             }
         }
-        self.maybe_commit()
+        self.maybe_commit()?;
+        self.record_position(feed).await;
+        Ok(())
+    }
+
+    /// Tells the store how far the committed index has come, at most every [`RECORD_EVERY`]
+    /// and at least every [`RECORD_AT_LEAST_EVERY`]. A failure is only logged: the worst it
+    /// does is let the outbox be pruned past this node, which then rebuilds.
+    async fn record_position(&mut self, feed: &dyn ChangeFeed) {
+        let (Some(reader), Some(committed)) = (&self.reader_id, &self.committed) else {
+            return;
+        };
+        let due = match &self.recorded {
+            None => true,
+            Some((cursor, at)) => {
+                (cursor != committed && at.elapsed() >= RECORD_EVERY)
+                    || at.elapsed() >= RECORD_AT_LEAST_EVERY
+            }
+        };
+        if !due {
+            return;
+        }
+        let now = boxoffice_domain::event::to_micros(time::OffsetDateTime::now_utc());
+        match feed.record_reader(reader, committed, now).await {
+            Ok(()) => self.recorded = Some((committed.clone(), Instant::now())),
+            Err(e) => tracing::debug!(error = %e, "recording the feed reader's position failed"),
+        }
     }
 
     async fn rebuild(&mut self, feed: &dyn ChangeFeed) -> Result<(), SearchError> {
@@ -434,12 +485,13 @@ impl Indexer {
         }
         let payload = serde_json::to_string(&Payload {
             schema: SCHEMA_VERSION,
-            cursor,
+            cursor: cursor.clone(),
         })
         .map_err(|e| SearchError::Internal(e.to_string()))?;
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        self.committed = Some(cursor);
         self.docs_pending = false;
         self.last_commit = Instant::now();
         if std::mem::take(&mut self.merge_after_commit) {

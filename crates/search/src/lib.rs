@@ -78,6 +78,10 @@ pub struct SearchConfig {
     /// How often events whose seats changed are read again from the store, bounding any
     /// drift between seat deltas and the store's own count (expired holds).
     pub reconcile_every: std::time::Duration,
+    /// This node's stable id as a change-feed reader. When set, the indexer records how far
+    /// its index has come (`ChangeFeed::record_reader`), so that the outbox is pruned only
+    /// behind it; when unset, it holds nothing back (and rebuilds if it falls behind).
+    pub reader_id: Option<String>,
 }
 
 impl SearchConfig {
@@ -90,6 +94,7 @@ impl SearchConfig {
             queue: 4_096,
             cache_entries: 20_000,
             reconcile_every: std::time::Duration::from_secs(30),
+            reader_id: None,
         }
     }
 }
@@ -147,7 +152,13 @@ impl SearchIndex {
             automata: engine::Automata::default(),
             counts: Default::default(),
         });
-        let indexer = indexer::Indexer::load(&index, fields, &shared, config.reconcile_every)?;
+        let indexer = indexer::Indexer::load(
+            &index,
+            fields,
+            &shared,
+            config.reconcile_every,
+            config.reader_id.clone(),
+        )?;
         indexer.spawn(feed);
         Ok(Self { shared })
     }

@@ -640,3 +640,72 @@ async fn seats_left_is_reconciled_with_the_store() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_the_pruned_feed_rebuilds_and_is_correct() {
+    use boxoffice_domain::feed::{ChangeFeed, Retention};
+    let f = fixture().await;
+    let other = tempfile::tempdir().expect("tempdir");
+    let open_node = || {
+        let mut config = SearchConfig::new(other.path().to_owned());
+        config.cache_entries = 0;
+        config.reader_id = Some("node-b".into());
+        SearchIndex::open(&config, Arc::new(f.store.clone())).expect("open index")
+    };
+    let node = open_node();
+    wait_for(&node, |i| i.len() == f.events.len()).await;
+    // The indexer records how far it has come, so pruning keeps what it has not applied.
+    let db = rusqlite::Connection::open(f.store.path()).expect("open raw");
+    let recorded = || -> Option<i64> {
+        db.query_row(
+            "SELECT position FROM feed_readers WHERE reader_id = 'node-b'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while recorded().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(node);
+
+    // While the node is away, two events are added and the feed is pruned past its cursor
+    // (it was silent longer than the reader TTL).
+    let late: Vec<Event> = ["Zarzuela Gala", "Kabuki Night"]
+        .iter()
+        .map(|name| {
+            event(&spec(
+                name,
+                &["Globe Players"],
+                Category::Theater,
+                SEATTLE,
+                3,
+                5_000,
+            ))
+        })
+        .collect();
+    for e in &late {
+        f.store.create_event(e).await.expect("create");
+    }
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let pruned = f
+        .store
+        .prune(Retention::default(), later)
+        .await
+        .expect("prune");
+    assert!(pruned.rows > 0, "{pruned:?}");
+
+    // Back again: its cursor is behind the pruned rows, so it rebuilds instead of catching up
+    // from what is left (which would miss the first), and ends up with everything.
+    let node = open_node();
+    wait_for(&node, |i| i.len() == f.events.len() + 2).await;
+    for q in ["zarzuela", "kabuki"] {
+        let r = search(&node, &[("q", q)]).await;
+        assert_eq!(r["total"], 1, "{q}: {r}");
+    }
+    let a = search(&f.index, &[("q", "tayler swfit")]).await;
+    let b = search(&node, &[("q", "tayler swfit")]).await;
+    assert_eq!(ids(&a), ids(&b));
+}

@@ -1637,15 +1637,18 @@ pub async fn expire_holds<C: GenericClient>(c: &C, now: OffsetDateTime, limit: u
 pub async fn check_in<C: GenericClient>(
     c: &C,
     ticket: TicketId,
+    event: EventId,
     now: OffsetDateTime,
 ) -> Result<CheckIn> {
+    // Bound to the door's event: another event's ticket is never marked, whatever its state.
     let n = q!(
         c,
         execute,
         "UPDATE tickets SET status = 'USED', checked_in_at = $2
-         WHERE ticket_id = $1 AND status = 'VALID'",
+         WHERE ticket_id = $1 AND event_id = $3 AND status = 'VALID'",
         &ticket.0,
-        &now
+        &now,
+        &event.0
     )?;
     let t = q!(
         c,
@@ -1658,6 +1661,7 @@ pub async fn check_in<C: GenericClient>(
     .transpose()?;
     Ok(match t {
         None => CheckIn::Unknown,
+        Some(t) if t.event_id != event => CheckIn::WrongEvent(t),
         Some(t) if n == 1 => CheckIn::Admitted(t),
         Some(t) if t.status == TicketStatus::Void => CheckIn::Void(t),
         Some(t) => CheckIn::AlreadyUsed(t),

@@ -14,6 +14,14 @@
 //! later read, and a transaction finished at S1 is never returned again. Because events and
 //! availability are read in the same transaction, a rebuild scan and its cursor agree too.
 //!
+//! Retention: readers record their snapshot in `feed_readers`. Snapshots of one cluster are
+//! ordered (a later one sees every transaction an earlier one saw finished), so the pruner
+//! takes the earliest snapshot H of the live readers (or the current one when there is none),
+//! deletes the old enough rows whose transaction is finished in H — exactly what every live
+//! reader has applied — and records H in `feed_horizon`. A cursor that does not contain the
+//! horizon may have lost rows: its read reports [`FeedRead::fell_behind`]. Readers that are
+//! themselves behind the horizon hold nothing back; they rebuild.
+//!
 //! Readers wake on `LISTEN boxoffice_outbox` (a statement trigger on the outbox NOTIFYs, and
 //! PostgreSQL delivers notifications at commit) over a connection of their own, reconnecting
 //! when it drops; a periodic timeout in the caller covers notifications lost in between.
@@ -23,7 +31,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_domain::event::{Category, Event, EventSpec, Policies, Section, SectionKind, Venue};
-use boxoffice_domain::feed::{CatalogEntry, Change, ChangeFeed, FeedCursor, FeedRead};
+use boxoffice_domain::feed::{
+    CatalogEntry, Change, ChangeFeed, FeedCursor, FeedRead, Pruned, Retention,
+};
 use boxoffice_domain::ids::{CustomerId, EventId};
 use boxoffice_domain::money::PriceCents;
 use boxoffice_domain::ports::StoreError;
@@ -36,6 +46,42 @@ use crate::{PgStore, pg_error};
 
 /// The channel the outbox trigger of migration V2 notifies.
 const LISTEN: &str = "LISTEN boxoffice_outbox";
+
+/// Outbox rows deleted per transaction.
+const PRUNE_BATCH: i64 = 5_000;
+
+/// A transaction snapshot in `pg_snapshot`'s text form, `xmin:xmax:xip,…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    xip: Vec<u64>,
+}
+
+impl Snapshot {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().splitn(3, ':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
+        (xmin <= xmax).then_some(Self { xmin, xmax, xip })
+    }
+
+    /// Whether every transaction finished in `earlier` is finished in `self` too.
+    pub(crate) fn contains(&self, earlier: &Snapshot) -> bool {
+        earlier.xmax <= self.xmax
+            && self
+                .xip
+                .iter()
+                .all(|x| *x >= earlier.xmax || earlier.xip.contains(x))
+    }
+}
 
 /// The LISTEN side: one connection per process, started on first use, that bumps a counter on
 /// every notification.
@@ -120,6 +166,7 @@ impl ChangeFeed for PgStore {
             },
             since: None,
             next: (String::from("0"), 0),
+            behind: false,
         };
         let c = read.client()?;
         c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -128,7 +175,8 @@ impl ChangeFeed for PgStore {
         // The first statement fixes the transaction's snapshot; name it.
         let row = c
             .query_one(
-                "SELECT pg_current_snapshot()::text, (SELECT store_id::text FROM feed_identity)",
+                "SELECT pg_current_snapshot()::text, (SELECT store_id::text FROM feed_identity),
+                        (SELECT position FROM feed_horizon)",
                 &[],
             )
             .await
@@ -140,6 +188,19 @@ impl ChangeFeed for PgStore {
         read.since = since
             .filter(|c| c.store_id == read.cursor.store_id)
             .map(|c| c.position.clone());
+        if let Some(since) = &read.since {
+            let horizon: Option<String> = row.get(2);
+            read.behind = match (Snapshot::parse(since), horizon.as_deref()) {
+                // A cursor that is not a snapshot cannot be caught up from.
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(since), Some(h)) => Snapshot::parse(h).is_none_or(|h| !since.contains(&h)),
+            };
+            if read.behind {
+                // Reading changes after such a cursor would be wrong (or fail): none are given.
+                read.since = None;
+            }
+        }
         Ok(Box::new(read))
     }
 
@@ -165,6 +226,119 @@ impl ChangeFeed for PgStore {
         }
         Ok(())
     }
+
+    async fn record_reader(
+        &self,
+        reader: &str,
+        cursor: &FeedCursor,
+        now: time::OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if Snapshot::parse(&cursor.position).is_none() {
+            return Ok(());
+        }
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO feed_readers (reader_id, position, updated_at)
+             SELECT $1, $2, $3 FROM feed_identity WHERE store_id::text = $4
+             ON CONFLICT (reader_id) DO UPDATE
+                SET position = excluded.position, updated_at = excluded.updated_at",
+            &[&reader, &cursor.position, &now, &cursor.store_id],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn prune(
+        &self,
+        retention: Retention,
+        now: time::OffsetDateTime,
+    ) -> Result<Pruned, StoreError> {
+        let silent_since = now - retention.reader_ttl;
+        let young_since = now - retention.min_age;
+        let mut pruned = Pruned::default();
+        let mut c = self.client().await?;
+        loop {
+            let tx = c.transaction().await.map_err(pg_error)?;
+            tx.execute(
+                "DELETE FROM feed_readers WHERE updated_at < $1",
+                &[&silent_since],
+            )
+            .await
+            .map_err(pg_error)?;
+            // One pruner at a time; the horizon only moves forward.
+            let row = tx
+                .query_one(
+                    "SELECT position, pg_current_snapshot()::text FROM feed_horizon FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            let horizon = row
+                .get::<_, Option<String>>(0)
+                .and_then(|h| Snapshot::parse(&h));
+            let current = Snapshot::parse(row.get(1))
+                .ok_or_else(|| StoreError::Internal("unreadable snapshot".into()))?;
+            let readers = tx
+                .query("SELECT position FROM feed_readers", &[])
+                .await
+                .map_err(pg_error)?;
+            // The earliest snapshot of the live readers that are not behind the horizon.
+            let mut h: Option<Snapshot> = None;
+            for r in &readers {
+                let Some(s) = Snapshot::parse(r.get(0)) else {
+                    continue;
+                };
+                if horizon.as_ref().is_some_and(|hz| !s.contains(hz)) {
+                    continue;
+                }
+                h = match h {
+                    Some(earliest) if s.contains(&earliest) => Some(earliest),
+                    _ => Some(s),
+                };
+            }
+            let h = h.unwrap_or(current);
+            let text = format!(
+                "{}:{}:{}",
+                h.xmin,
+                h.xmax,
+                h.xip
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let deleted = tx
+                .execute(
+                    "DELETE FROM outbox WHERE position IN (
+                        SELECT position FROM outbox
+                        WHERE tx_id < pg_snapshot_xmax($1::text::pg_snapshot)
+                          AND pg_visible_in_snapshot(tx_id, $1::text::pg_snapshot)
+                          AND created_at < $2
+                        ORDER BY position LIMIT $3)",
+                    &[&text, &young_since, &PRUNE_BATCH],
+                )
+                .await
+                .map_err(pg_error)?;
+            if deleted > 0 && horizon.as_ref().is_none_or(|hz| h.contains(hz)) {
+                tx.execute("UPDATE feed_horizon SET position = $1", &[&text])
+                    .await
+                    .map_err(pg_error)?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            pruned.rows += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        let remaining: i64 = c
+            .query_one("SELECT count(*) FROM outbox", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        pruned.remaining = remaining as u64;
+        Ok(pruned)
+    }
 }
 
 struct PgRead {
@@ -174,6 +348,8 @@ struct PgRead {
     since: Option<String>,
     /// Keyset position of the last change returned: (tx_id, position).
     next: (String, i64),
+    /// Rows after the cursor the read was opened with were pruned.
+    behind: bool,
 }
 
 impl std::fmt::Debug for PgRead {
@@ -209,6 +385,10 @@ impl PgRead {
 impl FeedRead for PgRead {
     fn cursor(&self) -> &FeedCursor {
         &self.cursor
+    }
+
+    fn fell_behind(&self) -> bool {
+        self.behind
     }
 
     async fn changes(&mut self, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -393,5 +573,32 @@ async fn entries(
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snapshot;
+
+    fn snap(s: &str) -> Snapshot {
+        Snapshot::parse(s).expect(s)
+    }
+
+    #[test]
+    fn snapshots_parse_and_order() {
+        assert_eq!(snap("10:10:").xip, Vec::<u64>::new());
+        assert_eq!(snap("10:15:10,12").xip, vec![10, 12]);
+        assert!(Snapshot::parse("garbage").is_none());
+        assert!(Snapshot::parse("15:10:").is_none());
+        let earlier = snap("10:15:10,12");
+        // 12 finished since; 10 still running; 15..20 finished.
+        let later = snap("10:20:10");
+        assert!(later.contains(&earlier));
+        assert!(!earlier.contains(&later));
+        assert!(earlier.contains(&earlier));
+        // 12 still running later, but finished earlier: impossible in one cluster, and not
+        // containment.
+        assert!(!snap("10:20:12").contains(&snap("10:15:10")));
+        assert!(snap("16:20:").contains(&earlier));
     }
 }

@@ -118,6 +118,56 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))
     }
+
+    /// Registers the *public* half of a key every node of the cluster must share (`purpose`,
+    /// e.g. `ticket-signing`), or compares it with the one registered first. Only public
+    /// material is ever stored.
+    pub async fn claim_cluster_key(
+        &self,
+        purpose: &str,
+        key_id: &str,
+        public_key: &str,
+    ) -> Result<ClusterKey, StoreError> {
+        let c = self.client().await?;
+        let inserted = c
+            .execute(
+                "INSERT INTO cluster_keys (purpose, key_id, public_key) VALUES ($1, $2, $3)
+                 ON CONFLICT (purpose) DO NOTHING",
+                &[&purpose, &key_id, &public_key],
+            )
+            .await
+            .map_err(pg_error)?;
+        if inserted == 1 {
+            return Ok(ClusterKey::Registered);
+        }
+        // A statement of its own, so that it sees a row another node committed meanwhile.
+        let row = c
+            .query_one(
+                "SELECT key_id, public_key FROM cluster_keys WHERE purpose = $1",
+                &[&purpose],
+            )
+            .await
+            .map_err(pg_error)?;
+        let stored: &str = row.get(1);
+        Ok(if stored == public_key {
+            ClusterKey::Same
+        } else {
+            ClusterKey::Different {
+                registered_key_id: row.get(0),
+            }
+        })
+    }
+}
+
+/// How a node's key compares with the one its cluster registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterKey {
+    /// This node is the first: its key is now the cluster's.
+    Registered,
+    /// The same key as the cluster's.
+    Same,
+    /// Another key: this node must not run beside the others.
+    Different { registered_key_id: String },
 }
 
 /// Runs `$body` (an expression using the transaction `$tx`, evaluating to a `Result`) in a
@@ -386,9 +436,14 @@ impl Store for PgStore {
         in_tx!(self, |tx| booking::revoke(&tx, payment, why, now).await)
     }
 
-    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
+    async fn check_in(
+        &self,
+        id: TicketId,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<CheckIn, StoreError> {
         let c = self.client().await?;
-        booking::check_in(&c, id, now).await
+        booking::check_in(&c, id, event, now).await
     }
 
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {

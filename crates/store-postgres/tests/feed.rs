@@ -159,3 +159,52 @@ async fn availability_counts_open_seats_only() {
         ))
     );
 }
+
+/// Pruning follows snapshots, not positions: a row of a transaction that was still running at
+/// a reader's cursor is not pruned, however low its position and however old, until the
+/// reader has applied it; and that reader is not told it fell behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_a_late_commit_the_reader_has_not_seen() {
+    use boxoffice_domain::feed::Retention;
+    let db = TestDatabase::create().await;
+    let feed = store(&db).await;
+    let early = EventId::new();
+    let mut a = raw(&db).await;
+    // A takes a low position and commits late.
+    let ta = a.transaction().await.expect("begin a");
+    ta.execute(INSERT, &[&early.0]).await.expect("insert a");
+    feed.create_event(&concert(now())).await.expect("create");
+    let c1 = feed.read(None).await.expect("read").cursor().clone();
+    feed.record_reader("node", &c1, now())
+        .await
+        .expect("record");
+    ta.commit().await.expect("commit a");
+    // Long after, with min_age 0: only what the reader's snapshot saw finished may go.
+    let retention = Retention {
+        reader_ttl: Duration::from_secs(3600),
+        min_age: Duration::ZERO,
+    };
+    let later = now() + time::Duration::minutes(1);
+    let p = feed.prune(retention, later).await.expect("prune");
+    assert_eq!(p.rows, 1, "the committed event's row: {p:?}");
+    assert_eq!(p.remaining, 1, "A's row stays: {p:?}");
+    let mut read = feed.read(Some(&c1)).await.expect("read");
+    assert!(!read.fell_behind());
+    let mut got = Vec::new();
+    loop {
+        let page = read.changes(10).await.expect("changes");
+        if page.is_empty() {
+            break;
+        }
+        got.extend(page);
+    }
+    assert_eq!(got, vec![Change::EventChanged(early)]);
+    let c2 = read.cursor().clone();
+    drop(read);
+    // Once the reader has applied it, it goes too.
+    feed.record_reader("node", &c2, later)
+        .await
+        .expect("record");
+    let p = feed.prune(retention, later).await.expect("prune");
+    assert_eq!((p.rows, p.remaining), (1, 0), "{p:?}");
+}

@@ -1179,18 +1179,25 @@ pub fn expire_holds(tx: &Transaction<'_>, now: OffsetDateTime, limit: u32) -> Re
     Ok(n)
 }
 
-pub fn check_in(tx: &Transaction<'_>, ticket: TicketId, now: OffsetDateTime) -> Result<CheckIn> {
+pub fn check_in(
+    tx: &Transaction<'_>,
+    ticket: TicketId,
+    event: EventId,
+    now: OffsetDateTime,
+) -> Result<CheckIn> {
+    // Bound to the door's event: another event's ticket is never marked, whatever its state.
     let n = sq(tx
         .prepare_cached(
             "UPDATE tickets SET status = 'USED', checked_in_at = ?2
-             WHERE ticket_id = ?1 AND status = 'VALID'",
+             WHERE ticket_id = ?1 AND event_id = ?3 AND status = 'VALID'",
         )
-        .and_then(|mut s| s.execute(params![id(ticket.0), ts(now)])))?;
+        .and_then(|mut s| s.execute(params![id(ticket.0), ts(now), id(event.0)])))?;
     let t = sq(tickets_where(tx, "ticket_id = ?1", &id(ticket.0)))?
         .into_iter()
         .next();
     Ok(match t {
         None => CheckIn::Unknown,
+        Some(t) if t.event_id != event => CheckIn::WrongEvent(t),
         Some(t) if n == 1 => CheckIn::Admitted(t),
         Some(t) if t.status == TicketStatus::Void => CheckIn::Void(t),
         Some(t) => CheckIn::AlreadyUsed(t),

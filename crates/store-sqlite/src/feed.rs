@@ -9,22 +9,32 @@
 //! Readers live in the same process as the writers; waiting for a change polls the outbox's
 //! highest position (an index lookup) every few milliseconds, which also notices writes by
 //! other processes on the same file (`boxoffice seed` while serving).
+//!
+//! Pruning deletes rows at or below the lowest position of the live readers, in batches, and
+//! raises `feed_horizon` to the highest position deleted: a cursor below it has lost changes.
+//! The newest row is always kept, so the highest position (the cursor of a fresh read, and
+//! what `wait` compares) never goes back.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_domain::event::Event;
-use boxoffice_domain::feed::{CatalogEntry, Change, ChangeFeed, FeedCursor, FeedRead};
+use boxoffice_domain::feed::{
+    CatalogEntry, Change, ChangeFeed, FeedCursor, FeedRead, Pruned, Retention,
+};
 use boxoffice_domain::ids::EventId;
 use boxoffice_domain::ports::StoreError;
 use rusqlite::{Connection, params};
 
-use crate::codec::{id, store_error};
+use crate::codec::{id, store_error, ts};
 use crate::{SqliteStore, catalog, connect};
 
 /// How often a waiting reader looks for new outbox rows.
 const POLL: Duration = Duration::from_millis(20);
+/// Outbox rows deleted per write transaction, so that pruning a long backlog never holds the
+/// single writer for long.
+const PRUNE_BATCH: i64 = 5_000;
 
 #[async_trait]
 impl ChangeFeed for SqliteStore {
@@ -35,19 +45,24 @@ impl ChangeFeed for SqliteStore {
             let conn = connect(&path)?;
             // A deferred transaction takes its snapshot at its first read, and keeps it.
             conn.execute_batch("BEGIN").map_err(store_error)?;
-            let (store_id, last): (String, i64) = conn
+            let (store_id, last, horizon): (String, i64, i64) = conn
                 .query_row(
                     "SELECT (SELECT store_id FROM feed_identity),
-                            (SELECT coalesce(max(position), 0) FROM outbox)",
+                            (SELECT coalesce(max(position), 0) FROM outbox),
+                            (SELECT position FROM feed_horizon)",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .map_err(store_error)?;
             let after = match &since {
                 Some(c) if c.store_id == store_id => c.position.parse::<i64>().ok(),
                 _ => None,
             };
+            // Changes after a cursor behind the pruned rows would be incomplete: none are given.
+            let behind = after.is_some_and(|p| p < horizon);
+            let after = after.filter(|_| !behind);
             Ok(SqliteRead {
+                behind,
                 conn: Arc::new(Mutex::new(conn)),
                 cursor: FeedCursor {
                     store_id,
@@ -79,11 +94,99 @@ impl ChangeFeed for SqliteStore {
             tokio::time::sleep(POLL.min(deadline - tokio::time::Instant::now())).await;
         }
     }
+
+    async fn record_reader(
+        &self,
+        reader: &str,
+        cursor: &FeedCursor,
+        now: time::OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let Ok(position) = cursor.position.parse::<i64>() else {
+            return Ok(());
+        };
+        let (reader, store_id) = (reader.to_owned(), cursor.store_id.clone());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO feed_readers (reader_id, position, updated_at)
+                 SELECT ?1, ?2, ?3 FROM feed_identity WHERE store_id = ?4
+                 ON CONFLICT (reader_id) DO UPDATE
+                    SET position = excluded.position, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| s.execute(params![reader, position, ts(now), store_id]))
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune(
+        &self,
+        retention: Retention,
+        now: time::OffsetDateTime,
+    ) -> Result<Pruned, StoreError> {
+        let silent_since = ts(now - retention.reader_ttl);
+        let young_since = ts(now - retention.min_age);
+        let mut pruned = Pruned::default();
+        loop {
+            let (deleted, remaining) = self
+                .write(move |tx| -> Result<(u64, u64), StoreError> {
+                    tx.execute(
+                        "DELETE FROM feed_readers WHERE updated_at < ?1",
+                        [silent_since],
+                    )
+                    .map_err(store_error)?;
+                    let q = |sql: &str,
+                             p: &[&dyn rusqlite::ToSql]|
+                     -> Result<Option<i64>, StoreError> {
+                        tx.query_row(sql, p, |r| r.get(0)).map_err(store_error)
+                    };
+                    let horizon = q("SELECT position FROM feed_horizon", &[])?.unwrap_or(0);
+                    // Readers already behind the horizon rebuild anyway: they hold nothing back.
+                    let slowest = q(
+                        "SELECT min(position) FROM feed_readers WHERE position >= ?1",
+                        &[&horizon],
+                    )?;
+                    let Some(newest) = q("SELECT max(position) FROM outbox", &[])? else {
+                        return Ok((0, 0));
+                    };
+                    let bound = slowest.map_or(newest - 1, |m| m.min(newest - 1));
+                    let gone: Vec<i64> = tx
+                        .prepare_cached(
+                            "DELETE FROM outbox WHERE position IN (
+                                SELECT position FROM outbox
+                                WHERE position <= ?1 AND created_at < ?2
+                                ORDER BY position LIMIT ?3)
+                             RETURNING position",
+                        )
+                        .and_then(|mut s| {
+                            s.query_map(params![bound, young_since, PRUNE_BATCH], |r| r.get(0))?
+                                .collect()
+                        })
+                        .map_err(store_error)?;
+                    if let Some(&top) = gone.iter().max()
+                        && top > horizon
+                    {
+                        tx.execute("UPDATE feed_horizon SET position = ?1", [top])
+                            .map_err(store_error)?;
+                    }
+                    let remaining = q("SELECT count(*) FROM outbox", &[])?.unwrap_or(0);
+                    Ok((gone.len() as u64, remaining as u64))
+                })
+                .await?;
+            pruned.rows += deleted;
+            pruned.remaining = remaining;
+            if deleted < PRUNE_BATCH as u64 {
+                return Ok(pruned);
+            }
+        }
+    }
 }
 
 struct SqliteRead {
     conn: Arc<Mutex<Connection>>,
     cursor: FeedCursor,
+    /// Rows after the cursor the read was opened with were pruned.
+    behind: bool,
     /// The last position returned by `changes`; `None` when opened without a usable cursor.
     next: Option<i64>,
     /// The highest position this read sees.
@@ -120,6 +223,10 @@ impl SqliteRead {
 impl FeedRead for SqliteRead {
     fn cursor(&self) -> &FeedCursor {
         &self.cursor
+    }
+
+    fn fell_behind(&self) -> bool {
+        self.behind
     }
 
     async fn changes(&mut self, limit: usize) -> Result<Vec<Change>, StoreError> {

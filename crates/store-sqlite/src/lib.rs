@@ -339,8 +339,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn check_in(&self, id: TicketId, now: OffsetDateTime) -> Result<CheckIn, StoreError> {
-        self.write(move |tx| booking::check_in(tx, id, now)).await
+    async fn check_in(
+        &self,
+        id: TicketId,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<CheckIn, StoreError> {
+        self.write(move |tx| booking::check_in(tx, id, event, now))
+            .await
     }
 
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {

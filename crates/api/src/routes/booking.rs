@@ -676,15 +676,16 @@ pub async fn my_tickets(
     }))
 }
 
-/// A ticket scanned at the door.
+/// A ticket scanned at the door of one event.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckInRequest {
     /// The ticket's token, as its QR code carries it.
     pub token: String,
-    /// The event this door admits to; a ticket for another event is refused.
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub event_id: Option<String>,
+    /// The event this door admits to (required); a ticket of another event is refused with
+    /// 409 `ticket-wrong-event` and left unchanged.
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -695,7 +696,19 @@ pub struct CheckInResponse {
     pub ticket: TicketResponse,
 }
 
-/// Check a ticket in (scanner role): forged, void and already-scanned tickets are refused.
+fn wrong_event(ticket_event: EventId) -> ApiError {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "ticket-wrong-event",
+        "This ticket is for another event",
+    )
+    .with("ticketEventId", ticket_event.to_string())
+    .into()
+}
+
+/// Check a ticket in at the door of one event (scanner role): forged, void, already-scanned
+/// tickets and tickets of another event are refused and change nothing. A scanner whose token
+/// carries an `events` claim may check in only for those events.
 #[utoipa::path(
     post,
     path = "/v1/checkin",
@@ -703,41 +716,52 @@ pub struct CheckInResponse {
     request_body = CheckInRequest,
     responses(
         (status = 200, description = "Admitted", body = CheckInResponse),
-        (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already checked in, or void", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Forged or unreadable token, or another event's ticket", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body (`eventId` and `token` are required)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a scanner, or `event-not-allowed`: the scanner's token is limited to other events", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such ticket, or a malformed event id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`already-checked-in`, `ticket-void`, or `ticket-wrong-event` (a genuine ticket of another event; unchanged)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-ticket`: a forged or unreadable token", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(skip_all, fields(scanner = %who.sub))]
 pub async fn check_in(
     State(state): State<AppState>,
-    Scanner(_who): Scanner,
+    Scanner(who): Scanner,
     Json(body): Json<CheckInRequest>,
 ) -> ApiResult<Json<CheckInResponse>> {
-    let invalid = || {
-        ApiError::from(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-ticket",
-            "This is not a genuine ticket",
-        ))
-    };
+    let event: EventId = body
+        .event_id
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::not_found("event"))?;
+    if !who.may_act_on(event) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "event-not-allowed",
+            "This scanner may not check in for this event",
+        )
+        .into());
+    }
     let claims = state
         .booking
         .tickets
         .verify(body.token.trim())
-        .ok_or_else(invalid)?;
-    if let Some(raw) = &body.event_id {
-        let event: EventId = raw.parse().map_err(|_| ApiError::not_found("event"))?;
-        if event != claims.eid {
-            return Err(Problem::new(
+        .ok_or_else(|| {
+            ApiError::from(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "wrong-event",
-                "This ticket is for another event",
-            )
-            .into());
-        }
+                "invalid-ticket",
+                "This is not a genuine ticket",
+            ))
+        })?;
+    if claims.eid != event {
+        return Err(wrong_event(claims.eid));
     }
-    match state.store.check_in(claims.tid, state.clock.now()).await? {
+    match state
+        .store
+        .check_in(claims.tid, event, state.clock.now())
+        .await?
+    {
         CheckIn::Admitted(t) => Ok(Json(CheckInResponse {
             result: "ADMITTED".into(),
             ticket: TicketResponse::from(&t),
@@ -755,6 +779,7 @@ pub async fn check_in(
             "This ticket was cancelled",
         )
         .into()),
+        CheckIn::WrongEvent(t) => Err(wrong_event(t.event_id)),
         CheckIn::Unknown => Err(ApiError::not_found("ticket")),
     }
 }

@@ -134,10 +134,23 @@ async fn hs256_tokens_and_their_failures() {
         ("asymmetric with no JWKS configured", rs_without_jwks),
         ("garbage", "not.a.token".to_owned()),
         ("empty sub", hs(&claims(json!({"sub": ""})))),
+        (
+            "not valid before a later time",
+            hs(&claims(json!({"nbf": now() + 600}))),
+        ),
+        (
+            "nbf just past the leeway",
+            hs(&claims(json!({"nbf": now() + 90}))),
+        ),
     ] {
         let (status, problem) = app.post("/v1/events", &token, &eras_tour()).await;
         assert_eq!(status, 401, "{what}: {problem}");
         assert_eq!(problem["code"], "unauthorized");
+    }
+    // `nbf` in the past, or within the clock-skew leeway, is fine.
+    for nbf in [now() - 600, now() + 10] {
+        let token = hs(&claims(json!({"nbf": nbf})));
+        assert_eq!(create_status(&app, &token).await, 201, "nbf {nbf}");
     }
     // Unknown roles are ignored; a token with none of the needed roles is forbidden.
     let customer = hs(&claims(json!({"roles": ["customer", "superuser"]})));
@@ -154,6 +167,7 @@ async fn jwks_keys_of_every_kind_and_no_algorithm_confusion() {
             jwks_url: Some(jwks),
             issuer: Some("https://id.example".into()),
             audience: Some("boxoffice".into()),
+            ..AuthConfig::default()
         },
     )
     .await;
@@ -174,8 +188,8 @@ async fn jwks_keys_of_every_kind_and_no_algorithm_confusion() {
     }
     assert_eq!(
         create_status(&app, &hs(&ok)).await,
-        201,
-        "HS256 still works beside JWKS"
+        401,
+        "with an identity provider, the shared secret mints nothing"
     );
 
     // RS256 → HS256 confusion: an HMAC keyed with the RSA public key must not verify.
@@ -206,6 +220,12 @@ async fn jwks_keys_of_every_kind_and_no_algorithm_confusion() {
         &ed,
         &claims(json!({"iss": "https://id.example", "aud": "boxoffice", "exp": now() - 120})),
     );
+    let not_yet = sign(
+        Algorithm::EdDSA,
+        Some("ed-1"),
+        &ed,
+        &claims(json!({"iss": "https://id.example", "aud": "boxoffice", "nbf": now() + 600})),
+    );
     for (what, token) in [
         ("HS256 keyed with the RSA public key", confused),
         ("EC signature claiming an RSA key", wrong_family),
@@ -213,9 +233,38 @@ async fn jwks_keys_of_every_kind_and_no_algorithm_confusion() {
         ("wrong issuer", bad_iss),
         ("wrong audience", bad_aud),
         ("expired", expired),
+        ("not valid yet", not_yet),
     ] {
         assert_eq!(create_status(&app, &token).await, 401, "{what}");
     }
+}
+
+#[tokio::test]
+async fn hs256_beside_jwks_only_when_allowed() {
+    let jwks = identity_provider().await;
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        AuthConfig {
+            hs256_secret: Some(Secret::new(SECRET)),
+            jwks_url: Some(jwks),
+            allow_hs256_with_jwks: true,
+            ..AuthConfig::default()
+        },
+    )
+    .await;
+    let ok = claims(json!({}));
+    assert_eq!(
+        create_status(&app, &hs(&ok)).await,
+        201,
+        "explicitly allowed"
+    );
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    assert_eq!(
+        create_status(&app, &sign(Algorithm::RS256, Some("rsa-1"), &rsa, &ok)).await,
+        201
+    );
+    let early = hs(&claims(json!({"nbf": now() + 600})));
+    assert_eq!(create_status(&app, &early).await, 401);
 }
 
 #[tokio::test]

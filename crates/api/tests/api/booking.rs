@@ -542,6 +542,17 @@ async fn bookings_are_private(backend: Backend) {
     assert_eq!(mine["tickets"], json!([]));
 }
 
+/// A scanner token (HS256, the test secret) with an `events` claim.
+fn scanner_for(events: &[&str]) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &json!({"sub": "door-7", "roles": ["scanner"], "exp": now + 600, "events": events}),
+        &jsonwebtoken::EncodingKey::from_secret(crate::common::SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 async fn check_in_at_the_door(backend: Backend) {
     let app = TestApp::start(backend).await;
     let event = app.event(&eras_tour()).await;
@@ -566,17 +577,47 @@ async fn check_in_at_the_door(backend: Backend) {
         async move { app.post("/v1/checkin", &by, &body).await }
     };
     assert_eq!(
-        scan(&token, &alice, None).await.0,
+        scan(&token, &alice, Some(&event)).await.0,
         403,
         "customers cannot scan"
     );
-    let (status, ok) = scan(&token, &scanner, Some(&event)).await;
+    // A door admits to one event: the event is part of every scan.
+    let (status, problem) = scan(&token, &scanner, None).await;
+    assert_eq!(status, 400, "{problem}");
+    let other = app.event(&eras_tour()).await;
+    let (status, problem) = scan(&token, &scanner, Some(&other)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("ticket-wrong-event")),
+        "{problem}"
+    );
+    assert_eq!(problem["ticketEventId"], event.as_str());
+    // A scanner limited to other events may not open this door at all.
+    let limited = scanner_for(&[&other]);
+    let (status, problem) = scan(&token, &limited, Some(&event)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("event-not-allowed")),
+        "{problem}"
+    );
+    // Refusals changed nothing: the ticket is still valid at its own door.
+    let (_, mine) = app.get_as("/v1/tickets", &alice).await;
+    assert!(
+        mine["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "VALID"),
+        "{mine}"
+    );
+    let allowed = scanner_for(&[&other, &event]);
+    let (status, ok) = scan(&token, &allowed, Some(&event)).await;
     assert_eq!(
         (status, ok["result"].as_str()),
         (200, Some("ADMITTED")),
         "{ok}"
     );
-    let (status, again) = scan(&token, &scanner, None).await;
+    let (status, again) = scan(&token, &scanner, Some(&event)).await;
     assert_eq!(
         (status, again["code"].as_str()),
         (409, Some("already-checked-in"))
@@ -585,14 +626,13 @@ async fn check_in_at_the_door(backend: Backend) {
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
     assert_eq!(
-        scan(&forged, &scanner, None).await.1["code"],
+        scan(&forged, &scanner, Some(&event)).await.1["code"],
         "invalid-ticket"
     );
-    let other = app.event(&eras_tour()).await;
     let second = paid["tickets"][1]["token"].as_str().unwrap();
     assert_eq!(
         scan(second, &scanner, Some(&other)).await.1["code"],
-        "wrong-event"
+        "ticket-wrong-event"
     );
     // A booking with a ticket used at the door is not refunded.
     let res = app
@@ -623,7 +663,10 @@ async fn check_in_at_the_door(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
     let void = unused_paid["tickets"][0]["token"].as_str().unwrap();
-    assert_eq!(scan(void, &scanner, None).await.1["code"], "ticket-void");
+    assert_eq!(
+        scan(void, &scanner, Some(&event)).await.1["code"],
+        "ticket-void"
+    );
 }
 
 async fn unknown_payment_outcomes_are_reconciled(backend: Backend) {

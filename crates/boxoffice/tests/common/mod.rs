@@ -9,6 +9,14 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_boxoffice");
 pub const SECRET: &str = "end-to-end-test-secret-0123456789";
+/// The ticket-signing key every PostgreSQL node of a test shares (nodes on PostgreSQL refuse
+/// to start without one).
+pub const TICKET_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ticket-key.pem");
+/// Another key, for nodes that must be refused.
+pub const OTHER_TICKET_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/other-ticket-key.pem"
+);
 
 /// A running `boxoffice serve`, killed when dropped.
 pub struct Server {
@@ -18,20 +26,11 @@ pub struct Server {
 
 impl Server {
     /// Starts `boxoffice serve` on a free port with `data_dir` and the given environment
-    /// (which wins over the defaults set here), and waits for it to listen.
+    /// (which wins over the defaults set here), and waits for it to listen. A node on
+    /// PostgreSQL gets [`TICKET_KEY`] unless the environment names a key.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env("BOXOFFICE_DATA_DIR", data_dir)
-            .env("BOXOFFICE_LISTEN", "127.0.0.1:0")
-            .env("BOXOFFICE_LOG", "warn")
-            .env_remove("BOXOFFICE_DATABASE_URL")
-            .env_remove("BOXOFFICE_JWT_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
+        let mut cmd = serve_command(data_dir, extra_env);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn boxoffice serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -79,6 +78,63 @@ impl Server {
     }
 }
 
+/// `boxoffice serve` on a free port with `data_dir` and the environment, not yet started.
+pub fn serve_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("BOXOFFICE_DATA_DIR", data_dir)
+        .env("BOXOFFICE_LISTEN", "127.0.0.1:0")
+        .env("BOXOFFICE_LOG", "warn")
+        .env_remove("BOXOFFICE_DATABASE_URL")
+        .env_remove("BOXOFFICE_JWT_SECRET")
+        .env_remove("BOXOFFICE_TICKET_KEY_FILE")
+        .env_remove("BOXOFFICE_JWKS_URL")
+        .env_remove("BOXOFFICE_ALLOW_HS256_WITH_JWKS");
+    let on_postgres = extra_env
+        .iter()
+        .any(|(k, _)| *k == "BOXOFFICE_DATABASE_URL");
+    let key_given = extra_env
+        .iter()
+        .any(|(k, _)| *k == "BOXOFFICE_TICKET_KEY_FILE");
+    if on_postgres && !key_given {
+        cmd.env("BOXOFFICE_TICKET_KEY_FILE", TICKET_KEY);
+    }
+    for (k, v) in extra_env {
+        // An empty value unsets the variable.
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// Runs `boxoffice serve` expecting it to refuse to start: returns its stderr once it has
+/// exited unsuccessfully; fails if it starts listening or is still running after a minute.
+pub fn serve_refused(data_dir: &Path, extra_env: &[(&str, &str)]) -> String {
+    let mut child = serve_command(data_dir, extra_env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn boxoffice serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(!status.success(), "it should not have started: {stdout}");
+            assert!(!stdout.contains("listening on"), "{stdout}");
+            return String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("boxoffice serve did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -99,7 +155,9 @@ pub fn boxoffice(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     cmd.args(args)
         .env("BOXOFFICE_LOG", "warn")
         .env_remove("BOXOFFICE_DATABASE_URL")
-        .env_remove("BOXOFFICE_JWT_SECRET");
+        .env_remove("BOXOFFICE_JWT_SECRET")
+        .env_remove("BOXOFFICE_JWKS_URL")
+        .env_remove("BOXOFFICE_ALLOW_HS256_WITH_JWKS");
     for (k, v) in env {
         cmd.env(k, v);
     }
