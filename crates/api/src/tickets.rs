@@ -223,4 +223,20 @@ mod tests {
             "no private part published"
         );
     }
+    #[test]
+    fn tokens_without_an_expiry_still_verify() {
+        let (signer, _) = TicketSigner::generate();
+        let mut c = claims();
+        c.exp = None;
+        let token = signer.sign(&c);
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(json.get("exp").is_none(), "{json}");
+        assert_eq!(signer.verify(&token), Some(c));
+    }
 }
