@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use boxoffice_domain::booking::{Booking, BookingStatus, NewTicket, Payment, PaymentStatus};
 use boxoffice_domain::event::Event;
-use boxoffice_domain::ids::{BookingId, PaymentId, TicketId};
+use boxoffice_domain::ids::{BookingId, EventId, PaymentId, TicketId};
 use boxoffice_domain::payments::{
     Authorization, PaymentError, PaymentProvider, PaymentRequest, PaymentState,
 };
@@ -48,6 +48,8 @@ pub struct BookingConfig {
     pub reconcile_after: Duration,
     /// A payment still unsettled this long is reported in the logs as an alert.
     pub alert_after: Duration,
+    /// The platform's fee on a resale, in basis points of the price.
+    pub resale_fee_basis_points: u32,
 }
 
 impl Default for BookingConfig {
@@ -57,6 +59,7 @@ impl Default for BookingConfig {
             provider_timeout: Duration::from_secs(10),
             reconcile_after: Duration::from_secs(30),
             alert_after: Duration::from_secs(15 * 60),
+            resale_fee_basis_points: 1_000,
         }
     }
 }
@@ -532,7 +535,67 @@ impl BookingService {
             }
         }
         self.report_backlog().await?;
+        self.finish_cancelled_events(now).await?;
+        self.pay_out(now).await?;
         Ok(settled)
+    }
+
+    /// Cancels an event (see [`Store::cancel_event`]) and starts every refund it owes; a
+    /// refund the provider cannot take now is retried by the reconciler. Returns how many
+    /// refunds were started.
+    pub async fn cancel_event(&self, event: EventId) -> Result<usize, StoreError> {
+        let owed = self.store.cancel_event(event, self.clock.now()).await?;
+        for p in &owed {
+            if let Err(e) = self.refund(p).await {
+                tracing::warn!(payment_id = %p.id, error = %e, "refund deferred to the reconciler");
+            }
+        }
+        if !owed.is_empty() {
+            tracing::info!(event_id = %event, refunds = owed.len(), "event cancelled");
+        }
+        Ok(owed.len())
+    }
+
+    /// Applies the cancellation of recently cancelled events again: a booking whose payment
+    /// was still in flight when its event was cancelled is refunded once it confirms.
+    async fn finish_cancelled_events(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        let since = now - time::Duration::days(1);
+        for event in self.store.cancelled_events(since).await? {
+            self.cancel_event(event).await?;
+        }
+        Ok(())
+    }
+
+    /// Pays sellers the resales whose payout is due (after the event), through the provider.
+    /// A provider that cannot pay out (no connected account) leaves them SCHEDULED, reported.
+    async fn pay_out(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        let due = self.store.due_payouts(now, 100).await?;
+        let mut waiting = 0u64;
+        for p in &due {
+            let key = format!("payout_{}", p.id);
+            match self
+                .with_timeout(self.payments.payout(
+                    p.seller.as_str(),
+                    p.amount_cents,
+                    p.currency,
+                    &key,
+                ))
+                .await
+            {
+                Ok(Some(provider_ref)) => {
+                    self.store
+                        .mark_payout_paid(p.id, &provider_ref, self.clock.now())
+                        .await?;
+                }
+                Ok(None) => waiting += 1,
+                Err(e) => {
+                    waiting += 1;
+                    tracing::warn!(payout_id = %p.id, error = %e, "payout failed; retried later");
+                }
+            }
+        }
+        metrics::gauge!("payouts_due_unpaid").set(waiting as f64);
+        Ok(())
     }
 
     /// Settles one payment now, unless this node is already working on it (single flight).

@@ -108,6 +108,11 @@ impl AppState {
 
     /// An event, from memory when it was read before. Events do not change once created, so
     /// the booking path reads each from the database once.
+    /// Drops an event from this node's cache (it changed: cancelled).
+    pub fn forget_event(&self, id: EventId) {
+        self.events.forget(id);
+    }
+
     pub async fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
         if let Some(e) = self.events.get(id) {
             return Ok(Some(e));
@@ -124,14 +129,18 @@ impl AppState {
 /// A bounded map of events read recently.
 #[derive(Debug, Default)]
 struct EventCache {
-    map: std::sync::RwLock<std::collections::HashMap<EventId, Arc<Event>>>,
+    map: std::sync::RwLock<std::collections::HashMap<EventId, (Arc<Event>, std::time::Instant)>>,
 }
 
 impl EventCache {
     const CAPACITY: usize = 10_000;
+    /// An organizer can cancel an event on any node: every node sees it within this long.
+    const TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
     fn get(&self, id: EventId) -> Option<Arc<Event>> {
-        self.map.read().ok()?.get(&id).cloned()
+        let map = self.map.read().ok()?;
+        let (e, at) = map.get(&id)?;
+        (at.elapsed() < Self::TTL).then(|| e.clone())
     }
 
     fn put(&self, e: Arc<Event>) {
@@ -140,7 +149,13 @@ impl EventCache {
                 // Crude but bounded: popular events come straight back.
                 map.clear();
             }
-            map.insert(e.id, e);
+            map.insert(e.id, (e, std::time::Instant::now()));
+        }
+    }
+
+    fn forget(&self, id: EventId) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(&id);
         }
     }
 }
@@ -157,6 +172,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
         .merge(routes::booking::router())
+        .merge(routes::resale::router())
         .merge(routes::tickets::router())
         .merge(routes::webhooks::router())
         .merge(routes::search::router())

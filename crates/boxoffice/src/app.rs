@@ -295,6 +295,7 @@ pub async fn build_state(
             provider_timeout: serve.payments.provider_timeout,
             reconcile_after: serve.reconcile_after,
             alert_after: serve.payment_alert_after,
+            resale_fee_basis_points: serve.resale_fee_basis_points,
         },
         in_flight: Default::default(),
     };

@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// age is in /metrics as payments_unsettled_oldest_age_seconds).
     #[arg(long, env = "BOXOFFICE_PAYMENT_ALERT_AFTER", default_value = "15m", value_parser = parse_duration)]
     pub payment_alert_after: Duration,
+    /// The platform's fee on each resale, in basis points of the price (1000 = 10%); the
+    /// seller is paid the rest after the event.
+    #[arg(long, env = "BOXOFFICE_RESALE_FEE_BASIS_POINTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub resale_fee_basis_points: u32,
     /// Threads that run searches (default: one per core).
     #[arg(long, env = "BOXOFFICE_SEARCH_THREADS")]
     pub search_threads: Option<usize>,

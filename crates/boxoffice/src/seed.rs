@@ -415,6 +415,7 @@ impl Generator {
             organizer: self.organizer.clone(),
             created_at: self.now,
             spec,
+            cancelled_at: None,
         })
     }
 

@@ -89,10 +89,13 @@ pub(crate) fn approved(booking: &boxoffice_domain::booking::Booking) -> Settleme
         tickets: booking
             .seats
             .iter()
-            .map(|s| NewTicket {
-                id: TicketId::new(),
-                seat_id: s.seat_id.clone(),
-                token: format!("token-{}", s.seat_id),
+            .map(|s| {
+                let id = TicketId::new();
+                NewTicket {
+                    id,
+                    seat_id: s.seat_id.clone(),
+                    token: format!("token-{}-{id}", s.seat_id),
+                }
             })
             .collect(),
     }

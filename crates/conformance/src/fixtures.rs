@@ -61,5 +61,6 @@ pub fn event_with(now: OffsetDateTime, sections: Vec<SectionSpec>) -> Event {
         organizer: organizer(),
         created_at: now,
         spec,
+        cancelled_at: None,
     }
 }

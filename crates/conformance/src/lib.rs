@@ -14,6 +14,7 @@ pub mod booking_suite;
 pub mod feed;
 pub mod fixtures;
 pub mod payment_suite;
+pub mod resale_suite;
 pub mod suite;
 
 use std::sync::Arc;
@@ -77,6 +78,13 @@ macro_rules! store_suite {
             booking_reads_are_one_snapshot,
             limit_exceeded_while_seats_are_taken_is_the_limit,
         );
+        $crate::store_suite!(@resale $factory;
+            listings_respect_the_cap_and_can_be_withdrawn,
+            buying_a_listing_reissues_the_ticket_and_schedules_a_payout,
+            a_lapsed_reservation_puts_the_listing_back,
+            the_door_and_a_sale_never_both_win,
+            cancelling_an_event_refunds_voids_and_claws_back,
+        );
         $crate::store_suite!(@feed_tests $factory;
             feed_reports_each_created_event_once,
             feed_snapshot_excludes_later_writes,
@@ -103,6 +111,16 @@ macro_rules! store_suite {
             async fn $name() {
                 let harness = $factory().await;
                 $crate::payment_suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+    (@resale $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::resale_suite::$name(harness.store.clone()).await;
                 drop(harness);
             }
         )*

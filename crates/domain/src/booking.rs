@@ -110,12 +110,15 @@ pub enum Selection {
     /// The best `quantity` places of a section: front rows first, adjacent seats in one row
     /// preferred. For general admission, any `quantity` places.
     BestAvailable { section: u16, quantity: u32 },
+    /// These resale listings, all or none.
+    Listings(Vec<crate::ids::ListingId>),
 }
 
 impl Selection {
     pub fn quantity(&self) -> u32 {
         match self {
             Selection::Seats(s) => s.len() as u32,
+            Selection::Listings(l) => l.len() as u32,
             Selection::BestAvailable { quantity, .. } => *quantity,
         }
     }
@@ -163,6 +166,18 @@ pub enum HoldError {
     /// Enough places are free, but concurrent buyers kept taking the ones picked: try again.
     #[error("concurrent buyers took the picked seats")]
     Busy,
+    /// Listing ids that the event does not have.
+    #[error("no such listings: {0:?}")]
+    NoSuchListings(Vec<crate::ids::ListingId>),
+    /// Some requested listings are held or sold by someone else, or withdrawn.
+    #[error("listings unavailable: {0:?}")]
+    ListingsUnavailable(Vec<crate::ids::ListingId>),
+    /// The buyer is the seller of one of the listings.
+    #[error("you cannot buy your own listing")]
+    OwnListing,
+    /// The event was cancelled by its organizer.
+    #[error("the event was cancelled")]
+    EventCancelled,
     /// The customer would hold more than the event allows.
     #[error("limit of {limit} tickets per customer; {already} already held or bought")]
     LimitExceeded { limit: u32, already: u32 },
@@ -180,29 +195,52 @@ pub struct BookedSeat {
     pub price: PriceCents,
 }
 
+/// A ticket's life: VALID at the door; LISTED while offered for resale (still valid until
+/// sold); USED once scanned; VOID when its booking was refunded or its payment failed;
+/// REISSUED when resold or transferred — a new ticket with a new id and token replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TicketStatus {
     Valid,
+    Listed,
     Used,
     Void,
+    Reissued,
 }
 
 impl TicketStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             TicketStatus::Valid => "VALID",
+            TicketStatus::Listed => "LISTED",
             TicketStatus::Used => "USED",
             TicketStatus::Void => "VOID",
+            TicketStatus::Reissued => "REISSUED",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "VALID" => TicketStatus::Valid,
+            "LISTED" => TicketStatus::Listed,
             "USED" => TicketStatus::Used,
             "VOID" => TicketStatus::Void,
+            "REISSUED" => TicketStatus::Reissued,
             _ => return None,
         })
+    }
+
+    /// Whether this ticket gets its holder in: VALID or LISTED (a listed ticket is its
+    /// owner's until it sells). Every other one is refused at the door.
+    pub fn admits(self) -> bool {
+        matches!(self, TicketStatus::Valid | TicketStatus::Listed)
+    }
+
+    /// Whether the ticket still stands for its seat (it can enter, or it did).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            TicketStatus::Valid | TicketStatus::Listed | TicketStatus::Used
+        )
     }
 }
 
@@ -249,6 +287,8 @@ pub struct Booking {
     /// Why the booking ended, when that was not its owner's doing: a stable code such as
     /// `payment-capture-failed` (see [`crate::rules::Revocation::reason`]).
     pub status_reason: Option<String>,
+    /// Whether this booking buys resale listings rather than seats on first sale.
+    pub resale: bool,
 }
 
 impl Booking {

@@ -562,6 +562,20 @@ pub enum SaleState {
     NotYetOnSale,
     OnSale,
     Started,
+    /// Called off by its organizer: nothing sells, every ticket was refunded.
+    Cancelled,
+}
+
+impl SaleState {
+    /// As the API shows it (`saleStatus`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaleState::NotYetOnSale => "NOT_YET_ON_SALE",
+            SaleState::OnSale => "ON_SALE",
+            SaleState::Started => "STARTED",
+            SaleState::Cancelled => "CANCELLED",
+        }
+    }
 }
 
 /// A stored event.
@@ -571,6 +585,20 @@ pub struct Event {
     pub organizer: CustomerId,
     pub created_at: OffsetDateTime,
     pub spec: EventSpec,
+    /// When its organizer cancelled it, if they did.
+    #[serde(default)]
+    pub cancelled_at: Option<OffsetDateTime>,
+}
+
+impl Event {
+    /// Where the event is in its life at `now`: cancelled, or as its schedule says.
+    pub fn sale_state(&self, now: OffsetDateTime) -> SaleState {
+        if self.cancelled_at.is_some() {
+            SaleState::Cancelled
+        } else {
+            self.spec.sale_state(now)
+        }
+    }
 }
 
 fn text(field: &str, raw: &str, min: usize, max: usize) -> Result<String, ValidationError> {

@@ -64,6 +64,14 @@ uuid_id!(
     /// A ticket offered for resale.
     ListingId
 );
+uuid_id!(
+    /// What one resale earned its seller.
+    PayoutId
+);
+uuid_id!(
+    /// A ticket given away to another customer.
+    TransferId
+);
 
 /// A customer (or organizer, scanner, admin): the `sub` of their token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

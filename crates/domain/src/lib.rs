@@ -14,6 +14,7 @@
 //! - [`seat`] and [`booking`]: the state machines, with their legal transitions.
 //! - [`rules`]: the booking rulebook — what each use case does to a booking, its seats,
 //!   tickets, payment and stored response, as pure functions both stores call.
+//! - [`resale`]: resale listings, payouts and transfers: a ticket's second life.
 //! - [`ports`]: the traits adapters implement, and their error types; [`payments`] is the
 //!   payment provider port; [`feed`] is the change feed that search indexers follow.
 
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod money;
 pub mod payments;
 pub mod ports;
+pub mod resale;
 pub mod rules;
 pub mod seat;
 

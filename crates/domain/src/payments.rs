@@ -149,4 +149,18 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug + 'static {
     fn lookup_lag(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// Pays a reseller what a resale earned them. `Ok(Some(reference))` once paid (the same
+    /// idempotency key never pays twice); `Ok(None)` when this provider cannot pay that
+    /// seller (no connected account configured): the payout stays SCHEDULED and is reported.
+    async fn payout(
+        &self,
+        seller: &str,
+        amount_cents: i64,
+        currency: Currency,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, PaymentError> {
+        let _ = (seller, amount_cents, currency, idempotency_key);
+        Ok(None)
+    }
 }

@@ -11,7 +11,7 @@ use crate::booking::{
     Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus, Ticket,
 };
 use crate::event::Event;
-use crate::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use crate::ids::{BookingId, CustomerId, EventId, ListingId, PaymentId, SeatId, TicketId};
 use crate::money::PriceCents;
 use crate::seat::SeatState;
 
@@ -99,6 +99,9 @@ pub struct SectionAvailability {
     pub available: u32,
     pub held: u32,
     pub sold: u32,
+    /// Sold places offered for resale (counted in `sold` too).
+    #[serde(default)]
+    pub resale: u32,
 }
 
 /// One seat of a seated section, as a seat map shows it.
@@ -111,6 +114,9 @@ pub struct SeatView {
     pub price: PriceCents,
     /// The effective state at the time of the read (an expired hold shows as open).
     pub state: SeatState,
+    /// A listing on offer for this (sold) seat, with its price: the seat map shows it RESALE.
+    #[serde(default)]
+    pub resale: Option<(ListingId, i64)>,
 }
 
 /// An event's availability: per-section counts, and every numbered seat. General-admission
@@ -254,6 +260,85 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Checks the booking invariants over the whole database.
     async fn verify(&self, now: OffsetDateTime) -> Result<Vec<Finding>, StoreError>;
+
+    // ---- resale --------------------------------------------------------------------------
+
+    /// Lists the seller's ticket for resale, if [`crate::resale::may_list`] allows: the
+    /// listing ACTIVE, the ticket LISTED, the seat counted available again — atomically.
+    async fn list_ticket(
+        &self,
+        req: &ListRequest,
+    ) -> Result<Result<crate::resale::Listing, crate::resale::ListError>, StoreError>;
+
+    async fn listing(&self, id: ListingId) -> Result<Option<crate::resale::Listing>, StoreError>;
+
+    /// An event's listings on offer at `now` (a lapsed reservation is on offer again),
+    /// cheapest first.
+    async fn event_listings(
+        &self,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::resale::Listing>, StoreError>;
+
+    /// Every listing of a seller, newest first, in every state.
+    async fn seller_listings(
+        &self,
+        seller: &CustomerId,
+    ) -> Result<Vec<crate::resale::Listing>, StoreError>;
+
+    /// Withdraws an ACTIVE listing of the seller: the ticket VALID again.
+    async fn withdraw_listing(
+        &self,
+        id: ListingId,
+        seller: &CustomerId,
+        now: OffsetDateTime,
+    ) -> Result<Result<crate::resale::Listing, crate::resale::WithdrawError>, StoreError>;
+
+    /// Every payout of a seller, newest first.
+    async fn payouts_of(
+        &self,
+        seller: &CustomerId,
+    ) -> Result<Vec<crate::resale::Payout>, StoreError>;
+
+    /// SCHEDULED payouts whose time has come.
+    async fn due_payouts(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<crate::resale::Payout>, StoreError>;
+
+    /// Records a payout as PAID (if still SCHEDULED); returns whether it moved.
+    async fn mark_payout_paid(
+        &self,
+        id: crate::ids::PayoutId,
+        provider_ref: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Events cancelled since `since`.
+    async fn cancelled_events(&self, since: OffsetDateTime) -> Result<Vec<EventId>, StoreError>;
+
+    /// Cancels an event: nothing sells any more, open listings are withdrawn, holds end, every
+    /// confirmed booking is CANCELLED (`event-cancelled`) with its tickets VOID and its
+    /// payment owed back (REFUND_PENDING), scheduled payouts are clawed back — atomically.
+    /// Returns the payments to refund. Cancelling again changes nothing.
+    async fn cancel_event(
+        &self,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Payment>, StoreError>;
+}
+
+/// A request to list a ticket, fully decided by the caller.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    pub listing_id: ListingId,
+    pub ticket_id: TicketId,
+    pub seller: CustomerId,
+    pub price_cents: i64,
+    /// The platform's fee, in basis points of the price.
+    pub fee_basis_points: u32,
+    pub now: OffsetDateTime,
 }
 
 /// Unsettled payments, for `/metrics` and alerts.
@@ -411,6 +496,15 @@ pub enum ReleaseError {
     /// A ticket of the booking was scanned at the door: it cannot be refunded.
     #[error("a ticket of the booking has been used")]
     TicketUsed,
+    /// A ticket of the booking is listed for resale: withdraw the listing first.
+    #[error("a ticket of the booking is listed for resale")]
+    TicketListed,
+    /// A ticket of the booking was resold or transferred: it is someone else's now.
+    #[error("a ticket of the booking was resold or transferred")]
+    TicketReissued,
+    /// A resale purchase is final for the buyer (they may list it again).
+    #[error("a resale purchase is final")]
+    ResaleFinal,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -421,6 +515,8 @@ pub enum CheckIn {
     Admitted(Ticket),
     AlreadyUsed(Ticket),
     Void(Ticket),
+    /// Resold or transferred: its new owner holds a new ticket; this one is dead.
+    Reissued(Ticket),
     /// A ticket of another event than the door's; nothing changed.
     WrongEvent(Ticket),
     Unknown,
@@ -487,7 +583,27 @@ impl SeatMap {
                 number,
                 price,
                 state,
+                resale: None,
             });
+        }
+    }
+
+    /// Marks the seats of listings on offer at `now` as resale, with their price, and counts
+    /// them per section (`resale`): sold seats a buyer can still get.
+    pub fn add_resale(&mut self, listings: &[crate::resale::Listing], now: OffsetDateTime) {
+        for l in listings {
+            if l.effective_status(now) != crate::resale::ListingStatus::Active {
+                continue;
+            }
+            if let Some(counts) = usize::from(l.section)
+                .checked_sub(1)
+                .and_then(|i| self.sections.get_mut(i))
+            {
+                counts.resale += 1;
+            }
+            if let Some(seat) = self.seats.iter_mut().find(|s| s.id == l.seat_id) {
+                seat.resale = Some((l.id, l.price_cents));
+            }
         }
     }
 

@@ -277,10 +277,18 @@ pub enum CancelAction {
 pub fn cancel(
     status: BookingStatus,
     tickets: &[TicketStatus],
+    resale: bool,
 ) -> Result<CancelAction, ReleaseError> {
     match status {
+        BookingStatus::Confirmed if resale => Err(ReleaseError::ResaleFinal),
         BookingStatus::Confirmed if tickets.contains(&TicketStatus::Used) => {
             Err(ReleaseError::TicketUsed)
+        }
+        BookingStatus::Confirmed if tickets.contains(&TicketStatus::Listed) => {
+            Err(ReleaseError::TicketListed)
+        }
+        BookingStatus::Confirmed if tickets.contains(&TicketStatus::Reissued) => {
+            Err(ReleaseError::TicketReissued)
         }
         BookingStatus::Confirmed => Ok(CancelAction::Cancel),
         BookingStatus::Cancelled | BookingStatus::Expired => Ok(CancelAction::Unchanged),
@@ -522,18 +530,30 @@ mod tests {
     fn a_used_ticket_cannot_be_refunded() {
         use TicketStatus::*;
         assert!(matches!(
-            cancel(BookingStatus::Confirmed, &[Valid, Used]),
+            cancel(BookingStatus::Confirmed, &[Valid, Used], false),
             Err(ReleaseError::TicketUsed)
         ));
+        assert!(matches!(
+            cancel(BookingStatus::Confirmed, &[Valid, Listed], false),
+            Err(ReleaseError::TicketListed)
+        ));
+        assert!(matches!(
+            cancel(BookingStatus::Confirmed, &[Reissued, Valid], false),
+            Err(ReleaseError::TicketReissued)
+        ));
+        assert!(matches!(
+            cancel(BookingStatus::Confirmed, &[Valid], true),
+            Err(ReleaseError::ResaleFinal)
+        ));
         assert_eq!(
-            cancel(BookingStatus::Confirmed, &[Valid, Valid]).unwrap(),
+            cancel(BookingStatus::Confirmed, &[Valid, Valid], false).unwrap(),
             CancelAction::Cancel
         );
         assert_eq!(
-            cancel(BookingStatus::Cancelled, &[Void]).unwrap(),
+            cancel(BookingStatus::Cancelled, &[Void], false).unwrap(),
             CancelAction::Unchanged
         );
-        assert!(cancel(BookingStatus::Hold, &[]).is_err());
+        assert!(cancel(BookingStatus::Hold, &[], false).is_err());
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn event(s: &Spec) -> Event {
         organizer: CustomerId::parse("org").expect("id"),
         created_at: now,
         spec,
+        cancelled_at: None,
     }
 }
 

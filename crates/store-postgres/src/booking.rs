@@ -55,7 +55,8 @@ macro_rules! q {
 // ---- reading ----------------------------------------------------------------------------
 
 const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, total_cents,
-        currency, contact_email, created_at, confirmed_at, cancelled_at, status_reason
+        currency, contact_email, created_at, confirmed_at, cancelled_at, status_reason,
+        listing_id IS NOT NULL
     FROM bookings";
 
 pub async fn load_booking<C: GenericClient>(
@@ -122,6 +123,7 @@ async fn read_booking<C: GenericClient>(
         confirmed_at: r.get(8),
         cancelled_at: r.get(9),
         status_reason: r.get(10),
+        resale: r.get(11),
     };
     booking.sort();
     Ok(Some(booking))
@@ -282,7 +284,7 @@ pub async fn payment_by_ref<C: GenericClient>(
 // ---- writing helpers ----------------------------------------------------------------------
 
 /// The `seats.changed` payload for these per-section changes; `None` if nothing changed.
-fn delta_payload(deltas: &BTreeMap<u16, i32>) -> Result<Option<serde_json::Value>> {
+pub(crate) fn delta_payload(deltas: &BTreeMap<u16, i32>) -> Result<Option<serde_json::Value>> {
     let sections: Vec<SectionDelta> = deltas
         .iter()
         .filter(|(_, d)| **d != 0)
@@ -299,7 +301,7 @@ fn delta_payload(deltas: &BTreeMap<u16, i32>) -> Result<Option<serde_json::Value
         .map_err(|e| StoreError::Internal(format!("encoding delta: {e}")))
 }
 
-async fn record_delta<C: GenericClient>(
+pub(crate) async fn record_delta<C: GenericClient>(
     c: &C,
     event_id: EventId,
     deltas: &BTreeMap<u16, i32>,
@@ -374,16 +376,15 @@ async fn take_from_limit<C: GenericClient>(
     customer: &CustomerId,
     quantity: u32,
     max: u32,
-) -> Result<std::result::Result<(), u32>> {
+) -> Result<std::result::Result<(), LimitRefusal>> {
     let q = quantity as i32;
-    if quantity > max {
-        return Ok(Err(0));
-    }
+    // The event's cancellation is checked in the same statement: no round trip of its own.
     let row = q!(
         c,
         query_opt,
         "INSERT INTO customer_event_tickets AS c (event_id, customer_id, tickets)
-         VALUES ($1, $2, $3)
+         SELECT $1::uuid, $2::text, $3::int4 WHERE $3::int4 <= $4::int4 AND NOT EXISTS (
+             SELECT 1 FROM events WHERE event_id = $1 AND cancelled_at IS NOT NULL)
          ON CONFLICT (event_id, customer_id) DO UPDATE SET tickets = c.tickets + excluded.tickets
          WHERE c.tickets + excluded.tickets <= $4
          RETURNING tickets",
@@ -395,22 +396,34 @@ async fn take_from_limit<C: GenericClient>(
     if row.is_some() {
         return Ok(Ok(()));
     }
-    let already: i32 = q!(
+    let r = q!(
         c,
         query_one,
-        "SELECT tickets FROM customer_event_tickets WHERE event_id = $1 AND customer_id = $2",
+        "SELECT (SELECT tickets FROM customer_event_tickets
+                 WHERE event_id = $1 AND customer_id = $2),
+                EXISTS (SELECT 1 FROM events WHERE event_id = $1 AND cancelled_at IS NOT NULL)",
         &event_id.0,
         &customer.as_str()
-    )?
-    .get(0);
-    Ok(Err(already.max(0) as u32))
+    )?;
+    if r.get::<_, bool>(1) {
+        return Ok(Err(LimitRefusal::EventCancelled));
+    }
+    let already: Option<i32> = r.get(0);
+    Ok(Err(LimitRefusal::Over(already.unwrap_or(0).max(0) as u32)))
+}
+
+/// Why a customer's places could not be counted.
+enum LimitRefusal {
+    /// They already hold or bought this many, and the new ones would pass the limit.
+    Over(u32),
+    EventCancelled,
 }
 
 /// Ends a booking that is still in `from` (HOLD, or PENDING whose payment settled without
 /// money) as `to`: frees its held seats and gives its places back to the customer's limit.
 /// The status is re-checked by the update itself, so a booking that moved on meanwhile (a
 /// hold that became PENDING while this waited for its row) is left alone.
-async fn end_booking<C: GenericClient>(
+pub(crate) async fn end_booking<C: GenericClient>(
     c: &C,
     booking_id: BookingId,
     from: BookingStatus,
@@ -424,7 +437,7 @@ async fn end_booking<C: GenericClient>(
         "UPDATE bookings SET status = $2, cancelled_at = $3, updated_at = $3,
             version = version + 1
          WHERE booking_id = $1 AND status = $4
-         RETURNING event_id, customer_id, quantity",
+         RETURNING event_id, customer_id, quantity, listing_id IS NOT NULL",
         &booking_id.0,
         &to.as_str(),
         &now,
@@ -435,13 +448,18 @@ async fn end_booking<C: GenericClient>(
     };
     let event_id = EventId(r.get(0));
     let customer = CustomerId::parse(r.get(1)).map_err(|_| corrupt("customer"))?;
-    let freed = free_seats(c, event_id, booking_id, &["HOLD", "PENDING"]).await?;
     adjust_counter(c, event_id, &customer, -r.get::<_, i32>(2)).await?;
-    record_delta(c, event_id, &freed).await?;
+    if r.get::<_, bool>(3) {
+        // A resale booking held listings, not seats: they go back on offer.
+        crate::resale::release_listings(c, booking_id, event_id, now).await?;
+    } else {
+        let freed = free_seats(c, event_id, booking_id, &["HOLD", "PENDING"]).await?;
+        record_delta(c, event_id, &freed).await?;
+    }
     Ok(true)
 }
 
-async fn must_load<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Booking> {
+pub(crate) async fn must_load<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Booking> {
     load_booking(c, booking_id)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("booking {booking_id} vanished")))
@@ -504,7 +522,7 @@ pub async fn hold<C: GenericClient>(
     }
 
     let quantity = req.selection.quantity();
-    if let Err(already) = take_from_limit(
+    match take_from_limit(
         c,
         req.event_id(),
         &req.customer,
@@ -513,14 +531,19 @@ pub async fn hold<C: GenericClient>(
     )
     .await?
     {
-        return Err(HoldError::LimitExceeded {
-            limit: req.max_tickets_per_customer(),
-            already,
-        });
+        Ok(()) => {}
+        Err(LimitRefusal::EventCancelled) => return Err(HoldError::EventCancelled),
+        Err(LimitRefusal::Over(already)) => {
+            return Err(HoldError::LimitExceeded {
+                limit: req.max_tickets_per_customer(),
+                already,
+            });
+        }
     }
 
     // Take the seats: (seat_id, section, price, was_open).
     let taken: Vec<(String, i16, i64, bool)> = match &req.selection {
+        Selection::Listings(ids) => return crate::resale::hold_listings(c, req, ids).await,
         Selection::Seats(ids) => {
             let ids: Vec<String> = ids.iter().map(|s| s.as_str().to_owned()).collect();
             let rows = take_seats(c, req, &ids, false).await?;
@@ -849,6 +872,7 @@ async fn write_booking<C: GenericClient>(
         confirmed_at: None,
         cancelled_at: None,
         status_reason: None,
+        resale: false,
     };
     booking.sort();
     Ok(booking)
@@ -954,7 +978,8 @@ pub async fn begin_commit<C: GenericClient>(
         // The transaction rolls back.
         return Err(CommitError::KeyReused);
     }
-    if moved as usize != booking.seats.len() {
+    // A resale booking's seats stay SOLD to their seller until the sale completes.
+    if !booking.resale && moved as usize != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} holds {moved} of its {} seats",
             booking.id,
@@ -1026,6 +1051,7 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
         tickets,
     } = &fin.settlement
         && plan.action == SettleAction::Confirm
+        && !booking.resale
         && plan.store_response
     {
         return confirm_pending(c, fin, booking, payment, provider_ref, tickets, now).await;
@@ -1270,6 +1296,9 @@ async fn confirm<C: GenericClient>(
     tickets: &[NewTicket],
     now: OffsetDateTime,
 ) -> Result<bool> {
+    if booking.resale {
+        return crate::resale::confirm_resale(c, booking, tickets, now).await;
+    }
     let mut deltas = BTreeMap::new();
     let ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
     match booking.status {
@@ -1452,7 +1481,7 @@ pub async fn cancel_confirmed<C: GenericClient>(
         .await?
         .ok_or(ReleaseError::NotFound)?;
     let tickets: Vec<TicketStatus> = b.tickets.iter().map(|t| t.status).collect();
-    match rules::cancel(b.status, &tickets)? {
+    match rules::cancel(b.status, &tickets, b.resale)? {
         CancelAction::Unchanged => return Ok((b, None)),
         CancelAction::Cancel => {}
     }
@@ -1484,7 +1513,7 @@ pub async fn cancel_confirmed<C: GenericClient>(
 
 /// CONFIRMED → CANCELLED: every ticket VOID, the SOLD seats back on sale, the places back to
 /// the customer's limit, with an optional reason shown on the booking.
-async fn void_confirmed<C: GenericClient>(
+pub(crate) async fn void_confirmed<C: GenericClient>(
     c: &C,
     b: &Booking,
     reason: Option<&str>,
@@ -1496,7 +1525,7 @@ async fn void_confirmed<C: GenericClient>(
         c,
         execute,
         "UPDATE tickets SET status = 'VOID', voided_at = $2
-         WHERE booking_id = $1 AND status <> 'VOID'",
+         WHERE booking_id = $1 AND status IN ('VALID', 'LISTED', 'USED')",
         &b.id.0,
         &now
     )?;
@@ -1641,15 +1670,25 @@ pub async fn check_in<C: GenericClient>(
     now: OffsetDateTime,
 ) -> Result<CheckIn> {
     // Bound to the door's event: another event's ticket is never marked, whatever its state.
-    let n = q!(
+    // A listed ticket is still its owner's: it gets in, and its listing is withdrawn (a buyer
+    // holding it then cannot complete the purchase). The ticket row lock orders this against
+    // a sale of the same ticket: exactly one of the two wins.
+    let was = q!(
         c,
-        execute,
-        "UPDATE tickets SET status = 'USED', checked_in_at = $2
-         WHERE ticket_id = $1 AND event_id = $3 AND status = 'VALID'",
+        query_opt,
+        "UPDATE tickets t SET status = 'USED', checked_in_at = $2
+         FROM (SELECT ticket_id, status FROM tickets WHERE ticket_id = $1 FOR UPDATE) old
+         WHERE t.ticket_id = old.ticket_id AND t.event_id = $3
+           AND old.status IN ('VALID', 'LISTED')
+         RETURNING old.status = 'LISTED'",
         &ticket.0,
         &now,
         &event.0
     )?;
+    let n = u64::from(was.is_some());
+    if was.is_some_and(|r| r.get::<_, bool>(0)) {
+        crate::resale::withdraw_for_ticket(c, ticket, now).await?;
+    }
     let t = q!(
         c,
         query_opt,
@@ -1664,6 +1703,7 @@ pub async fn check_in<C: GenericClient>(
         Some(t) if t.event_id != event => CheckIn::WrongEvent(t),
         Some(t) if n == 1 => CheckIn::Admitted(t),
         Some(t) if t.status == TicketStatus::Void => CheckIn::Void(t),
+        Some(t) if t.status == TicketStatus::Reissued => CheckIn::Reissued(t),
         Some(t) => CheckIn::AlreadyUsed(t),
     })
 }
@@ -1671,15 +1711,51 @@ pub async fn check_in<C: GenericClient>(
 /// The invariants, each a query returning one row per violation (same rules as SQLite's).
 const CHECKS: &[(&str, &str)] = &[
     (
+        "listed-ticket-without-one-listing",
+        "SELECT t.ticket_id || ' ' || t.status || ', open listings: ' || count(l.listing_id)
+         FROM tickets t LEFT JOIN listings l
+           ON l.ticket_id = t.ticket_id AND l.status IN ('ACTIVE', 'RESERVED')
+         GROUP BY t.ticket_id, t.status
+         HAVING (t.status = 'LISTED') <> (count(l.listing_id) = 1) OR count(l.listing_id) > 1",
+    ),
+    (
+        "sold-listing-reissue",
+        "SELECT l.listing_id || ': ticket ' || coalesce(t.status, 'missing') || ', '
+                || (SELECT count(*) FROM tickets n WHERE n.replaces = l.ticket_id
+                      AND n.booking_id = l.booking_id) || ' new tickets, '
+                || (SELECT count(*) FROM payouts p WHERE p.listing_id = l.listing_id)
+                || ' payouts'
+         FROM listings l LEFT JOIN tickets t ON t.ticket_id = l.ticket_id
+         WHERE l.status = 'SOLD' AND (t.status IS DISTINCT FROM 'REISSUED'
+               OR (SELECT count(*) FROM tickets n WHERE n.replaces = l.ticket_id
+                     AND n.booking_id = l.booking_id) <> 1
+               OR (SELECT count(*) FROM payouts p WHERE p.listing_id = l.listing_id) <> 1)",
+    ),
+    (
+        "resale-money",
+        "SELECT l.listing_id || ': price ' || l.price_cents || ' = payout ' || p.amount_cents
+                || ' + fee ' || l.fee_cents || '?'
+         FROM listings l JOIN payouts p ON p.listing_id = l.listing_id
+         WHERE p.amount_cents + l.fee_cents <> l.price_cents",
+    ),
+    (
+        "payout-for-refunded-sale",
+        "SELECT p.payout_id || ' ' || p.status || ' for booking ' || b.booking_id || ' '
+                || b.status
+         FROM payouts p JOIN listings l ON l.listing_id = p.listing_id
+         JOIN bookings b ON b.booking_id = l.booking_id
+         WHERE p.status IN ('SCHEDULED', 'PAID') AND b.status <> 'CONFIRMED'",
+    ),
+    (
         "seat-sold-twice",
         "SELECT event_id || ' ' || seat_id || ': ' || count(*) || ' live tickets'
-         FROM tickets WHERE status <> 'VOID' GROUP BY event_id, seat_id HAVING count(*) > 1",
+         FROM tickets WHERE status IN ('VALID', 'LISTED', 'USED') GROUP BY event_id, seat_id HAVING count(*) > 1",
     ),
     (
         "sold-seat-ticket-count",
         "SELECT s.event_id || ' ' || s.seat_id || ': ' || count(t.ticket_id) || ' live tickets'
          FROM seats s LEFT JOIN tickets t
-           ON t.event_id = s.event_id AND t.seat_id = s.seat_id AND t.status <> 'VOID'
+           ON t.event_id = s.event_id AND t.seat_id = s.seat_id AND t.status IN ('VALID', 'LISTED', 'USED')
           AND t.booking_id = s.booking_id
          WHERE s.state = 'SOLD' GROUP BY s.event_id, s.seat_id HAVING count(t.ticket_id) <> 1",
     ),
@@ -1687,7 +1763,7 @@ const CHECKS: &[(&str, &str)] = &[
         "ticket-without-sold-seat",
         "SELECT t.ticket_id || ' for ' || t.seat_id
          FROM tickets t LEFT JOIN seats s ON s.event_id = t.event_id AND s.seat_id = t.seat_id
-         WHERE t.status <> 'VOID' AND (s.state IS NULL OR s.state <> 'SOLD'
+         WHERE t.status IN ('VALID', 'LISTED', 'USED') AND (s.state IS NULL OR s.state <> 'SOLD'
                OR s.booking_id IS DISTINCT FROM t.booking_id)",
     ),
     (
@@ -1712,11 +1788,13 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "confirmed-booking-ticket-count",
-        "SELECT b.booking_id || ': ' || b.quantity || ' seats, ' || count(t.ticket_id)
-                || ' live tickets'
+        // Every seat of a confirmed booking has a ticket that is live, or was passed on
+        // (REISSUED) to a later owner.
+        "SELECT b.booking_id || ': ' || b.quantity || ' seats, ' || count(DISTINCT t.seat_id)
+                || ' with tickets'
          FROM bookings b LEFT JOIN tickets t ON t.booking_id = b.booking_id AND t.status <> 'VOID'
          WHERE b.status = 'CONFIRMED'
-         GROUP BY b.booking_id, b.quantity HAVING count(t.ticket_id) <> b.quantity",
+         GROUP BY b.booking_id, b.quantity HAVING count(DISTINCT t.seat_id) <> b.quantity",
     ),
     (
         "confirmed-booking-without-captured-payment",

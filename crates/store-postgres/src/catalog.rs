@@ -216,7 +216,7 @@ pub async fn load_event<C: GenericClient>(
             "SELECT e.organizer_id, e.name, e.performers, e.category, e.description,
                 e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
                 e.refund_window_hours, e.resale_max_price_percent, e.created_at,
-                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon
+                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at
              FROM events e JOIN venues v ON v.venue_id = e.venue_id
              WHERE e.event_id = $1",
         )
@@ -286,6 +286,7 @@ pub async fn load_event<C: GenericClient>(
                 resale_max_price_percent: r.get::<_, i32>(10) as u32,
             },
         },
+        cancelled_at: r.get(19),
     }))
 }
 

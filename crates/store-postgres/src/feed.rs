@@ -556,6 +556,8 @@ async fn entries(
                     resale_max_price_percent: r.get::<_, i32>(11) as u32,
                 },
             },
+            // The search index does not keep the cancellation (yet).
+            cancelled_at: None,
         };
         let avail = if r.get::<_, bool>(20) {
             available.get(&event_id).copied().unwrap_or(0).max(0) as u64

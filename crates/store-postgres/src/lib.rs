@@ -8,6 +8,7 @@
 mod booking;
 mod catalog;
 mod feed;
+mod resale;
 pub mod testing;
 
 use std::sync::Arc;
@@ -17,10 +18,13 @@ use async_trait::async_trait;
 use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
 use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use boxoffice_domain::ids::{ListingId, PayoutId};
+use boxoffice_domain::ports::ListRequest;
 use boxoffice_domain::ports::{
     CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
     MaybeStoreError, PaymentBacklog, ReleaseError, SeatMap, Store, StoreError,
 };
+use boxoffice_domain::resale::{ListError, Listing, Payout, WithdrawError};
 use boxoffice_domain::rules::Revocation;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use time::OffsetDateTime;
@@ -241,9 +245,14 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> 
     Ok(())
 }
 
-pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
-    match e.code() {
+    // For logs only (never shown to clients): the server's message says what went wrong.
+    let e = match err.as_db_error() {
+        Some(db) => format!("{err}: {db}"),
+        None => err.to_string(),
+    };
+    match err.code() {
         Some(code)
             if *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
@@ -295,7 +304,13 @@ impl Store for PgStore {
 
     async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
         let c = self.client().await?;
-        catalog::seat_map(&c, event, now).await
+        let (map, listings) = tokio::try_join!(
+            catalog::seat_map(&c, event, now),
+            resale::event_listings(&c, event.id, now)
+        )?;
+        let mut map = map;
+        map.add_resale(&listings, now);
+        Ok(map)
     }
 
     async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError> {
@@ -449,5 +464,77 @@ impl Store for PgStore {
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {
         let c = self.client().await?;
         booking::verify(&c).await
+    }
+
+    async fn list_ticket(
+        &self,
+        req: &ListRequest,
+    ) -> Result<Result<Listing, ListError>, StoreError> {
+        in_tx!(self, |tx| resale::list_ticket(&tx, req).await)
+    }
+
+    async fn listing(&self, id: ListingId) -> Result<Option<Listing>, StoreError> {
+        let c = self.client().await?;
+        resale::listing(&c, id).await
+    }
+
+    async fn event_listings(
+        &self,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Listing>, StoreError> {
+        let c = self.client().await?;
+        resale::event_listings(&c, event, now).await
+    }
+
+    async fn seller_listings(&self, seller: &CustomerId) -> Result<Vec<Listing>, StoreError> {
+        let c = self.client().await?;
+        resale::seller_listings(&c, seller).await
+    }
+
+    async fn withdraw_listing(
+        &self,
+        id: ListingId,
+        seller: &CustomerId,
+        now: OffsetDateTime,
+    ) -> Result<Result<Listing, WithdrawError>, StoreError> {
+        in_tx!(self, |tx| resale::withdraw(&tx, id, seller, now).await)
+    }
+
+    async fn payouts_of(&self, seller: &CustomerId) -> Result<Vec<Payout>, StoreError> {
+        let c = self.client().await?;
+        resale::payouts_of(&c, seller).await
+    }
+
+    async fn due_payouts(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Payout>, StoreError> {
+        let c = self.client().await?;
+        resale::due_payouts(&c, now, limit).await
+    }
+
+    async fn mark_payout_paid(
+        &self,
+        id: PayoutId,
+        provider_ref: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        resale::mark_payout_paid(&c, id, provider_ref, now).await
+    }
+
+    async fn cancelled_events(&self, since: OffsetDateTime) -> Result<Vec<EventId>, StoreError> {
+        let c = self.client().await?;
+        resale::cancelled_events(&c, since).await
+    }
+
+    async fn cancel_event(
+        &self,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Payment>, StoreError> {
+        in_tx!(self, |tx| resale::cancel_event(&tx, event, now).await)
     }
 }

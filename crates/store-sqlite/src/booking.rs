@@ -77,7 +77,8 @@ pub fn load_booking(c: &Connection, booking_id: BookingId) -> rusqlite::Result<O
     let row = c
         .prepare_cached(
             "SELECT event_id, customer_id, status, expires_at, total_cents, currency,
-                contact_email, created_at, confirmed_at, cancelled_at, status_reason
+                contact_email, created_at, confirmed_at, cancelled_at, status_reason,
+                listing_id IS NOT NULL
              FROM bookings WHERE booking_id = ?1",
         )?
         .query_row([id(booking_id.0)], |r| {
@@ -99,6 +100,7 @@ pub fn load_booking(c: &Connection, booking_id: BookingId) -> rusqlite::Result<O
                 confirmed_at: r.get::<_, Option<i64>>(8)?.map(from_ts).transpose()?,
                 cancelled_at: r.get::<_, Option<i64>>(9)?.map(from_ts).transpose()?,
                 status_reason: r.get(10)?,
+                resale: r.get(11)?,
             })
         })
         .optional()?;
@@ -254,7 +256,7 @@ pub fn payment_by_ref(
 // ---- writing helpers ----------------------------------------------------------------------
 
 /// Appends a `seats.changed` row with the per-section change of available places.
-fn record_delta(
+pub(crate) fn record_delta(
     tx: &Transaction<'_>,
     event_id: EventId,
     deltas: &BTreeMap<u16, i32>,
@@ -367,14 +369,20 @@ fn take_from_limit(
 
 /// Ends a booking that is still HOLD (or PENDING whose payment settled without money) as
 /// `to`: frees its held seats and gives its places back to the customer's limit.
-fn end_booking(
+pub(crate) fn end_booking(
     tx: &Transaction<'_>,
     b: &Booking,
     to: BookingStatus,
     now: OffsetDateTime,
 ) -> Result<()> {
     debug_assert!(b.status.can_become(to), "{:?} -> {to:?}", b.status);
-    let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Hold, SeatState::Pending])?;
+    // A resale booking held listings, not seats: they go back on offer.
+    let freed = if b.resale {
+        crate::resale::release_listings(tx, b.id, b.event_id, now)?;
+        BTreeMap::new()
+    } else {
+        free_seats(tx, b.event_id, b.id, &[SeatState::Hold, SeatState::Pending])?
+    };
     sq(tx
         .prepare_cached(
             "UPDATE bookings SET status = ?2, cancelled_at = ?3, updated_at = ?3,
@@ -393,7 +401,7 @@ fn end_booking(
     record_delta(tx, b.event_id, &freed, now)
 }
 
-fn must_load(tx: &Transaction<'_>, booking_id: BookingId) -> Result<Booking> {
+pub(crate) fn must_load(tx: &Transaction<'_>, booking_id: BookingId) -> Result<Booking> {
     sq(load_booking(tx, booking_id))?
         .ok_or_else(|| StoreError::Internal(format!("booking {booking_id} vanished")))
 }
@@ -410,10 +418,18 @@ struct Candidate {
 }
 
 pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldError> {
-    let laid_out: Option<bool> = sq(tx
-        .prepare_cached("SELECT seats_laid_out FROM events WHERE event_id = ?1")
-        .and_then(|mut s| s.query_row([id(req.event_id().0)], |r| r.get(0)).optional()))?;
-    let Some(laid_out) = laid_out else {
+    let laid_out: Option<(bool, bool)> = sq(tx
+        .prepare_cached(
+            "SELECT seats_laid_out, cancelled_at IS NOT NULL FROM events WHERE event_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id(req.event_id().0)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        }))?;
+    if laid_out.is_some_and(|(_, cancelled)| cancelled) {
+        return Err(HoldError::EventCancelled);
+    }
+    let Some((laid_out, _)) = laid_out else {
         return Err(
             StoreError::Internal(format!("hold for unknown event {}", req.event_id())).into(),
         );
@@ -464,6 +480,7 @@ pub fn hold(tx: &Transaction<'_>, req: &HoldRequest) -> Result<Booking, HoldErro
 
     let now = ts(req.now);
     let chosen: Vec<Candidate> = match &req.selection {
+        Selection::Listings(ids) => return crate::resale::hold_listings(tx, req, ids),
         Selection::Seats(ids) => {
             let mut stmt = sq(tx.prepare_cached(
                 "SELECT section_no, row_index, number, price_cents, state, hold_expires_at
@@ -687,7 +704,8 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
                AND booking_id = ?1 AND state = 'HOLD'",
         )
         .and_then(|mut s| s.execute(params![id(req.booking_id.0), id(booking.event_id.0)])))?;
-    if moved != booking.seats.len() {
+    // A resale booking's seats stay SOLD to their seller until the sale completes.
+    if !booking.resale && moved != booking.seats.len() {
         return Err(StoreError::Internal(format!(
             "booking {} holds {moved} of its {} seats",
             booking.id,
@@ -878,6 +896,9 @@ fn confirm(
     tickets: &[NewTicket],
     now: OffsetDateTime,
 ) -> Result<bool> {
+    if booking.resale {
+        return crate::resale::confirm_resale(tx, booking, tickets, now);
+    }
     let quantity = booking.seats.len() as u32;
     let mut deltas = BTreeMap::new();
     match booking.status {
@@ -1027,7 +1048,7 @@ pub fn cancel_confirmed(
 ) -> Result<(Booking, Option<Payment>), ReleaseError> {
     let b = sq(load_booking(tx, booking_id))?.ok_or(ReleaseError::NotFound)?;
     let tickets: Vec<TicketStatus> = b.tickets.iter().map(|t| t.status).collect();
-    match rules::cancel(b.status, &tickets)? {
+    match rules::cancel(b.status, &tickets, b.resale)? {
         CancelAction::Unchanged => return Ok((b, None)),
         CancelAction::Cancel => {}
     }
@@ -1051,7 +1072,7 @@ pub fn cancel_confirmed(
 
 /// CONFIRMED → CANCELLED: every ticket VOID, the SOLD seats back on sale, the places back to
 /// the customer's limit, with an optional reason shown on the booking.
-fn void_confirmed(
+pub(crate) fn void_confirmed(
     tx: &Transaction<'_>,
     b: &Booking,
     reason: Option<&str>,
@@ -1062,7 +1083,7 @@ fn void_confirmed(
     sq(tx
         .prepare_cached(
             "UPDATE tickets SET status = 'VOID', voided_at = ?2
-             WHERE booking_id = ?1 AND status <> 'VOID'",
+             WHERE booking_id = ?1 AND status IN ('VALID', 'LISTED', 'USED')",
         )
         .and_then(|mut s| s.execute(params![id(b.id.0), ts(now)])))?;
     sq(tx
@@ -1186,12 +1207,22 @@ pub fn check_in(
     now: OffsetDateTime,
 ) -> Result<CheckIn> {
     // Bound to the door's event: another event's ticket is never marked, whatever its state.
+    // A listed ticket is still its owner's: it gets in, and its listing is withdrawn (a buyer
+    // holding it then cannot complete the purchase).
+    let listed = sq(tx
+        .prepare_cached(
+            "SELECT 1 FROM tickets WHERE ticket_id = ?1 AND event_id = ?2 AND status = 'LISTED'",
+        )
+        .and_then(|mut s| s.exists(params![id(ticket.0), id(event.0)])))?;
     let n = sq(tx
         .prepare_cached(
             "UPDATE tickets SET status = 'USED', checked_in_at = ?2
-             WHERE ticket_id = ?1 AND event_id = ?3 AND status = 'VALID'",
+             WHERE ticket_id = ?1 AND event_id = ?3 AND status IN ('VALID', 'LISTED')",
         )
         .and_then(|mut s| s.execute(params![id(ticket.0), ts(now), id(event.0)])))?;
+    if listed && n == 1 {
+        crate::resale::withdraw_for_ticket(tx, ticket, now)?;
+    }
     let t = sq(tickets_where(tx, "ticket_id = ?1", &id(ticket.0)))?
         .into_iter()
         .next();
@@ -1200,6 +1231,7 @@ pub fn check_in(
         Some(t) if t.event_id != event => CheckIn::WrongEvent(t),
         Some(t) if n == 1 => CheckIn::Admitted(t),
         Some(t) if t.status == TicketStatus::Void => CheckIn::Void(t),
+        Some(t) if t.status == TicketStatus::Reissued => CheckIn::Reissued(t),
         Some(t) => CheckIn::AlreadyUsed(t),
     })
 }
@@ -1207,15 +1239,51 @@ pub fn check_in(
 /// The invariants, each as a query returning one row per violation.
 const CHECKS: &[(&str, &str)] = &[
     (
+        "listed-ticket-without-one-listing",
+        "SELECT hex(t.ticket_id) || ' ' || t.status || ', open listings: ' || count(l.listing_id)
+         FROM tickets t LEFT JOIN listings l
+           ON l.ticket_id = t.ticket_id AND l.status IN ('ACTIVE', 'RESERVED')
+         GROUP BY t.ticket_id, t.status
+         HAVING (t.status = 'LISTED') <> (count(l.listing_id) = 1) OR count(l.listing_id) > 1",
+    ),
+    (
+        "sold-listing-reissue",
+        "SELECT hex(l.listing_id) || ': ticket ' || coalesce(t.status, 'missing') || ', '
+                || (SELECT count(*) FROM tickets n WHERE n.replaces = l.ticket_id
+                      AND n.booking_id = l.booking_id) || ' new tickets, '
+                || (SELECT count(*) FROM payouts p WHERE p.listing_id = l.listing_id)
+                || ' payouts'
+         FROM listings l LEFT JOIN tickets t ON t.ticket_id = l.ticket_id
+         WHERE l.status = 'SOLD' AND (t.status IS NOT 'REISSUED'
+               OR (SELECT count(*) FROM tickets n WHERE n.replaces = l.ticket_id
+                     AND n.booking_id = l.booking_id) <> 1
+               OR (SELECT count(*) FROM payouts p WHERE p.listing_id = l.listing_id) <> 1)",
+    ),
+    (
+        "resale-money",
+        "SELECT hex(l.listing_id) || ': price ' || l.price_cents || ' = payout ' || p.amount_cents
+                || ' + fee ' || l.fee_cents || '?'
+         FROM listings l JOIN payouts p ON p.listing_id = l.listing_id
+         WHERE p.amount_cents + l.fee_cents <> l.price_cents",
+    ),
+    (
+        "payout-for-refunded-sale",
+        "SELECT hex(p.payout_id) || ' ' || p.status || ' for booking ' || hex(b.booking_id) || ' '
+                || b.status
+         FROM payouts p JOIN listings l ON l.listing_id = p.listing_id
+         JOIN bookings b ON b.booking_id = l.booking_id
+         WHERE p.status IN ('SCHEDULED', 'PAID') AND b.status <> 'CONFIRMED'",
+    ),
+    (
         "seat-sold-twice",
         "SELECT hex(event_id) || ' ' || seat_id || ': ' || count(*) || ' live tickets'
-         FROM tickets WHERE status <> 'VOID' GROUP BY event_id, seat_id HAVING count(*) > 1",
+         FROM tickets WHERE status IN ('VALID', 'LISTED', 'USED') GROUP BY event_id, seat_id HAVING count(*) > 1",
     ),
     (
         "sold-seat-ticket-count",
         "SELECT hex(s.event_id) || ' ' || s.seat_id || ': ' || count(t.ticket_id) || ' live tickets'
          FROM seats s LEFT JOIN tickets t
-           ON t.event_id = s.event_id AND t.seat_id = s.seat_id AND t.status <> 'VOID'
+           ON t.event_id = s.event_id AND t.seat_id = s.seat_id AND t.status IN ('VALID', 'LISTED', 'USED')
           AND t.booking_id = s.booking_id
          WHERE s.state = 'SOLD' GROUP BY s.event_id, s.seat_id HAVING count(t.ticket_id) <> 1",
     ),
@@ -1223,7 +1291,7 @@ const CHECKS: &[(&str, &str)] = &[
         "ticket-without-sold-seat",
         "SELECT hex(t.ticket_id) || ' for ' || t.seat_id
          FROM tickets t LEFT JOIN seats s ON s.event_id = t.event_id AND s.seat_id = t.seat_id
-         WHERE t.status <> 'VOID' AND (s.state IS NULL OR s.state <> 'SOLD'
+         WHERE t.status IN ('VALID', 'LISTED', 'USED') AND (s.state IS NULL OR s.state <> 'SOLD'
                OR s.booking_id IS NOT t.booking_id)",
     ),
     (
@@ -1249,12 +1317,14 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "confirmed-booking-ticket-count",
+        // Every seat of a confirmed booking has a ticket that is live, or was passed on
+        // (REISSUED) to a later owner.
         "SELECT hex(b.booking_id) || ': ' || b.quantity || ' seats, '
-                || (SELECT count(*) FROM tickets t WHERE t.booking_id = b.booking_id
-                      AND t.status <> 'VOID') || ' live tickets'
+                || (SELECT count(DISTINCT seat_id) FROM tickets t
+                    WHERE t.booking_id = b.booking_id AND t.status <> 'VOID') || ' with tickets'
          FROM bookings b WHERE b.status = 'CONFIRMED'
-           AND b.quantity <> (SELECT count(*) FROM tickets t WHERE t.booking_id = b.booking_id
-                                AND t.status <> 'VOID')",
+           AND b.quantity <> (SELECT count(DISTINCT seat_id) FROM tickets t
+                              WHERE t.booking_id = b.booking_id AND t.status <> 'VOID')",
     ),
     (
         "confirmed-booking-without-captured-payment",

@@ -129,7 +129,7 @@ pub fn load_event(c: &Connection, event_id: EventId) -> rusqlite::Result<Option<
             "SELECT e.organizer_id, e.name, e.performers, e.category, e.description,
                 e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
                 e.refund_window_hours, e.resale_max_price_percent, e.created_at,
-                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon
+                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at
              FROM events e JOIN venues v ON v.venue_id = e.venue_id
              WHERE e.event_id = ?1",
         )?
@@ -165,10 +165,11 @@ pub fn load_event(c: &Connection, event_id: EventId) -> rusqlite::Result<Option<
                     lat: r.get(17)?,
                     lon: r.get(18)?,
                 },
+                r.get::<_, Option<i64>>(19)?.map(from_ts).transpose()?,
             ))
         })
         .optional()?;
-    let Some((row, venue)) = row else {
+    let Some((row, venue, cancelled_at)) = row else {
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
@@ -211,6 +212,7 @@ pub fn load_event(c: &Connection, event_id: EventId) -> rusqlite::Result<Option<
             sections,
             policies: row.policies,
         },
+        cancelled_at,
     }))
 }
 

@@ -13,6 +13,7 @@ mod booking;
 mod catalog;
 mod codec;
 mod feed;
+mod resale;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,13 @@ use async_trait::async_trait;
 use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
 use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
+use boxoffice_domain::ids::{ListingId, PayoutId};
+use boxoffice_domain::ports::ListRequest;
 use boxoffice_domain::ports::{
     CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
     PaymentBacklog, ReleaseError, SeatMap, Store, StoreError,
 };
+use boxoffice_domain::resale::{ListError, Listing, Payout, WithdrawError};
 use boxoffice_domain::rules::Revocation;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use time::OffsetDateTime;
@@ -213,7 +217,12 @@ impl Store for SqliteStore {
 
     async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
         let event = event.clone();
-        self.read(move |c| catalog::seat_map(c, &event, now)).await
+        self.read(move |c| {
+            let mut map = catalog::seat_map(c, &event, now)?;
+            map.add_resale(&resale::event_listings(c, event.id, now)?, now);
+            Ok(map)
+        })
+        .await
     }
 
     async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError> {
@@ -351,5 +360,80 @@ impl Store for SqliteStore {
 
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {
         self.read(booking::verify).await
+    }
+
+    async fn list_ticket(
+        &self,
+        req: &ListRequest,
+    ) -> Result<Result<Listing, ListError>, StoreError> {
+        let req = req.clone();
+        self.write(move |tx| resale::list_ticket(tx, &req)).await
+    }
+
+    async fn listing(&self, id: ListingId) -> Result<Option<Listing>, StoreError> {
+        self.read(move |c| resale::listing(c, id)).await
+    }
+
+    async fn event_listings(
+        &self,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Listing>, StoreError> {
+        self.read(move |c| resale::event_listings(c, event, now))
+            .await
+    }
+
+    async fn seller_listings(&self, seller: &CustomerId) -> Result<Vec<Listing>, StoreError> {
+        let seller = seller.clone();
+        self.read(move |c| resale::seller_listings(c, &seller))
+            .await
+    }
+
+    async fn withdraw_listing(
+        &self,
+        id: ListingId,
+        seller: &CustomerId,
+        now: OffsetDateTime,
+    ) -> Result<Result<Listing, WithdrawError>, StoreError> {
+        let seller = seller.clone();
+        self.write(move |tx| resale::withdraw(tx, id, &seller, now))
+            .await
+    }
+
+    async fn payouts_of(&self, seller: &CustomerId) -> Result<Vec<Payout>, StoreError> {
+        let seller = seller.clone();
+        self.read(move |c| resale::payouts_of(c, &seller)).await
+    }
+
+    async fn due_payouts(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Payout>, StoreError> {
+        self.read(move |c| resale::due_payouts(c, now, limit)).await
+    }
+
+    async fn mark_payout_paid(
+        &self,
+        id: PayoutId,
+        provider_ref: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let provider_ref = provider_ref.to_owned();
+        self.write(move |tx| resale::mark_payout_paid(tx, id, &provider_ref, now))
+            .await
+    }
+
+    async fn cancelled_events(&self, since: OffsetDateTime) -> Result<Vec<EventId>, StoreError> {
+        self.read(move |c| resale::cancelled_events(c, since)).await
+    }
+
+    async fn cancel_event(
+        &self,
+        event: EventId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Payment>, StoreError> {
+        self.write(move |tx| resale::cancel_event(tx, event, now))
+            .await
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use boxoffice_domain::booking::{BookingStatus, HoldError, HoldRequest, Selection};
 use boxoffice_domain::event::{Event, SaleState};
-use boxoffice_domain::ids::{BookingId, EventId, SeatId, truncate};
+use boxoffice_domain::ids::{BookingId, EventId, ListingId, SeatId, truncate};
 use boxoffice_domain::ports::{CheckIn, CommitBegin, CommitError, CommitRequest, ReleaseError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -32,6 +32,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ticket_keys))
 }
 
+pub(crate) fn event_cancelled() -> ApiError {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "event-cancelled",
+        "The event was cancelled by its organizer",
+    )
+    .into()
+}
+
 /// Most seats one request may hold.
 const MAX_SEATS_PER_REQUEST: usize = 100;
 
@@ -46,6 +55,12 @@ pub struct AttemptRequest {
     /// A section name, for best available.
     pub section: Option<String>,
     pub quantity: Option<u32>,
+    /// Resale listings to buy, all or none.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub listing_ids: Option<Vec<String>>,
+    /// One resale listing to buy (the same as `listingIds` with one id).
+    #[schema(value_type = Option<String>)]
+    pub listing_id: Option<String>,
 }
 
 pub(crate) async fn load_event(state: &AppState, raw: &str) -> ApiResult<Arc<Event>> {
@@ -83,8 +98,44 @@ pub async fn attempt(
 ) -> ApiResult<Response> {
     customer(&who)?;
     let event = load_event(&state, &body.event_id).await?;
-    let selection = match (body.seat_ids, body.section, body.quantity) {
-        (Some(ids), None, None) => {
+    let listings = match (body.listing_ids, body.listing_id) {
+        (Some(ids), None) => Some(ids),
+        (None, Some(id)) => Some(vec![id]),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                "listingId",
+                "give either listingIds or listingId",
+            )));
+        }
+    };
+    let selection = match (body.seat_ids, body.section, body.quantity, listings) {
+        (None, None, None, Some(ids)) => {
+            if ids.is_empty() || ids.len() > MAX_SEATS_PER_REQUEST {
+                return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                    "listingIds",
+                    format!("give 1 to {MAX_SEATS_PER_REQUEST} listings"),
+                )));
+            }
+            let mut listings: Vec<ListingId> = Vec::with_capacity(ids.len());
+            for raw in &ids {
+                let l: ListingId = raw.parse().map_err(|_| {
+                    ApiError::invalid(boxoffice_domain::ValidationError::new(
+                        "listingIds",
+                        format!("`{}` is not a listing id", truncate(raw, 40)),
+                    ))
+                })?;
+                if listings.contains(&l) {
+                    return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
+                        "listingIds",
+                        format!("`{}` is listed twice", truncate(raw, 40)),
+                    )));
+                }
+                listings.push(l);
+            }
+            Selection::Listings(listings)
+        }
+        (Some(ids), None, None, None) => {
             if ids.is_empty() || ids.len() > MAX_SEATS_PER_REQUEST {
                 return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
                     "seatIds",
@@ -112,7 +163,7 @@ pub async fn attempt(
             }
             Selection::Seats(seats)
         }
-        (None, Some(section), Some(quantity)) => {
+        (None, Some(section), Some(quantity), None) => {
             let sec = event.spec.section_named(&section).ok_or_else(|| {
                 ApiError::invalid(boxoffice_domain::ValidationError::new(
                     "section",
@@ -133,13 +184,14 @@ pub async fn attempt(
         _ => {
             return Err(ApiError::invalid(boxoffice_domain::ValidationError::new(
                 "",
-                "give either seatIds, or section and quantity",
+                "give either seatIds, or section and quantity, or listingIds",
             )));
         }
     };
     let now = boxoffice_domain::event::to_micros(state.clock.now());
-    match event.spec.sale_state(now) {
+    match event.sale_state(now) {
         SaleState::OnSale => {}
+        SaleState::Cancelled => return Err(event_cancelled()),
         SaleState::NotYetOnSale => {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
@@ -224,6 +276,40 @@ pub async fn attempt(
             .with("held", already)
             .into());
         }
+        Err(HoldError::NoSuchListings(ids)) => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "listing-not-found",
+                "No such listing for this event",
+            )
+            .with(
+                "listingIds",
+                ids.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            )
+            .into());
+        }
+        Err(HoldError::ListingsUnavailable(ids)) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "listing-unavailable",
+                "Some of these listings are held by another buyer, sold or withdrawn",
+            )
+            .detail("none were held")
+            .with(
+                "listingIds",
+                ids.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            )
+            .into());
+        }
+        Err(HoldError::OwnListing) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "own-listing",
+                "You cannot buy your own listing; withdraw it instead",
+            )
+            .into());
+        }
+        Err(HoldError::EventCancelled) => return Err(event_cancelled()),
         Err(HoldError::Store(e)) => return Err(e.into()),
     };
     tracing::info!(booking_id = %booking.id, seats = booking.seats.len(), "seats held");
@@ -643,6 +729,24 @@ pub async fn delete_booking(
         )
         .with("bookingStatus", s.as_str())
         .into()),
+        Err(ReleaseError::TicketListed) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ticket-listed",
+            "A ticket of this booking is listed for resale; withdraw the listing first",
+        )
+        .into()),
+        Err(ReleaseError::TicketReissued) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ticket-reissued",
+            "A ticket of this booking was resold or transferred; it can no longer be refunded",
+        )
+        .into()),
+        Err(ReleaseError::ResaleFinal) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "resale-final",
+            "A resale purchase is final; you may list the tickets again",
+        )
+        .into()),
         Err(ReleaseError::TicketUsed) => Err(Problem::new(
             StatusCode::CONFLICT,
             "ticket-used",
@@ -777,6 +881,12 @@ pub async fn check_in(
             StatusCode::CONFLICT,
             "ticket-void",
             "This ticket was cancelled",
+        )
+        .into()),
+        CheckIn::Reissued(_) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ticket-reissued",
+            "This ticket was resold or transferred; its new owner has a new ticket",
         )
         .into()),
         CheckIn::WrongEvent(t) => Err(wrong_event(t.event_id)),

@@ -5,8 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use boxoffice_domain::ValidationError;
 use boxoffice_domain::event::{
-    Category, Event, EventParts, EventSpec, Policies, SaleState, SectionKind, SectionSpec, Venue,
-    to_micros,
+    Category, Event, EventParts, EventSpec, Policies, SectionKind, SectionSpec, Venue, to_micros,
 };
 use boxoffice_domain::ids::EventId;
 use boxoffice_domain::ports::SeatMap;
@@ -221,12 +220,7 @@ impl EventResponse {
             description: s.description.clone(),
             starts_at: s.starts_at,
             on_sale_at: s.on_sale_at,
-            sale_status: match s.sale_state(now) {
-                SaleState::NotYetOnSale => "NOT_YET_ON_SALE",
-                SaleState::OnSale => "ON_SALE",
-                SaleState::Started => "STARTED",
-            }
-            .to_owned(),
+            sale_status: e.sale_state(now).as_str().to_owned(),
             currency: s.currency.to_string(),
             venue: VenueBody {
                 name: v.name.clone(),
@@ -300,6 +294,7 @@ pub async fn create_event(
         organizer: who.sub.clone(),
         created_at: to_micros(now),
         spec,
+        cancelled_at: None,
     };
     state.store.create_event(&event).await?;
     tracing::info!(event_id = %event.id, seats = event.spec.capacity(), "event created");
@@ -362,6 +357,8 @@ pub struct SectionAvailabilityResponse {
     pub available: u32,
     pub held: u32,
     pub sold: u32,
+    /// Sold places offered for resale right now (see `GET /v1/events/{eventId}/listings`).
+    pub resale: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -372,9 +369,15 @@ pub struct SeatResponse {
     pub section: String,
     pub row: Option<String>,
     pub number: u32,
+    /// The face value; for a RESALE seat, the listing's price.
     pub price_cents: i64,
-    /// OPEN, HOLD, PENDING or SOLD.
+    /// OPEN, HOLD, PENDING, SOLD, or RESALE (sold, and offered for resale: buy it with
+    /// `listingId`).
     pub status: String,
+    /// The listing to buy, for a RESALE seat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub listing_id: Option<boxoffice_domain::ids::ListingId>,
 }
 
 impl SeatMapResponse {
@@ -407,6 +410,7 @@ impl SeatMapResponse {
                         available: a.available,
                         held: a.held,
                         sold: a.sold,
+                        resale: a.resale,
                     })
                 })
                 .collect(),
@@ -418,8 +422,13 @@ impl SeatMapResponse {
                     seat_id: s.id.to_string(),
                     row: s.row,
                     number: s.number,
-                    price_cents: s.price.cents(),
-                    status: s.state.as_str().to_owned(),
+                    price_cents: s.resale.map_or(s.price.cents(), |(_, p)| p),
+                    status: if s.resale.is_some() {
+                        "RESALE".to_owned()
+                    } else {
+                        s.state.as_str().to_owned()
+                    },
+                    listing_id: s.resale.map(|(l, _)| l),
                 })
                 .collect(),
         }

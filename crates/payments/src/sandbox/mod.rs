@@ -199,6 +199,21 @@ impl PaymentProvider for Sandbox {
         "sandbox"
     }
 
+    /// The sandbox pays every seller: the reference is derived from the key, so paying the
+    /// same payout twice yields the same record.
+    async fn payout(
+        &self,
+        _seller: &str,
+        _amount_cents: i64,
+        _currency: boxoffice_domain::money::Currency,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, PaymentError> {
+        Ok(Some(format!(
+            "po_sbx_{}",
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, idempotency_key.as_bytes()).simple()
+        )))
+    }
+
     #[tracing::instrument(skip_all, fields(key = %req.idempotency_key, booking = %req.booking_ref))]
     async fn authorize(&self, req: &PaymentRequest) -> Result<Authorization, PaymentError> {
         validate(req)?;
