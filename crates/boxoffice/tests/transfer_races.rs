@@ -307,7 +307,6 @@ async fn accept_races_cancel_retransfer_and_the_door(backend: Backend) {
 
     // Bob holds exactly the tickets he accepted, each replacing one of alice's, now REISSUED.
     let won = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
-    eprintln!("{backend:?}: outcomes {outcomes:?}");
     let (_, mine) = cluster.get(0, "/v1/tickets", &bob).await;
     let live: Vec<&Value> = mine["tickets"]
         .as_array()

@@ -6,7 +6,12 @@ use serde_json::{Value, json};
 
 use crate::common::{Backend, TestApp, eras_tour, status_json};
 
-crate::on_every_backend!(qr_codes_for_the_owner_only, tokens_expire_after_the_event);
+crate::on_every_backend!(
+    qr_codes_for_the_owner_only,
+    tokens_expire_after_the_event,
+    transfers_over_http,
+    revocations_for_scanners,
+);
 
 fn customer(app: &TestApp, name: &str) -> String {
     app.token(name, &[Role::Customer])
@@ -186,4 +191,286 @@ async fn tokens_expire_after_the_event(backend: Backend) {
         "{claims}"
     );
     assert!(claims["iat"].as_i64().unwrap() < claims["exp"].as_i64().unwrap());
+}
+
+async fn transfers_over_http(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let event = app.event(&eras_tour()).await;
+    let (alice, bob, carol) = (
+        customer(&app, "alice"),
+        customer(&app, "bob"),
+        customer(&app, "carol"),
+    );
+    let (booking, tickets) = buy(&app, &alice, &event, &["1-C-1"]).await;
+    let ticket = tickets[0]["ticketId"].as_str().unwrap();
+    let path = format!("/v1/tickets/{ticket}/transfer");
+
+    // Refusals: someone else's ticket, to yourself, bad bodies.
+    let (status, p) = app.post(&path, &bob, &json!({"toCustomer": "carol"})).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (404, Some("not-found")),
+        "{p}"
+    );
+    let (status, p) = app
+        .post(&path, &alice, &json!({"toCustomer": "alice"}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("transfer-to-self")),
+        "{p}"
+    );
+    let (status, _) = app.post(&path, &alice, &json!({"toCustomer": ""})).await;
+    assert_eq!(status, 400);
+    let (status, _) = app.post(&path, &alice, &json!({"to": "bob"})).await;
+    assert_eq!(status, 400);
+    let (status, _) = app
+        .post(
+            "/v1/tickets/nope/transfer",
+            &alice,
+            &json!({"toCustomer": "bob"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, offer) = app.post(&path, &alice, &json!({"toCustomer": "bob"})).await;
+    assert_eq!(status, 201, "{offer}");
+    assert_eq!(offer["status"], "PENDING");
+    assert_eq!(offer["ticketId"], ticket);
+    assert_eq!(offer["eventId"], event.as_str());
+    assert_eq!(offer["fromCustomer"], "alice");
+    assert_eq!(offer["toCustomer"], "bob");
+    assert!(offer["createdAt"].is_string());
+    let transfer = offer["transferId"].as_str().unwrap();
+    let (status, p) = app
+        .post(&path, &alice, &json!({"toCustomer": "carol"}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("transfer-pending")),
+        "{p}"
+    );
+    // Both sides see it.
+    for who in [&alice, &bob] {
+        let (status, list) = app.get_as("/v1/transfers", who).await;
+        assert_eq!(status, 200);
+        assert_eq!(list["transfers"][0]["transferId"], transfer, "{list}");
+    }
+    let (_, list) = app.get_as("/v1/transfers", &carol).await;
+    assert_eq!(list["transfers"], json!([]));
+
+    // Only the recipient accepts; only the sender cancels.
+    let accept = format!("/v1/transfers/{transfer}/accept");
+    let (status, _) = app.post(&accept, &carol, &json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = app.post(&accept, &alice, &json!({})).await;
+    assert_eq!(status, 404);
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/transfers/{transfer}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_json(res).await.0, 404);
+
+    let (status, done) = app.post(&accept, &bob, &json!({})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["transfer"]["status"], "ACCEPTED");
+    let new = done["ticket"]["ticketId"].as_str().unwrap();
+    assert_eq!(done["transfer"]["newTicketId"], new);
+    assert_eq!(done["ticket"]["replaces"], ticket);
+    assert_eq!(done["ticket"]["status"], "VALID");
+    assert_eq!(done["ticket"]["seatId"], "1-C-1");
+    assert_ne!(done["ticket"]["token"], tickets[0]["token"]);
+    let (status, p) = app.post(&accept, &bob, &json!({})).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("transfer-not-pending")),
+        "{p}"
+    );
+    assert_eq!(p["transferStatus"], "ACCEPTED");
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/transfers/{transfer}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = status_json(res).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("transfer-not-pending")),
+        "{p}"
+    );
+
+    // Bob's tickets show the new one, with a QR code; alice's is REISSUED and its code gone.
+    let (_, mine) = app.get_as("/v1/tickets", &bob).await;
+    assert_eq!(mine["tickets"][0]["ticketId"], new, "{mine}");
+    let (status, _, _) = fetch(&app, &format!("/v1/tickets/{new}/qr.svg"), Some(&bob)).await;
+    assert_eq!(status, 200);
+    let (_, hers) = app.get_as("/v1/tickets", &alice).await;
+    assert_eq!(hers["tickets"][0]["status"], "REISSUED", "{hers}");
+    let (status, h, body) =
+        fetch(&app, &format!("/v1/tickets/{ticket}/qr.png"), Some(&alice)).await;
+    assert_problem(status, &h, &body, 410, "ticket-revoked");
+    let (status, p) = app
+        .post(&path, &alice, &json!({"toCustomer": "carol"}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("ticket-not-transferable")),
+        "{p}"
+    );
+    assert_eq!(p["ticketStatus"], "REISSUED");
+    // The sender cannot refund what they gave away.
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/booking/{booking}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_json(res).await.0, 409);
+
+    // A second ticket: offered, cancelled, then lapsed with the event.
+    let (_, tickets) = buy(&app, &alice, &event, &["1-C-2"]).await;
+    let path = format!(
+        "/v1/tickets/{}/transfer",
+        tickets[0]["ticketId"].as_str().unwrap()
+    );
+    let (_, offer) = app.post(&path, &alice, &json!({"toCustomer": "bob"})).await;
+    let id = offer["transferId"].as_str().unwrap();
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/transfers/{id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    let (status, cancelled) = status_json(res).await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("CANCELLED"))
+    );
+    let (status, p) = app
+        .post(&format!("/v1/transfers/{id}/accept"), &bob, &json!({}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("transfer-not-pending"))
+    );
+    let (_, offer) = app.post(&path, &alice, &json!({"toCustomer": "bob"})).await;
+    let id = offer["transferId"].as_str().unwrap();
+    app.clock.advance(time::Duration::days(366));
+    let (_, list) = app.get_as("/v1/transfers", &bob).await;
+    assert_eq!(list["transfers"][0]["transferId"], id);
+    assert_eq!(list["transfers"][0]["status"], "EXPIRED", "{list}");
+    let (status, p) = app
+        .post(&format!("/v1/transfers/{id}/accept"), &bob, &json!({}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("event-started")),
+        "{p}"
+    );
+
+    // Every route is documented.
+    let (_, doc) = app.get("/openapi.json").await;
+    for (route, method) in [
+        ("/v1/tickets/{ticketId}/transfer", "post"),
+        ("/v1/transfers/{transferId}/accept", "post"),
+        ("/v1/transfers/{transferId}", "delete"),
+        ("/v1/transfers", "get"),
+        ("/v1/events/{eventId}/revocations", "get"),
+    ] {
+        assert!(doc["paths"][route][method].is_object(), "{route} {method}");
+    }
+}
+
+async fn revocations_for_scanners(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let event = app.event(&eras_tour()).await;
+    let alice = customer(&app, "alice");
+    let scanner = app.token("door", &[Role::Scanner]);
+    let path = format!("/v1/events/{event}/revocations");
+    let (status, _) = app.get_as(&path, &alice).await;
+    assert_eq!(status, 403, "customers do not read revocations");
+    let (status, _) = app
+        .get_as(&format!("/v1/events/{}/revocations", uuid_like()), &scanner)
+        .await;
+    assert_eq!(status, 404);
+    let (status, p) = app.get_as(&format!("{path}?since=garbage"), &scanner).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (400, Some("invalid-cursor")),
+        "{p}"
+    );
+    let (status, _) = app.get_as(&format!("{path}?limit=0"), &scanner).await;
+    assert_eq!(status, 400);
+    let (status, empty) = app.get_as(&path, &scanner).await;
+    assert_eq!(status, 200);
+    assert_eq!(empty["revocations"], json!([]));
+    assert_eq!(empty["hasMore"], false);
+
+    // One ticket given away, one refunded.
+    let (_, given) = buy(&app, &alice, &event, &["1-D-1"]).await;
+    let (_, offer) = app
+        .post(
+            &format!(
+                "/v1/tickets/{}/transfer",
+                given[0]["ticketId"].as_str().unwrap()
+            ),
+            &alice,
+            &json!({"toCustomer": "bob"}),
+        )
+        .await;
+    let bob = customer(&app, "bob");
+    let (status, _) = app
+        .post(
+            &format!(
+                "/v1/transfers/{}/accept",
+                offer["transferId"].as_str().unwrap()
+            ),
+            &bob,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (refunded, tickets) = buy(&app, &alice, &event, &["1-D-2"]).await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/booking/{refunded}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+
+    let (status, first) = app.get_as(&format!("{path}?limit=1"), &scanner).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["revocations"][0]["ticketId"], given[0]["ticketId"]);
+    assert_eq!(first["revocations"][0]["status"], "REISSUED");
+    assert!(first["revocations"][0]["at"].is_string());
+    assert_eq!(first["hasMore"], true);
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let (_, second) = app
+        .get_as(&format!("{path}?limit=1&since={cursor}"), &scanner)
+        .await;
+    assert_eq!(second["revocations"][0]["ticketId"], tickets[0]["ticketId"]);
+    assert_eq!(second["revocations"][0]["status"], "VOID");
+    // A poll with the last cursor never misses anything; recent ones may come again.
+    let cursor = second["nextCursor"].as_str().unwrap();
+    let (_, again) = app
+        .get_as(&format!("{path}?since={cursor}"), &scanner)
+        .await;
+    assert!(
+        again["revocations"].as_array().unwrap().len() <= 2,
+        "{again}"
+    );
+    assert!(again["nextCursor"].is_string());
+}
+
+fn uuid_like() -> String {
+    "0190f0f0-0000-7000-8000-000000000000".to_owned()
 }
