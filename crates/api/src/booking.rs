@@ -282,8 +282,15 @@ impl BookingService {
         }
     }
 
-    /// One signed ticket per seat of the booking.
-    pub fn issue_tickets(&self, booking: &Booking, now: OffsetDateTime) -> Vec<NewTicket> {
+    /// One signed ticket per seat of the booking, its token valid until a day after the
+    /// event starts.
+    pub fn issue_tickets(
+        &self,
+        booking: &Booking,
+        event: &Event,
+        now: OffsetDateTime,
+    ) -> Vec<NewTicket> {
+        debug_assert_eq!(booking.event_id, event.id);
         booking
             .seats
             .iter()
@@ -292,13 +299,13 @@ impl BookingService {
                 NewTicket {
                     id,
                     seat_id: s.seat_id.clone(),
-                    token: self.tickets.sign(&TicketClaims {
-                        tid: id,
-                        eid: booking.event_id,
-                        bid: booking.id,
-                        seat: s.seat_id.clone(),
-                        iat: now.unix_timestamp(),
-                    }),
+                    token: self.tickets.sign(&TicketClaims::new(
+                        id,
+                        event,
+                        booking.id,
+                        s.seat_id.clone(),
+                        now,
+                    )),
                 }
             })
             .collect()
@@ -330,7 +337,7 @@ impl BookingService {
         let settlement = match answer {
             Ok(Authorization::Approved { provider_ref }) => Settlement::Approved {
                 provider_ref,
-                tickets: self.issue_tickets(&booking, self.clock.now()),
+                tickets: self.issue_tickets(&booking, &event, self.clock.now()),
             },
             Ok(Authorization::Declined { reason }) => Settlement::Declined { reason },
             Err(PaymentError::Rejected(reason)) => {
@@ -710,7 +717,11 @@ impl BookingService {
                     PaymentState::Authorized { provider_ref, .. }
                     | PaymentState::Captured { provider_ref, .. } => Settlement::Approved {
                         provider_ref,
-                        tickets: self.issue_tickets(&booking, now),
+                        tickets: self.issue_tickets(
+                            &booking,
+                            &*self.event_of(&booking).await?,
+                            now,
+                        ),
                     },
                     PaymentState::Declined => Settlement::Declined {
                         reason: "Your card was declined.".into(),

@@ -2,6 +2,7 @@
 //! [`serve`], which the binary and the end-to-end tests both call.
 //!
 //! - [`routes`]: one module per resource, each with its documented handlers.
+//! - [`qr`]: ticket tokens drawn as QR codes.
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
 //! - [`extract`]: JSON and query extractors whose rejections are problem documents.
 //! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
@@ -14,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod qr;
 pub mod retention;
 pub mod routes;
 pub mod tickets;
@@ -171,6 +173,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::events::router())
         .merge(routes::booking::router())
         .merge(routes::resale::router())
+        .merge(routes::tickets::router())
         .merge(routes::webhooks::router())
         .merge(routes::search::router())
         .merge(routes::ops::router())

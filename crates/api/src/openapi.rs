@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "The event catalog"),
         (name = "booking", description = "Holding seats, paying once, tickets, cancellation"),
         (name = "resale", description = "Listing tickets for resale, buying them, sellers' payouts"),
+        (name = "tickets", description = "Tickets people carry: QR codes, transfers, revocations"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -7,6 +7,7 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, EventId, SeatId, TicketId};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -32,6 +33,35 @@ pub struct TicketClaims {
     pub seat: SeatId,
     /// Issued at (Unix seconds).
     pub iat: i64,
+    /// Expires at (Unix seconds): a while after the event starts (see [`TOKEN_LIFETIME_AFTER_START`]),
+    /// so that a token is worthless once the event is over. Tokens issued before expiries
+    /// existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+}
+
+/// How long after its event starts a ticket token stays valid: long enough for late arrivals
+/// and a long night, short enough that a leaked token is worthless after the event.
+pub const TOKEN_LIFETIME_AFTER_START: time::Duration = time::Duration::days(1);
+
+impl TicketClaims {
+    /// The claims of a ticket for `seat` of `event`, issued at `now` in booking `booking`.
+    pub fn new(
+        ticket: TicketId,
+        event: &Event,
+        booking: BookingId,
+        seat: SeatId,
+        now: time::OffsetDateTime,
+    ) -> Self {
+        Self {
+            tid: ticket,
+            eid: event.id,
+            bid: booking,
+            seat,
+            iat: now.unix_timestamp(),
+            exp: Some((event.spec.starts_at + TOKEN_LIFETIME_AFTER_START).unix_timestamp()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +184,7 @@ mod tests {
             bid: BookingId::new(),
             seat: SeatId::parse("1-A-1").unwrap(),
             iat: 1_700_000_000,
+            exp: Some(1_700_086_400),
         }
     }
 
@@ -191,5 +222,21 @@ mod tests {
             jwks["keys"][0].get("d").is_none(),
             "no private part published"
         );
+    }
+    #[test]
+    fn tokens_without_an_expiry_still_verify() {
+        let (signer, _) = TicketSigner::generate();
+        let mut c = claims();
+        c.exp = None;
+        let token = signer.sign(&c);
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(json.get("exp").is_none(), "{json}");
+        assert_eq!(signer.verify(&token), Some(c));
     }
 }

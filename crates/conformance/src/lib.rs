@@ -16,6 +16,7 @@ pub mod fixtures;
 pub mod payment_suite;
 pub mod resale_suite;
 pub mod suite;
+pub mod transfer_suite;
 
 use std::sync::Arc;
 
@@ -85,6 +86,12 @@ macro_rules! store_suite {
             the_door_and_a_sale_never_both_win,
             cancelling_an_event_refunds_voids_and_claws_back,
         );
+        $crate::store_suite!(@transfers $factory;
+            offer_accept_reissues_the_ticket,
+            cancelled_and_lapsed_transfers_cannot_be_accepted,
+            the_door_and_an_accept_never_both_win,
+            revocations_page_through_void_and_reissued_tickets,
+        );
         $crate::store_suite!(@feed_tests $factory;
             feed_reports_each_created_event_once,
             feed_snapshot_excludes_later_writes,
@@ -121,6 +128,16 @@ macro_rules! store_suite {
             async fn $name() {
                 let harness = $factory().await;
                 $crate::resale_suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+    (@transfers $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::transfer_suite::$name(harness.store.clone()).await;
                 drop(harness);
             }
         )*

@@ -29,5 +29,6 @@ pub mod ports;
 pub mod resale;
 pub mod rules;
 pub mod seat;
+pub mod transfers;
 
 pub use error::ValidationError;

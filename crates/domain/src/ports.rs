@@ -327,6 +327,59 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         event: EventId,
         now: OffsetDateTime,
     ) -> Result<Vec<Payment>, StoreError>;
+
+    // ---- transfers (see `crate::transfers`) ---------------------------------------------
+
+    /// A ticket by id.
+    async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
+
+    /// Offers the sender's ticket to another customer, if [`crate::transfers::may_offer`]
+    /// allows: a PENDING transfer.
+    async fn offer_transfer(
+        &self,
+        req: &crate::transfers::OfferRequest,
+    ) -> Result<Result<crate::resale::Transfer, crate::transfers::TransferError>, StoreError>;
+
+    /// Accepts a transfer as [`crate::transfers::decide_accept`] says, with the transfer and
+    /// its ticket locked: the old ticket REISSUED, the recipient's new ticket VALID (same seat
+    /// and booking, `replaces` the old one), the transfer ACCEPTED — atomically. A refusal may
+    /// still write the transfer's end (EXPIRED, CANCELLED). Returns the transfer and the new
+    /// ticket.
+    async fn accept_transfer(
+        &self,
+        req: &crate::transfers::AcceptRequest,
+    ) -> Result<
+        Result<(crate::resale::Transfer, Ticket), crate::transfers::TransferError>,
+        StoreError,
+    >;
+
+    /// Cancels the sender's pending transfer.
+    async fn cancel_transfer(
+        &self,
+        id: crate::ids::TransferId,
+        sender: &CustomerId,
+        now: OffsetDateTime,
+    ) -> Result<Result<crate::resale::Transfer, crate::transfers::TransferError>, StoreError>;
+
+    async fn transfer(
+        &self,
+        id: crate::ids::TransferId,
+    ) -> Result<Option<crate::resale::Transfer>, StoreError>;
+
+    /// Transfers a customer sent or received, newest first, as stored (see
+    /// [`crate::transfers::effective_status`] for what counts now).
+    async fn transfers_of(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<crate::resale::Transfer>, StoreError>;
+
+    /// Tickets of an event voided or reissued after `after`, in (time, ticket id) order.
+    async fn revocations(
+        &self,
+        event: EventId,
+        after: Option<crate::transfers::RevocationCursor>,
+        limit: u32,
+    ) -> Result<Vec<crate::transfers::RevokedTicket>, StoreError>;
 }
 
 /// A request to list a ticket, fully decided by the caller.

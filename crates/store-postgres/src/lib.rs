@@ -10,6 +10,7 @@ mod catalog;
 mod feed;
 mod resale;
 pub mod testing;
+mod transfers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -536,5 +537,73 @@ impl Store for PgStore {
         now: OffsetDateTime,
     ) -> Result<Vec<Payment>, StoreError> {
         in_tx!(self, |tx| resale::cancel_event(&tx, event, now).await)
+    }
+
+    // ---- transfers ------------------------------------------------------------------------
+
+    async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError> {
+        let c = self.client().await?;
+        transfers::ticket(&c, id).await
+    }
+
+    async fn offer_transfer(
+        &self,
+        req: &boxoffice_domain::transfers::OfferRequest,
+    ) -> Result<
+        Result<boxoffice_domain::resale::Transfer, boxoffice_domain::transfers::TransferError>,
+        StoreError,
+    > {
+        in_tx!(self, |tx| transfers::offer(&tx, req).await)
+    }
+
+    async fn accept_transfer(
+        &self,
+        req: &boxoffice_domain::transfers::AcceptRequest,
+    ) -> Result<
+        Result<
+            (boxoffice_domain::resale::Transfer, Ticket),
+            boxoffice_domain::transfers::TransferError,
+        >,
+        StoreError,
+    > {
+        in_tx!(self, |tx| transfers::accept(&tx, req).await)
+    }
+
+    async fn cancel_transfer(
+        &self,
+        id: boxoffice_domain::ids::TransferId,
+        sender: &CustomerId,
+        now: OffsetDateTime,
+    ) -> Result<
+        Result<boxoffice_domain::resale::Transfer, boxoffice_domain::transfers::TransferError>,
+        StoreError,
+    > {
+        in_tx!(self, |tx| transfers::cancel(&tx, id, sender, now).await)
+    }
+
+    async fn transfer(
+        &self,
+        id: boxoffice_domain::ids::TransferId,
+    ) -> Result<Option<boxoffice_domain::resale::Transfer>, StoreError> {
+        let c = self.client().await?;
+        transfers::transfer(&c, id).await
+    }
+
+    async fn transfers_of(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<boxoffice_domain::resale::Transfer>, StoreError> {
+        let c = self.client().await?;
+        transfers::transfers_of(&c, customer).await
+    }
+
+    async fn revocations(
+        &self,
+        event: EventId,
+        after: Option<boxoffice_domain::transfers::RevocationCursor>,
+        limit: u32,
+    ) -> Result<Vec<boxoffice_domain::transfers::RevokedTicket>, StoreError> {
+        let c = self.client().await?;
+        transfers::revocations(&c, event, after, limit).await
     }
 }

@@ -14,6 +14,7 @@ mod catalog;
 mod codec;
 mod feed;
 mod resale;
+mod transfers;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -434,6 +435,77 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Vec<Payment>, StoreError> {
         self.write(move |tx| resale::cancel_event(tx, event, now))
+            .await
+    }
+
+    // ---- transfers ------------------------------------------------------------------------
+
+    async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError> {
+        self.read(move |c| transfers::ticket(c, id)).await
+    }
+
+    async fn offer_transfer(
+        &self,
+        req: &boxoffice_domain::transfers::OfferRequest,
+    ) -> Result<
+        Result<boxoffice_domain::resale::Transfer, boxoffice_domain::transfers::TransferError>,
+        StoreError,
+    > {
+        let req = req.clone();
+        self.write(move |tx| transfers::offer(tx, &req)).await
+    }
+
+    async fn accept_transfer(
+        &self,
+        req: &boxoffice_domain::transfers::AcceptRequest,
+    ) -> Result<
+        Result<
+            (boxoffice_domain::resale::Transfer, Ticket),
+            boxoffice_domain::transfers::TransferError,
+        >,
+        StoreError,
+    > {
+        let req = req.clone();
+        self.write(move |tx| transfers::accept(tx, &req)).await
+    }
+
+    async fn cancel_transfer(
+        &self,
+        id: boxoffice_domain::ids::TransferId,
+        sender: &CustomerId,
+        now: OffsetDateTime,
+    ) -> Result<
+        Result<boxoffice_domain::resale::Transfer, boxoffice_domain::transfers::TransferError>,
+        StoreError,
+    > {
+        let sender = sender.clone();
+        self.write(move |tx| transfers::cancel(tx, id, &sender, now))
+            .await
+    }
+
+    async fn transfer(
+        &self,
+        id: boxoffice_domain::ids::TransferId,
+    ) -> Result<Option<boxoffice_domain::resale::Transfer>, StoreError> {
+        self.read(move |c| transfers::transfer(c, id)).await
+    }
+
+    async fn transfers_of(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<boxoffice_domain::resale::Transfer>, StoreError> {
+        let customer = customer.clone();
+        self.read(move |c| transfers::transfers_of(c, &customer))
+            .await
+    }
+
+    async fn revocations(
+        &self,
+        event: EventId,
+        after: Option<boxoffice_domain::transfers::RevocationCursor>,
+        limit: u32,
+    ) -> Result<Vec<boxoffice_domain::transfers::RevokedTicket>, StoreError> {
+        self.read(move |c| transfers::revocations(c, event, after, limit))
             .await
     }
 }

@@ -5,4 +5,5 @@ pub mod events;
 pub mod ops;
 pub mod resale;
 pub mod search;
+pub mod tickets;
 pub mod webhooks;

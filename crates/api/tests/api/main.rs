@@ -9,3 +9,4 @@ mod payments;
 mod problems;
 mod resale;
 mod search;
+mod tickets;
