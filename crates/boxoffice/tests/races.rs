@@ -224,6 +224,7 @@ on_every_backend!(
     the_seller_withdraws_while_buyers_commit,
     a_listed_ticket_at_the_door_while_it_sells,
     a_refund_races_a_listing,
+    a_transfer_races_a_resale,
 );
 
 /// Buyers who each want one specific seat: read the map, pick a random open seat, try to
@@ -844,6 +845,93 @@ async fn a_refund_races_a_listing(backend: Backend) {
         assert!(
             (refund == 200) != (list == 201),
             "exactly one must win: refund {refund}, listing {list}"
+        );
+    }
+    cluster.verify();
+}
+
+/// The owner gives a ticket away while also selling it: the recipient accepting and a buyer
+/// paying race; exactly one gets the ticket.
+async fn a_transfer_races_a_resale(backend: Backend) {
+    let cluster = Arc::new(Cluster::start(backend, 1, &[]).await);
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 10000}]),
+            8,
+        )
+        .await;
+    for i in 0..10 {
+        let owner = cluster.token(&format!("owner-{i}"), &[Role::Customer]);
+        let friend_id = format!("friend-{i}");
+        let friend = cluster.token(&friend_id, &[Role::Customer]);
+        let buyer = cluster.token(&format!("buyer-{i}"), &[Role::Customer]);
+        let (_, b) = cluster
+            .post(
+                0,
+                "/v1/attempt",
+                &owner,
+                &json!({"eventId": event, "seatIds": [format!("1-A-{}", i + 1)]}),
+            )
+            .await;
+        let (_, paid) = cluster
+            .commit(0, &owner, "k", b["bookingId"].as_str().unwrap())
+            .await;
+        let ticket = paid["tickets"][0]["ticketId"].as_str().unwrap().to_owned();
+        let give = async {
+            let (status, t) = cluster
+                .post(
+                    0,
+                    &format!("/v1/tickets/{ticket}/transfer"),
+                    &owner,
+                    &json!({"toCustomer": friend_id}),
+                )
+                .await;
+            if status != 201 {
+                return false;
+            }
+            let id = t["transferId"].as_str().unwrap();
+            let (status, _) = cluster
+                .post(
+                    0,
+                    &format!("/v1/transfers/{id}/accept"),
+                    &friend,
+                    &json!({}),
+                )
+                .await;
+            status == 200
+        };
+        let sell = async {
+            let (status, l) = cluster
+                .post(
+                    0,
+                    "/v1/postTicket",
+                    &owner,
+                    &json!({"originalTicketId": ticket, "resalePriceCents": 10000}),
+                )
+                .await;
+            if status != 201 {
+                return false;
+            }
+            let (status, h) = cluster
+                .post(
+                    0,
+                    "/v1/attempt",
+                    &buyer,
+                    &json!({"eventId": event, "listingId": l["listingId"]}),
+                )
+                .await;
+            if status != 201 {
+                return false;
+            }
+            let (status, c) = cluster
+                .commit(0, &buyer, "k", h["bookingId"].as_str().unwrap())
+                .await;
+            status == 200 && c["status"] == "CONFIRMED"
+        };
+        let (given, sold) = tokio::join!(give, sell);
+        assert!(
+            given != sold,
+            "ticket {i}: given away {given}, sold {sold}; exactly one must happen"
         );
     }
     cluster.verify();

@@ -629,8 +629,10 @@ pub async fn cancel_event<C: GenericClient>(
     q!(
         c,
         execute,
-        "UPDATE payouts SET status = 'CLAWED_BACK', updated_at = $2
-         WHERE event_id = $1 AND status = 'SCHEDULED'",
+        "WITH p AS (UPDATE payouts SET status = 'CLAWED_BACK', updated_at = $2
+                    WHERE event_id = $1 AND status = 'SCHEDULED' RETURNING 1)
+         UPDATE transfers SET status = 'EXPIRED', updated_at = $2
+         WHERE event_id = $1 AND status = 'PENDING'",
         &event.0,
         &now
     )?;

@@ -97,6 +97,7 @@ CREATE TABLE transfers (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX transfers_one_pending_per_ticket ON transfers (ticket_id) WHERE status = 'PENDING';
 CREATE INDEX transfers_by_recipient ON transfers (to_customer, created_at);
+CREATE INDEX transfers_pending_by_event ON transfers (event_id) WHERE status = 'PENDING';
 
 -- An event cancelled by its organizer shows saleStatus CANCELLED.
 ALTER TABLE events ADD COLUMN cancelled_at INTEGER;

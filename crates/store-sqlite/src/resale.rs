@@ -610,6 +610,13 @@ pub fn cancel_event(
              WHERE event_id = ?1 AND status = 'SCHEDULED'",
         )
         .and_then(|mut s| s.execute(params![id(event.0), ts(now)])))?;
+    // Pending transfers lapse with the event.
+    sq(tx
+        .prepare_cached(
+            "UPDATE transfers SET status = 'EXPIRED', updated_at = ?2
+             WHERE event_id = ?1 AND status = 'PENDING'",
+        )
+        .and_then(|mut s| s.execute(params![id(event.0), ts(now)])))?;
     let bookings = |status: &str| -> Result<Vec<BookingId>> {
         sq(tx
             .prepare_cached(

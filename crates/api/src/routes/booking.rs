@@ -861,6 +861,17 @@ pub async fn check_in(
     if claims.eid != event {
         return Err(wrong_event(claims.eid));
     }
+    if claims
+        .exp
+        .is_some_and(|exp| exp <= state.clock.now().unix_timestamp())
+    {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ticket-expired",
+            "This ticket was for an event that is over",
+        )
+        .into());
+    }
     match state
         .store
         .check_in(claims.tid, event, state.clock.now())
