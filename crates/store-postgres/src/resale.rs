@@ -607,9 +607,11 @@ pub async fn cancel_event<C: GenericClient>(
     q!(
         c,
         execute,
-        "WITH e AS (UPDATE events SET cancelled_at = coalesce(cancelled_at, $2), updated_at = $2
-                    WHERE event_id = $1 RETURNING 1)
-         INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $3, '{}'::jsonb)",
+        // Only the first cancellation changes the event (and tells the search indexes).
+        "WITH e AS (UPDATE events SET cancelled_at = $2, updated_at = $2
+                    WHERE event_id = $1 AND cancelled_at IS NULL RETURNING 1)
+         INSERT INTO outbox (event_id, kind, payload)
+         SELECT $1, $3, '{}'::jsonb WHERE EXISTS (SELECT 1 FROM e)",
         &event.0,
         &now,
         &boxoffice_domain::ports::change::EVENT_CHANGED

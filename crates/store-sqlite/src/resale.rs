@@ -578,14 +578,15 @@ pub fn cancel_event(
     event: EventId,
     now: OffsetDateTime,
 ) -> Result<Vec<Payment>> {
-    sq(tx
+    let first = sq(tx
         .prepare_cached(
-            "UPDATE events SET cancelled_at = coalesce(cancelled_at, ?2), updated_at = ?2
-             WHERE event_id = ?1",
+            "UPDATE events SET cancelled_at = ?2, updated_at = ?2
+             WHERE event_id = ?1 AND cancelled_at IS NULL",
         )
         .and_then(|mut s| s.execute(params![id(event.0), ts(now)])))?;
-    // Search indexes re-read the event and show it CANCELLED.
-    sq(tx
+    // Search indexes re-read the event and show it CANCELLED (once).
+    if first == 1 {
+        sq(tx
         .prepare_cached(
             "INSERT INTO outbox (event_id, kind, payload, created_at) VALUES (?1, ?2, '{}', ?3)",
         )
@@ -596,6 +597,7 @@ pub fn cancel_event(
                 ts(now)
             ])
         }))?;
+    }
     let open = sq(listings_where(
         tx,
         "event_id = ?1 AND status IN ('ACTIVE', 'RESERVED')",
