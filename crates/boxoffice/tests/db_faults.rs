@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use boxoffice_api::auth::{Role, Secret, mint_hs256};
 use boxoffice_fakepsp::FakePsp;
+use boxoffice_store_postgres::testing::TestDatabase;
 use common::{SECRET, Server, boxoffice};
 use serde_json::{Value, json};
 
@@ -775,4 +776,217 @@ async fn postgres_restarted_mid_rush() {
         started.elapsed().as_secs_f64()
     );
     drop(node);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A search index that lags.
+
+/// `/readyz` as (status, body).
+async fn readyz(http: &reqwest::Client, node: &Server) -> (u16, Value) {
+    let res = http.get(node.url("/readyz")).send().await.expect("readyz");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The seats left that search shows for the one event named `q`.
+async fn seats_left_in_search(http: &reqwest::Client, node: &Server, q: &str) -> Option<u64> {
+    let found: Value = http
+        .get(node.url(&format!("/v1/events?q={q}")))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    found["events"][0]["seatsLeft"].as_u64()
+}
+
+/// The node's indexer is held back — its reads of the change feed wait on a lock another
+/// session holds on `feed_identity`, a table only the change feed reads, as behind a long
+/// migration — while buyers book. Booking must not notice, `/readyz` must say the index lags
+/// (staying ready: the node still sells), and search must catch up once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_index_lags() {
+    let started = Instant::now();
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Server::start(
+        dir.path(),
+        &[
+            ("BOXOFFICE_DATABASE_URL", &db.url),
+            ("BOXOFFICE_JWT_SECRET", SECRET),
+            ("BOXOFFICE_LOG", "error,tower_http=off"),
+        ],
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let org = token("org", &[Role::Organizer]);
+    let res = http
+        .post(node.url("/v1/events"))
+        .bearer_auth(&org)
+        .json(&json!({
+            "name": "Laggard Night", "category": "concert", "startsAt": "2099-06-01T19:30:00Z",
+            "currency": "USD",
+            "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S", "city": "Seattle",
+                      "zipCode": "98134", "country": "US", "lat": 47.5952, "lon": -122.3316},
+            "sections": [{"name": "Lawn", "capacity": 60, "priceCents": PRICE}],
+            "policies": {"maxTicketsPerCustomer": 8}
+        }))
+        .send()
+        .await
+        .expect("create event");
+    assert_eq!(res.status(), 201);
+    let event = res.json::<Value>().await.expect("json")["eventId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    eventually("the event in search", Duration::from_secs(15), || async {
+        match seats_left_in_search(&http, &node, "laggard").await {
+            Some(60) => Ok(()),
+            other => Err(format!("seatsLeft {other:?}")),
+        }
+    })
+    .await;
+    let (status, ready) = readyz(&http, &node).await;
+    assert_eq!(
+        (status, ready["search"].as_str()),
+        (200, Some("current")),
+        "{ready}"
+    );
+
+    // The fault: the change feed's reads block.
+    let (locker, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let conn = tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE feed_identity IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let stalled_at = Instant::now();
+
+    // Buyers book as if nothing were wrong.
+    let buyers: Vec<_> = (0..30)
+        .map(|i| {
+            let http = http.clone();
+            let hold_url = node.url("/v1/attempt");
+            let commit_url = node.url("/v1/commit");
+            let event = event.clone();
+            tokio::spawn(async move {
+                let token = token(&format!("fan-{i}"), &[Role::Customer]);
+                let t0 = Instant::now();
+                let res = http
+                    .post(hold_url)
+                    .bearer_auth(&token)
+                    .json(&json!({"eventId": event, "section": "Lawn", "quantity": 1}))
+                    .send()
+                    .await
+                    .expect("hold");
+                assert_eq!(res.status(), 201, "hold");
+                let hold: Value = res.json().await.expect("json");
+                let res = http
+                    .post(commit_url)
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", format!("pay-{i}"))
+                    .json(&json!({"bookingId": hold["bookingId"], "paymentMethod": "pm_card_visa"}))
+                    .send()
+                    .await
+                    .expect("commit");
+                let status = res.status().as_u16();
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                assert_eq!(status, 200, "commit: {body}");
+                assert_eq!(body["status"], "CONFIRMED", "{body}");
+                t0.elapsed()
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for b in buyers {
+        slowest = slowest.max(b.await.expect("buyer"));
+    }
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a booking took {slowest:?} while the index was stalled"
+    );
+
+    // The index really is behind, and the node says so while staying ready.
+    assert_eq!(
+        seats_left_in_search(&http, &node, "laggard").await,
+        Some(60),
+        "the stall did not hold the index back"
+    );
+    let ready = eventually(
+        "/readyz to report the lag",
+        Duration::from_secs(15),
+        || async {
+            match readyz(&http, &node).await {
+                (200, r) if r["search"] == "lagging" => Ok(r),
+                (status, r) => Err(format!("{status}: {r}")),
+            }
+        },
+    )
+    .await;
+    let lag = ready["searchLagSeconds"].as_f64().expect("lag");
+    assert!(
+        lag > 5.0 && lag <= stalled_at.elapsed().as_secs_f64() + 1.0,
+        "reported lag {lag}s after a stall of {:?}",
+        stalled_at.elapsed()
+    );
+    let metrics = http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("search_index_lag_seconds"),
+        "no search_index_lag_seconds in /metrics"
+    );
+
+    // The fault clears: search catches up and the node reports the index current again.
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    drop(locker);
+    let _ = conn.await;
+    eventually("search to catch up", Duration::from_secs(15), || async {
+        match seats_left_in_search(&http, &node, "laggard").await {
+            Some(30) => Ok(()),
+            other => Err(format!("seatsLeft {other:?}")),
+        }
+    })
+    .await;
+    eventually(
+        "/readyz to report the index current",
+        Duration::from_secs(10),
+        || async {
+            match readyz(&http, &node).await {
+                (200, r) if r["search"] == "current" => Ok(()),
+                (status, r) => Err(format!("{status}: {r}")),
+            }
+        },
+    )
+    .await;
+
+    let data = dir.path().to_str().expect("utf-8").to_owned();
+    let out = boxoffice(
+        &["verify"],
+        &[
+            ("BOXOFFICE_DATABASE_URL", &db.url),
+            ("BOXOFFICE_DATA_DIR", &data),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "boxoffice verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "30 booked in at most {slowest:?} while the index stalled; lag reported {lag}s; \
+         {:.1}s in all",
+        started.elapsed().as_secs_f64()
+    );
 }
