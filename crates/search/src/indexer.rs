@@ -208,6 +208,8 @@ impl Indexer {
                 Ok(()) => {
                     failures = 0;
                     if let Some(s) = self.shared.upgrade() {
+                        // The step read the store as it was when it began.
+                        *s.current_at.lock() = last_step;
                         s.ready.store(true, Ordering::Release);
                     }
                 }
@@ -232,9 +234,17 @@ impl Indexer {
                             .saturating_sub(self.last_reconcile.elapsed()),
                     );
                 }
+                if let Some(s) = self.shared.upgrade() {
+                    s.waiting.store(true, Ordering::Release);
+                }
                 let waited = feed.wait(cursor, wait.max(Duration::from_millis(10))).await;
-                if self.shared.strong_count() == 0 {
-                    return;
+                match self.shared.upgrade() {
+                    Some(s) => {
+                        // Nothing was missed while waiting: a change ends the wait.
+                        *s.current_at.lock() = Instant::now();
+                        s.waiting.store(false, Ordering::Release);
+                    }
+                    None => return,
                 }
                 if let Err(e) = waited {
                     tracing::debug!(error = %e, "waiting for changes failed");

@@ -106,6 +106,12 @@ pub(crate) struct Shared {
     /// Moves on whenever what searches see changes; the cache keys on it.
     generation: AtomicU64,
     ready: AtomicBool,
+    /// Whether the indexer is waiting for the store to signal a change: then the index has
+    /// everything the store had when the wait began, and keeps up as long as it waits.
+    waiting: AtomicBool,
+    /// When the index was last known to hold everything the store had: the start of the
+    /// indexer's last successful step, or the end of its last wait.
+    current_at: parking_lot::Mutex<std::time::Instant>,
     cache: Cache,
     pool: Pool,
     automata: engine::Automata,
@@ -147,6 +153,8 @@ impl SearchIndex {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             generation: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
+            current_at: parking_lot::Mutex::new(std::time::Instant::now()),
             cache: Cache::new(config.cache_entries),
             pool: Pool::new(config.threads, config.queue),
             automata: engine::Automata::default(),
@@ -166,6 +174,20 @@ impl SearchIndex {
     /// Whether the indexer has caught up with the store at least once since start.
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// How far behind the store the index may be: zero while the indexer waits for changes
+    /// (it has applied everything), otherwise the time since it last had (the start of its
+    /// last successful step). It grows while the indexer is stalled or failing; `None` until
+    /// the index has been built (see [`Self::is_ready`]).
+    pub fn lag(&self) -> Option<std::time::Duration> {
+        if !self.is_ready() {
+            return None;
+        }
+        if self.shared.waiting.load(Ordering::Acquire) {
+            return Some(std::time::Duration::ZERO);
+        }
+        Some(self.shared.current_at.lock().elapsed())
     }
 
     /// Events currently searchable.

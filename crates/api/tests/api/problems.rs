@@ -74,7 +74,9 @@ async fn operations_endpoints() {
     loop {
         match app.get("/readyz").await {
             (200, body) => {
-                assert_eq!(body, json!({"status": "ready"}));
+                assert_eq!(body["status"], "ready", "{body}");
+                assert_eq!(body["search"], "current", "{body}");
+                assert!(body["searchLagSeconds"].as_f64().is_some(), "{body}");
                 break;
             }
             (503, problem) => assert_eq!(problem["code"], "search-not-ready"),
