@@ -8,9 +8,6 @@
 mod booking;
 mod catalog;
 mod feed;
-// clippy 0.1.95 flags a `format!` without arguments in resale.rs (an SQL literal); that file
-// is owned by the resale work, so the lint is silenced here until it is changed there.
-#[allow(clippy::useless_format)]
 mod resale;
 pub mod testing;
 mod transfers;
