@@ -37,20 +37,9 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::catalog::lay_out_seats;
-use crate::pg_error;
+use crate::{corrupt, pg_error};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt row: {what}"))
-}
-
-macro_rules! q {
-    ($c:expr, $method:ident, $sql:expr, $($arg:expr),* $(,)?) => {{
-        let stmt = $c.prepare_cached($sql).await.map_err(pg_error)?;
-        $c.$method(&stmt, &[$($arg),*]).await.map_err(pg_error)
-    }};
-}
 
 // ---- reading ----------------------------------------------------------------------------
 

@@ -8,11 +8,7 @@ use boxoffice_domain::seat::SeatState;
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
-use crate::pg_error;
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt row: {what}"))
-}
+use crate::{corrupt, pg_error};
 
 /// Inserts events with their venues, sections, optionally their seats, and one outbox row
 /// each, as a handful of set-based statements whatever the number of events.

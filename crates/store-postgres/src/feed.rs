@@ -42,7 +42,7 @@ use tokio::sync::{OnceCell, watch};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
-use crate::{PgStore, pg_error};
+use crate::{PgStore, corrupt, pg_error};
 
 /// The channel the outbox trigger of migration V2 notifies.
 const LISTEN: &str = "LISTEN boxoffice_outbox";
@@ -464,10 +464,6 @@ const EVENT_COLUMNS: &str = "SELECT e.event_id, e.organizer_id, e.name, e.perfor
         v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.seats_laid_out,
         e.cancelled_at
     FROM events e JOIN venues v ON v.venue_id = e.venue_id";
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt row: {what}"))
-}
 
 /// Completes event rows with their sections and availability, in two more statements.
 async fn entries(

@@ -5,6 +5,15 @@
 //! `migrations/` and are applied at start while holding a PostgreSQL advisory lock, so nodes
 //! starting together apply them exactly once.
 
+/// Prepares a statement (cached per connection) and runs it with `$method` (`query`,
+/// `query_one`, `query_opt`, `execute`), mapping driver errors to [`StoreError`].
+macro_rules! q {
+    ($c:expr, $method:ident, $sql:expr, $($arg:expr),* $(,)?) => {{
+        let stmt = $c.prepare_cached($sql).await.map_err($crate::pg_error)?;
+        $c.$method(&stmt, &[$($arg),*]).await.map_err($crate::pg_error)
+    }};
+}
+
 mod booking;
 mod catalog;
 mod feed;
@@ -244,6 +253,11 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> 
         tracing::info!(migration = %m, "applied postgres migration");
     }
     Ok(())
+}
+
+/// A row that does not decode: a bug or a corrupted database, never the caller's fault.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt row: {what}"))
 }
 
 pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {

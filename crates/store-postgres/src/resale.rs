@@ -21,20 +21,9 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::booking::{delta_payload, must_load, record_delta};
-use crate::pg_error;
+use crate::corrupt;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt row: {what}"))
-}
-
-macro_rules! q {
-    ($c:expr, $method:ident, $sql:expr, $($arg:expr),* $(,)?) => {{
-        let stmt = $c.prepare_cached($sql).await.map_err(pg_error)?;
-        $c.$method(&stmt, &[$($arg),*]).await.map_err(pg_error)
-    }};
-}
 
 const LISTING_SELECT: &str = "SELECT listing_id, event_id, ticket_id, seat_id, section_no,
         seller_id, price_cents, fee_cents, face_value_cents, currency, status, booking_id,

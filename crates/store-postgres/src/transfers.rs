@@ -19,20 +19,9 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::pg_error;
+use crate::corrupt;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt row: {what}"))
-}
-
-macro_rules! q {
-    ($c:expr, $method:ident, $sql:expr, $($arg:expr),* $(,)?) => {{
-        let stmt = $c.prepare_cached($sql).await.map_err(pg_error)?;
-        $c.$method(&stmt, &[$($arg),*]).await.map_err(pg_error)
-    }};
-}
 
 const TICKET_SELECT: &str = "SELECT ticket_id, event_id, booking_id, seat_id, customer_id,
         status, token, attendee_name, issued_at, checked_in_at

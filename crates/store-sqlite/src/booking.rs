@@ -26,13 +26,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::catalog::lay_out_seats;
-use crate::codec::{corrupt, from_ts, id, store_error, ts, uuid_from};
+use crate::codec::{corrupt, from_ts, id, sq, store_error, ts, uuid_from};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn sq<T>(r: rusqlite::Result<T>) -> Result<T> {
-    r.map_err(store_error)
-}
 
 /// The front-most `window` free seats of a section: open ones (through the partial index of
 /// open seats) and lapsed holds.

@@ -45,3 +45,8 @@ pub fn store_error(e: rusqlite::Error) -> StoreError {
         _ => StoreError::Internal(format!("sqlite: {e}")),
     }
 }
+
+/// A driver result as a store result.
+pub fn sq<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
+    r.map_err(store_error)
+}

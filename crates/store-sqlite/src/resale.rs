@@ -19,13 +19,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::booking::{end_booking, load_payment, must_load, record_delta, void_confirmed};
-use crate::codec::{corrupt, from_ts, id, store_error, ts, uuid_from};
+use crate::codec::{corrupt, from_ts, id, sq, ts, uuid_from};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn sq<T>(r: rusqlite::Result<T>) -> Result<T> {
-    r.map_err(store_error)
-}
 
 const LISTING_SELECT: &str = "SELECT listing_id, event_id, ticket_id, seat_id, section_no,
         seller_id, price_cents, fee_cents, face_value_cents, currency, status, booking_id,

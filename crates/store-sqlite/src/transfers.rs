@@ -13,13 +13,9 @@ use boxoffice_domain::transfers::{
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use crate::codec::{corrupt, from_ts, id, store_error, ts, uuid_from};
+use crate::codec::{corrupt, from_ts, id, sq, ts, uuid_from};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn sq<T>(r: rusqlite::Result<T>) -> Result<T> {
-    r.map_err(store_error)
-}
 
 const TICKET_SELECT: &str = "SELECT ticket_id, event_id, booking_id, seat_id, customer_id, status,
         token, attendee_name, issued_at, checked_in_at
