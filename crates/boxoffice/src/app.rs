@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use boxoffice_api::auth::{AuthConfig, Authenticator, Role, Secret};
@@ -334,9 +335,17 @@ async fn open_search(
     Ok(index)
 }
 
-/// `boxoffice serve`: runs until SIGINT or SIGTERM, then drains in-flight requests.
+/// How long the background workers get, once told to stop, to finish the pass they are in.
+const WORKERS_STOP_WITHIN: Duration = Duration::from_secs(10);
+/// How long the search indexer gets to stop.
+const INDEXER_STOP_WITHIN: Duration = Duration::from_secs(10);
+
+/// `boxoffice serve`: runs until SIGINT or SIGTERM, then stops in order: it stops accepting
+/// and drains in-flight requests, stops the background workers, then the search indexer,
+/// all before the runtime goes (the indexer's IO runs on it).
 pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let (state, feed) = build_state(store, args).await?;
+    let search = state.search.clone();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -371,13 +380,21 @@ pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
     };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on http://{addr}");
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    };
-    boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown).await?;
-    let _ = workers.await;
-    let _ = pruner.await;
+    let served =
+        boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown_signal()).await;
+    let _ = stop.send(true);
+    let deadline = tokio::time::Instant::now() + WORKERS_STOP_WITHIN;
+    for (name, mut task) in [("booking workers", workers), ("outbox pruner", pruner)] {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::warn!(
+                worker = name,
+                "a background worker did not stop in time; aborted"
+            );
+            task.abort();
+        }
+    }
+    tokio::task::spawn_blocking(move || search.stop(INDEXER_STOP_WITHIN)).await?;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -454,3 +454,93 @@ async fn the_outbox_is_pruned_behind_the_nodes_and_a_new_node_still_finds_everyt
     search_until_found(&a.base, "q=eras", &late, Duration::from_secs(2)).await;
     search_until_found(&b.base, "q=eras", &late, Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn sigterm_after_work_exits_cleanly_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sigterm_after_work_exits_cleanly(dir.path(), &[]).await;
+}
+
+#[tokio::test]
+async fn sigterm_after_work_exits_cleanly_on_postgres() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("BOXOFFICE_DATABASE_URL", db.url.as_str()),
+        ("BOXOFFICE_JWT_SECRET", "a-shared-secret-for-all-nodes"),
+    ];
+    sigterm_after_work_exits_cleanly(dir.path(), &env).await;
+}
+
+/// A node that has worked (an event created and indexed, a seat held and bought, the sweeper,
+/// reconciler and outbox pruner running) stops on SIGTERM in order: it exits 0, promptly, and
+/// nothing panics on the way (the search indexer used to, once the runtime was going).
+async fn sigterm_after_work_exits_cleanly(data: &Path, env: &[(&str, &str)]) {
+    let mut env = env.to_vec();
+    env.extend([
+        ("BOXOFFICE_LOG", "info"),
+        ("NO_COLOR", "1"),
+        ("BOXOFFICE_SWEEP_INTERVAL", "100ms"),
+        ("BOXOFFICE_RECONCILE_INTERVAL", "100ms"),
+        ("BOXOFFICE_OUTBOX_PRUNE_INTERVAL", "100ms"),
+    ]);
+    let server = Server::start_capturing(data, &env);
+    let org = token(data, &env, "org-1", &["organizer"]);
+    let buyer = token(data, &env, "buyer-1", &["customer"]);
+    let id = create_and_check(&server.base, &org).await;
+    search_until_found(&server.base, "q=eras", &id, Duration::from_secs(5)).await;
+
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/v1/attempt", server.base))
+        .bearer_auth(&buyer)
+        .json(&json!({"eventId": id, "seatIds": ["1-A-1"]}))
+        .send()
+        .await
+        .expect("hold");
+    assert_eq!(res.status(), 201);
+    let hold: Value = res.json().await.expect("json");
+    let booking = hold["bookingId"].as_str().expect("booking id");
+    let res = http
+        .post(format!("{}/v1/commit", server.base))
+        .bearer_auth(&buyer)
+        .header("Idempotency-Key", "buy-1")
+        .json(&json!({"bookingId": booking, "paymentMethod": "pm_card_visa"}))
+        .send()
+        .await
+        .expect("commit");
+    assert_eq!(res.status(), 200);
+    let paid: Value = res.json().await.expect("json");
+    assert_eq!(paid["status"], "CONFIRMED", "{paid}");
+    // The indexer has followed the sale.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Value = http
+            .get(format!("{}/v1/events?q=eras", server.base))
+            .send()
+            .await
+            .expect("search")
+            .json()
+            .await
+            .expect("json");
+        if found["events"][0]["seatsLeft"] == 299 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (status, output) = server.terminate_with_output(Duration::from_secs(15));
+    assert!(status.success(), "SIGTERM exits 0, not {status}:\n{output}");
+    assert!(
+        !output.contains("panicked"),
+        "nothing panics on shutdown:\n{output}"
+    );
+    assert!(
+        output
+            .lines()
+            .any(|l| l.ends_with("boxoffice::app: stopped")),
+        "the node went through its orderly stop:\n{output}"
+    );
+    assert!(!output.contains("did not stop in time"), "{output}");
+}

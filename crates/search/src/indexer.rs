@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use boxoffice_domain::feed::{Change, ChangeFeed, FeedCursor, FeedRead};
@@ -31,6 +31,7 @@ use boxoffice_domain::ids::EventId;
 use serde::{Deserialize, Serialize};
 use tantivy::schema::Term;
 use tantivy::{Index, IndexWriter, TantivyDocument};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::catalog::Catalog;
@@ -168,30 +169,52 @@ impl Indexer {
         Ok(me)
     }
 
-    /// Starts the indexer on a thread of its own. It stops by itself once every handle to
-    /// the index has been dropped.
+    /// Starts the indexer on a thread of its own. It stops when `stop` turns true or its
+    /// sender is dropped (see [`crate::SearchIndex::stop`]), or once every handle to the index
+    /// has been dropped; `done` is dropped as the thread ends.
     ///
     /// Its IO runs on the caller's runtime (the connections it opens are driven there, so
     /// they never stall while this thread is busy in tantivy), its blocking work on its own
-    /// thread, never on a runtime worker.
-    pub(crate) fn spawn(self, feed: Arc<dyn ChangeFeed>) {
+    /// thread, never on a runtime worker. That runtime must therefore outlive it: whoever
+    /// shuts the runtime down stops the indexer first.
+    pub(crate) fn spawn(
+        self,
+        feed: Arc<dyn ChangeFeed>,
+        stop: watch::Receiver<bool>,
+        done: mpsc::Sender<()>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let handle = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
             .name("search-indexer".into())
-            .spawn(move || match handle {
-                Some(handle) => handle.block_on(self.run(feed)),
-                None => match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(self.run(feed)),
-                    Err(e) => tracing::error!(error = %e, "the search indexer cannot start"),
-                },
+            .spawn(move || {
+                let _done = done;
+                match handle {
+                    Some(handle) => handle.block_on(self.run(feed, stop)),
+                    None => match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(self.run(feed, stop)),
+                        Err(e) => tracing::error!(error = %e, "the search indexer cannot start"),
+                    },
+                }
             })
-            .expect("spawning the search indexer");
     }
 
-    async fn run(mut self, feed: Arc<dyn ChangeFeed>) {
+    /// Follows the feed until told to stop. A stop lands between two awaits, never inside
+    /// a tantivy commit: what is committed is consistent with its cursor, and what was not
+    /// committed yet is simply applied again by the next start.
+    async fn run(self, feed: Arc<dyn ChangeFeed>, mut stop: watch::Receiver<bool>) {
+        tokio::select! {
+            biased;
+            // Also resolves (with an error) when the sender is gone.
+            _ = stop.wait_for(|stop| *stop) => {}
+            () = self.follow(feed) => {}
+        }
+        tracing::debug!("search indexer stopped");
+    }
+
+    async fn follow(mut self, feed: Arc<dyn ChangeFeed>) {
         let mut failures = 0u32;
         let mut last_step = Instant::now()
             .checked_sub(MIN_STEP)

@@ -33,8 +33,8 @@ mod runtime;
 pub mod schema;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use arc_swap::ArcSwap;
 use boxoffice_domain::event::Category;
@@ -123,6 +123,49 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct SearchIndex {
     shared: Arc<Shared>,
+    indexer: Arc<IndexerThread>,
+}
+
+/// How long dropping the last [`SearchIndex`] waits for the indexer thread to finish.
+const STOP_ON_DROP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The indexer thread, seen from the handles: told to stop, and joined, by
+/// [`SearchIndex::stop`] or when the last handle is dropped. Only handles hold it (never the
+/// indexer itself, nor a search), so that it is never dropped on the thread it joins.
+struct IndexerThread {
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Disconnected once the thread has ended; and the thread, until joined.
+    running: parking_lot::Mutex<Option<(mpsc::Receiver<()>, std::thread::JoinHandle<()>)>>,
+}
+
+impl IndexerThread {
+    fn stop(&self, timeout: std::time::Duration) -> bool {
+        self.stop.send_replace(true);
+        let Some((done, thread)) = self.running.lock().take() else {
+            return true;
+        };
+        match done.recv_timeout(timeout) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    seconds = timeout.as_secs_f64(),
+                    "the search indexer did not stop in time; leaving it behind"
+                );
+                false
+            }
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if thread.join().is_err() {
+                    tracing::warn!("the search indexer had panicked");
+                }
+                true
+            }
+        }
+    }
+}
+
+impl Drop for IndexerThread {
+    fn drop(&mut self) {
+        self.stop(STOP_ON_DROP);
+    }
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -140,7 +183,8 @@ impl std::fmt::Debug for SearchIndex {
 impl SearchIndex {
     /// Opens (or creates) the index in `config.dir`, loads it, and starts the indexer
     /// following `feed`: it catches up from the index's cursor, or rebuilds the index when
-    /// there is none, then tails the feed until the last handle is dropped.
+    /// there is none, then tails the feed until [`SearchIndex::stop`] or until the last handle
+    /// is dropped.
     pub fn open(config: &SearchConfig, feed: Arc<dyn ChangeFeed>) -> Result<Self, SearchError> {
         let (index, fields) = indexer::open_index(&config.dir)?;
         let reader = index
@@ -167,8 +211,26 @@ impl SearchIndex {
             config.reconcile_every,
             config.reader_id.clone(),
         )?;
-        indexer.spawn(feed);
-        Ok(Self { shared })
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (done, running) = mpsc::channel();
+        let thread = indexer
+            .spawn(feed, stopped, done)
+            .map_err(|e| SearchError::Internal(format!("spawning the search indexer: {e}")))?;
+        let indexer = Arc::new(IndexerThread {
+            stop,
+            running: parking_lot::Mutex::new(Some((running, thread))),
+        });
+        Ok(Self { shared, indexer })
+    }
+
+    /// Stops the indexer and waits (blocking, at most `timeout`) for its thread to end;
+    /// `false` if it did not end in time. Searches keep answering from what it had indexed.
+    ///
+    /// The indexer drives its IO on the runtime it was opened from: call this (or drop the
+    /// last handle, which does the same) before that runtime shuts down, from a blocking
+    /// context (`tokio::task::spawn_blocking`). Stopping twice is harmless.
+    pub fn stop(&self, timeout: std::time::Duration) -> bool {
+        self.indexer.stop(timeout)
     }
 
     /// Whether the indexer has caught up with the store at least once since start.

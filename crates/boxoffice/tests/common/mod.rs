@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_boxoffice");
@@ -22,29 +23,74 @@ pub const OTHER_TICKET_KEY: &str = concat!(
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What the process wrote (stdout and stderr), when started with
+    /// [`Server::start_capturing`]; and the threads that collect it.
+    output: Option<Captured>,
 }
+
+/// Everything a process wrote so far, and the threads still collecting it.
+type Captured = (Arc<Mutex<String>>, Vec<std::thread::JoinHandle<()>>);
 
 impl Server {
     /// Starts `boxoffice serve` on a free port with `data_dir` and the given environment
     /// (which wins over the defaults set here), and waits for it to listen. A node on
     /// PostgreSQL gets [`TICKET_KEY`] unless the environment names a key.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, extra_env, false)
+    }
+
+    /// Like [`Server::start`], and keeps everything the process writes to stdout and stderr
+    /// for [`Server::terminate_with_output`].
+    pub fn start_capturing(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, extra_env, true)
+    }
+
+    fn spawn(data_dir: &Path, extra_env: &[(&str, &str)], capture: bool) -> Self {
         let mut cmd = serve_command(data_dir, extra_env);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped());
+        cmd.stderr(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
         let mut child = cmd.spawn().expect("spawn boxoffice serve");
         let stdout = child.stdout.take().expect("stdout");
+        let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
+        let mut readers = vec![{
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        let _ = tx.send(url.to_owned());
+                    }
+                    if capture {
+                        let mut log = log.lock().expect("log");
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
                 }
-            }
-        });
+            })
+        }];
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = log.lock().expect("log");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }));
+        }
         let base = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server announces its address");
-        Self { child, base }
+        let output = capture.then_some((log, readers));
+        Self {
+            child,
+            base,
+            output,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -55,6 +101,37 @@ impl Server {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         signal(&self.child, "-TERM");
         self.wait_exit()
+    }
+
+    /// SIGTERM, then waits at most `within` for the exit; returns the exit status and
+    /// everything the process wrote. Only for a server from [`Server::start_capturing`].
+    pub fn terminate_with_output(mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let (log, readers) = self.output.take().expect("started with start_capturing");
+        signal(&self.child, "-TERM");
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                for r in readers {
+                    let _ = r.join();
+                }
+                panic!(
+                    "the server did not exit within {within:?} of SIGTERM:\n{}",
+                    log.lock().expect("log")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipes close with the process.
+        for r in readers {
+            r.join().expect("output reader");
+        }
+        let output = std::mem::take(&mut *log.lock().expect("log"));
+        (status, output)
     }
 
     /// SIGKILL: the process dies wherever it is.
