@@ -185,7 +185,14 @@ impl BookingResponse {
             total_cents: b.total_cents,
             currency: b.currency.to_string(),
             contact_email: b.contact_email.clone(),
-            tickets: b.tickets.iter().map(TicketResponse::from).collect(),
+            // A ticket given away stays with its booking for the books, but it is the
+            // recipient's now: the booking's owner never sees its token.
+            tickets: b
+                .tickets
+                .iter()
+                .filter(|t| t.customer == b.customer)
+                .map(TicketResponse::from)
+                .collect(),
             created_at: b.created_at,
             confirmed_at: b.confirmed_at,
             cancelled_at: b.cancelled_at,
@@ -379,6 +386,13 @@ impl BookingService {
             {
                 // A failure is retried by the reconciler.
                 let _ = self.capture(&finished.payment, r).await;
+                // Paid for an event cancelled while the money was moving: it is refunded
+                // like every other booking of that event.
+                if event.cancelled_at.is_some()
+                    && let Err(e) = self.cancel_event(event.id).await
+                {
+                    tracing::warn!(event_id = %event.id, error = %e, "refund after cancellation deferred to the reconciler");
+                }
             }
             (CommitOutcome::Lapsed(_), Some(r))
                 if finished.payment.status == PaymentStatus::Authorized =>
@@ -530,8 +544,14 @@ impl BookingService {
         let before = now - self.config.reconcile_after;
         let mut settled = 0;
         for p in self.store.unsettled_payments(before, now, 200).await? {
-            if self.reconcile_payment(&p, None).await? {
-                settled += 1;
+            // One payment that fails (even in the database) never holds up the others: it is
+            // deferred, and the pass goes on.
+            match self.reconcile_payment(&p, None).await {
+                Ok(true) => settled += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(payment_id = %p.id, error = %e, "could not reconcile yet")
+                }
             }
         }
         self.report_backlog().await?;
@@ -559,7 +579,8 @@ impl BookingService {
     /// Applies the cancellation of recently cancelled events again: a booking whose payment
     /// was still in flight when its event was cancelled is refunded once it confirms.
     async fn finish_cancelled_events(&self, now: OffsetDateTime) -> Result<(), StoreError> {
-        let since = now - time::Duration::days(1);
+        // Card authorizations live about a week: anything still paying then has settled.
+        let since = now - time::Duration::days(8);
         for event in self.store.cancelled_events(since).await? {
             self.cancel_event(event).await?;
         }
@@ -617,7 +638,12 @@ impl BookingService {
                 self.defer(p, "not settled yet").await?;
                 Ok(false)
             }
-            Err(ReconcileError::Store(e)) => Err(e),
+            Err(ReconcileError::Store(e)) => {
+                // Best effort: if the database is down, this fails too and the payment is
+                // simply due again on the next pass.
+                let _ = self.defer(p, &e.to_string()).await;
+                Err(e)
+            }
             Err(ReconcileError::Payment(e)) => {
                 tracing::warn!(payment_id = %p.id, attempts = p.attempts + 1, error = %e, "could not reconcile yet");
                 self.defer(p, &e.to_string()).await?;

@@ -211,7 +211,14 @@ pub async fn buying_a_listing_reissues_the_ticket_and_schedules_a_payout(store: 
         Err(ReleaseError::TicketReissued)
     ));
     assert_clean(&store).await;
-    // The buyer may list it again, and a third customer buys it.
+    // The buyer may list it again — capped by the seat's face value, not by what bob paid —
+    // and a third customer buys it.
+    assert_eq!(
+        list(&store, new.id, "bob", 30_001, t).await,
+        Err(ListError::AboveCap {
+            max_price_cents: 30_000
+        })
+    );
     let again = list(&store, new.id, "bob", 30_000, t)
         .await
         .expect("relisted");
@@ -392,6 +399,91 @@ pub async fn cancelling_an_event_refunds_voids_and_claws_back(store: Arc<dyn Sto
     assert!(
         store.cancel_event(e.id, t).await.unwrap().is_empty(),
         "twice changes nothing"
+    );
+    assert_clean(&store).await;
+}
+
+/// A buyer who is paying keeps the listings reserved past the hold's time (money may be
+/// moving), and a payout is clawed back when the buyer's money goes back.
+pub async fn a_paying_buyer_keeps_the_listing_and_refunds_claw_back(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let b = bought(&store, &e, "alice", "1-A-1", t).await;
+    let l = list(&store, b.tickets[0].id, "alice", 25_000, t)
+        .await
+        .expect("listed");
+    let held = store
+        .hold(&hold_req(&e, "bob", listings(&[l.id]), t))
+        .await
+        .expect("bob");
+    let req = crate::booking_suite::commit_req(held.id, "bob", "k", t);
+    let boxoffice_domain::ports::CommitBegin::Started { booking, payment } =
+        store.begin_commit(&req).await.expect("begin")
+    else {
+        panic!("expected a started commit");
+    };
+    // Long after the hold's time, the provider still has not answered.
+    let late = t + Duration::minutes(30);
+    assert!(store.event_listings(e.id, late).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .hold(&hold_req(&e, "carol", listings(&[l.id]), late))
+            .await,
+        Err(HoldError::ListingsUnavailable(_))
+    ));
+    assert_eq!(
+        store
+            .withdraw_listing(l.id, &customer("alice"), late)
+            .await
+            .unwrap(),
+        Err(WithdrawError::NotActive(ListingStatus::Reserved))
+    );
+    let settlement = crate::booking_suite::approved(&booking);
+    let boxoffice_domain::ports::Settlement::Approved { provider_ref, .. } = &settlement else {
+        unreachable!()
+    };
+    let provider_ref = provider_ref.clone();
+    let done = store
+        .finish_commit(&crate::booking_suite::finish(
+            &booking, payment.id, settlement, late,
+        ))
+        .await
+        .expect("approved");
+    assert!(matches!(
+        done.outcome,
+        boxoffice_domain::ports::CommitOutcome::Confirmed(_)
+    ));
+    store
+        .set_payment_status(
+            payment.id,
+            &[PaymentStatus::Authorized],
+            PaymentStatus::Captured,
+            late,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.payouts_of(&customer("alice")).await.unwrap()[0].status,
+        PayoutStatus::Scheduled
+    );
+    // Bob's bank pulls the money back: his booking is revoked and alice is not paid.
+    let found = store
+        .payment_by_ref(&provider_ref, None)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .revoke(
+            found.id,
+            boxoffice_domain::rules::Revocation::Disputed,
+            late,
+        )
+        .await
+        .unwrap()
+        .expect("revoked");
+    assert_eq!(
+        store.payouts_of(&customer("alice")).await.unwrap()[0].status,
+        PayoutStatus::ClawedBack
     );
     assert_clean(&store).await;
 }

@@ -128,6 +128,10 @@ impl Listing {
     }
 }
 
+/// `reserved_until` of a listing whose buyer is paying: like a seat in PENDING, it never
+/// lapses by the clock while money may be moving; settling the payment ends or restores it.
+pub const PAYING: OffsetDateTime = time::macros::datetime!(9999-01-01 0:00 UTC);
+
 /// The most a ticket of face value `face_value_cents` may be listed for: the event's cap in
 /// percent of face value, rounded down. A cap of 0 turns resale off.
 pub fn max_price_cents(face_value_cents: i64, cap_percent: u32) -> i64 {

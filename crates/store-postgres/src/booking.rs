@@ -967,6 +967,16 @@ pub async fn begin_commit<C: GenericClient>(
         // The transaction rolls back.
         return Err(CommitError::KeyReused);
     }
+    if booking.resale {
+        // The listings stay reserved while the money moves, whatever the clock says.
+        q!(
+            c,
+            execute,
+            "UPDATE listings SET reserved_until = $2 WHERE booking_id = $1 AND status = 'RESERVED'",
+            &booking.id.0,
+            &boxoffice_domain::resale::PAYING
+        )?;
+    }
     // A resale booking's seats stay SOLD to their seller until the sale completes.
     if !booking.resale && moved as usize != booking.seats.len() {
         return Err(StoreError::Internal(format!(
@@ -1100,6 +1110,15 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
                          WHERE booking_id = $1 AND status = 'PENDING'",
                         &booking.id.0,
                         &now
+                    )?;
+                    // A resale booking's listings are held until the hold's own expiry again.
+                    q!(
+                        c,
+                        execute,
+                        "UPDATE listings SET reserved_until = $2
+                         WHERE booking_id = $1 AND status = 'RESERVED'",
+                        &booking.id.0,
+                        &booking.expires_at
                     )?;
                     let ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
                     q!(
@@ -1519,8 +1538,22 @@ pub(crate) async fn void_confirmed<C: GenericClient>(
     now: OffsetDateTime,
 ) -> Result<()> {
     debug_assert!(b.status.can_become(BookingStatus::Cancelled));
-    // Its tickets can no longer be sold on.
+    // Its tickets can no longer be sold on, and no seller is paid for money that went back:
+    // neither the seller of a resale this booking bought, nor this booking's owner for a
+    // resale of a ticket they were refunded for.
     crate::resale::close_listings_of_booking(c, b.id, now).await?;
+    q!(
+        c,
+        execute,
+        "UPDATE payouts SET status = 'CLAWED_BACK', updated_at = $2
+         WHERE status = 'SCHEDULED' AND listing_id IN (
+             SELECT listing_id FROM listings WHERE booking_id = $1 AND status = 'SOLD'
+             UNION ALL
+             SELECT l.listing_id FROM listings l JOIN tickets t ON t.ticket_id = l.ticket_id
+             WHERE t.booking_id = $1 AND l.status = 'SOLD')",
+        &b.id.0,
+        &now
+    )?;
     let freed = free_seats(c, b.event_id, b.id, &["SOLD"]).await?;
     q!(
         c,
@@ -1609,7 +1642,9 @@ pub async fn update_details<C: GenericClient>(
             execute,
             "UPDATE tickets t SET attendee_name = x.n
              FROM unnest($2::text[], $3::text[]) AS x(s, n)
-             WHERE t.booking_id = $1 AND t.seat_id = x.s",
+             WHERE t.booking_id = $1 AND t.seat_id = x.s
+               -- only the booking owner's tickets: one given away is the recipient's
+               AND t.customer_id = (SELECT customer_id FROM bookings WHERE booking_id = $1)",
             &booking_id.0,
             &seats,
             &names
@@ -1673,7 +1708,15 @@ pub async fn check_in<C: GenericClient>(
     // Bound to the door's event: another event's ticket is never marked, whatever its state.
     // A listed ticket is still its owner's: it gets in, and its listing is withdrawn (a buyer
     // holding it then cannot complete the purchase). The ticket row lock orders this against
-    // a sale of the same ticket: exactly one of the two wins.
+    // a sale of the same ticket: exactly one of the two wins. Lock order as everywhere:
+    // listing, then ticket.
+    q!(
+        c,
+        query,
+        "SELECT 1 FROM listings WHERE ticket_id = $1 AND status IN ('ACTIVE', 'RESERVED')
+         FOR UPDATE",
+        &ticket.0
+    )?;
     let was = q!(
         c,
         query_opt,

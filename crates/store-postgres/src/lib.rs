@@ -472,8 +472,8 @@ impl Store for PgStore {
         event: EventId,
         now: OffsetDateTime,
     ) -> Result<CheckIn, StoreError> {
-        let c = self.client().await?;
-        booking::check_in(&c, id, event, now).await
+        // One transaction: the ticket USED and its listing withdrawn together.
+        in_tx!(self, |tx| booking::check_in(&tx, id, event, now).await)
     }
 
     async fn verify(&self, _now: OffsetDateTime) -> Result<Vec<Finding>, StoreError> {

@@ -63,13 +63,15 @@ pub async fn list_ticket<C: GenericClient>(
     let Some(t) = q!(
         c,
         query_opt,
-        "SELECT t.customer_id, t.status, t.event_id, t.seat_id, bs.price_cents, b.currency,
+        // The cap is a percentage of the seat's face value, never of what the last owner paid
+        // on resale (a chain of resales cannot compound it).
+        "SELECT t.customer_id, t.status, t.event_id, t.seat_id, s.price_cents, b.currency,
                 e.starts_at, e.cancelled_at IS NOT NULL, e.resale_max_price_percent,
                 EXISTS (SELECT 1 FROM transfers x WHERE x.ticket_id = t.ticket_id
                           AND x.status = 'PENDING')
          FROM tickets t
          JOIN bookings b ON b.booking_id = t.booking_id
-         JOIN booking_seats bs ON bs.booking_id = t.booking_id AND bs.seat_id = t.seat_id
+         JOIN seats s ON s.event_id = t.event_id AND s.seat_id = t.seat_id
          JOIN events e ON e.event_id = t.event_id
          WHERE t.ticket_id = $1 FOR UPDATE OF t",
         &req.ticket_id.0
@@ -430,9 +432,22 @@ pub async fn confirm_resale<C: GenericClient>(
         &booking.event_id.0
     )?
     .get(0);
+    // The tickets must still be on sale (not used at the door meanwhile): checked under
+    // their row locks before anything is written.
+    let ticket_ids: Vec<Uuid> = listings.iter().map(|l| l.ticket_id.0).collect();
+    let still_listed: i64 = q!(
+        c,
+        query_one,
+        "SELECT count(*) FROM (SELECT 1 FROM tickets
+                               WHERE ticket_id = ANY($1) AND status = 'LISTED'
+                               FOR UPDATE) t",
+        &ticket_ids
+    )?
+    .get(0);
     if cancelled
         || listings.len() != booking.seats.len()
         || listings.iter().any(|l| l.status != ListingStatus::Reserved)
+        || still_listed as usize != listings.len()
     {
         // The listings went (withdrawn at the door, event cancelled): the booking ends here
         // and the caller voids the payment.

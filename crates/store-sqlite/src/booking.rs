@@ -700,6 +700,19 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
                AND booking_id = ?1 AND state = 'HOLD'",
         )
         .and_then(|mut s| s.execute(params![id(req.booking_id.0), id(booking.event_id.0)])))?;
+    if booking.resale {
+        // The listings stay reserved while the money moves, whatever the clock says.
+        sq(tx
+            .prepare_cached(
+                "UPDATE listings SET reserved_until = ?2 WHERE booking_id = ?1 AND status = 'RESERVED'",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id(booking.id.0),
+                    ts(boxoffice_domain::resale::PAYING)
+                ])
+            }))?;
+    }
     // A resale booking's seats stay SOLD to their seller until the sale completes.
     if !booking.resale && moved != booking.seats.len() {
         return Err(StoreError::Internal(format!(
@@ -818,6 +831,15 @@ pub fn finish_commit(tx: &Transaction<'_>, fin: &CommitFinish) -> Result<Finishe
                              WHERE booking_id = ?1 AND status = 'PENDING'",
                         )
                         .and_then(|mut s| s.execute(params![id(booking.id.0), now])))?;
+                    // A resale booking's listings are held until the hold's own expiry again.
+                    sq(tx
+                        .prepare_cached(
+                            "UPDATE listings SET reserved_until = ?2
+                             WHERE booking_id = ?1 AND status = 'RESERVED'",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![id(booking.id.0), ts(booking.expires_at)])
+                        }))?;
                     sq(tx
                         .prepare_cached(
                             "UPDATE seats SET state = 'HOLD', version = version + 1
@@ -1075,8 +1097,20 @@ pub(crate) fn void_confirmed(
     now: OffsetDateTime,
 ) -> Result<()> {
     debug_assert!(b.status.can_become(BookingStatus::Cancelled));
-    // Its tickets can no longer be sold on.
+    // Its tickets can no longer be sold on, and no seller is paid for money that went back:
+    // neither the seller of a resale this booking bought, nor this booking's owner for a
+    // resale of a ticket they were refunded for.
     crate::resale::close_listings_of_booking(tx, b.id, now)?;
+    sq(tx
+        .prepare_cached(
+            "UPDATE payouts SET status = 'CLAWED_BACK', updated_at = ?2
+             WHERE status = 'SCHEDULED' AND listing_id IN (
+                 SELECT listing_id FROM listings WHERE booking_id = ?1 AND status = 'SOLD'
+                 UNION ALL
+                 SELECT l.listing_id FROM listings l JOIN tickets t ON t.ticket_id = l.ticket_id
+                 WHERE t.booking_id = ?1 AND l.status = 'SOLD')",
+        )
+        .and_then(|mut s| s.execute(params![id(b.id.0), ts(now)])))?;
     let freed = free_seats(tx, b.event_id, b.id, &[SeatState::Sold])?;
     sq(tx
         .prepare_cached(
@@ -1150,7 +1184,9 @@ pub fn update_details(
             .and_then(|mut s| s.execute(params![id(booking_id.0), email, ts(now)])))?;
     }
     let mut stmt = sq(tx.prepare_cached(
-        "UPDATE tickets SET attendee_name = ?3 WHERE booking_id = ?1 AND seat_id = ?2",
+        // Only the booking owner's tickets: one given away is the recipient's.
+        "UPDATE tickets SET attendee_name = ?3 WHERE booking_id = ?1 AND seat_id = ?2
+           AND customer_id = (SELECT customer_id FROM bookings WHERE booking_id = ?1)",
     ))?;
     for (seat, name) in &attendees {
         sq(stmt.execute(params![id(booking_id.0), seat.as_str(), name]))?;

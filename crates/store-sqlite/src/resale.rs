@@ -71,13 +71,15 @@ fn delta(section: u16, by: i32) -> BTreeMap<u16, i32> {
 pub fn list_ticket(tx: &Transaction<'_>, req: &ListRequest) -> Result<Result<Listing, ListError>> {
     let row = sq(tx
         .prepare_cached(
-            "SELECT t.customer_id, t.status, t.event_id, t.seat_id, bs.price_cents, b.currency,
+            // The cap is a percentage of the seat's face value, never of what the last owner
+            // paid on resale (a chain of resales cannot compound it).
+            "SELECT t.customer_id, t.status, t.event_id, t.seat_id, s.price_cents, b.currency,
                     e.starts_at, e.cancelled_at IS NOT NULL, e.resale_max_price_percent,
                     EXISTS (SELECT 1 FROM transfers x WHERE x.ticket_id = t.ticket_id
                               AND x.status = 'PENDING')
              FROM tickets t
              JOIN bookings b ON b.booking_id = t.booking_id
-             JOIN booking_seats bs ON bs.booking_id = t.booking_id AND bs.seat_id = t.seat_id
+             JOIN seats s ON s.event_id = t.event_id AND s.seat_id = t.seat_id
              JOIN events e ON e.event_id = t.event_id
              WHERE t.ticket_id = ?1",
         )
@@ -420,9 +422,17 @@ pub fn confirm_resale(
             "SELECT starts_at, cancelled_at IS NOT NULL FROM events WHERE event_id = ?1",
         )
         .and_then(|mut s| s.query_row([id(booking.event_id.0)], |r| Ok((r.get(0)?, r.get(1)?)))))?;
+    // The tickets must still be on sale (not used at the door meanwhile).
+    let mut listed =
+        sq(tx.prepare_cached("SELECT 1 FROM tickets WHERE ticket_id = ?1 AND status = 'LISTED'"))?;
+    let mut all_listed = true;
+    for l in &listings {
+        all_listed &= sq(listed.exists([id(l.ticket_id.0)]))?;
+    }
     if cancelled
         || listings.len() != booking.seats.len()
         || listings.iter().any(|l| l.status != ListingStatus::Reserved)
+        || !all_listed
     {
         // The listings went (withdrawn at the door, event cancelled): the booking ends here
         // and the caller voids the payment.
@@ -631,25 +641,30 @@ pub fn cancel_event(
         let b = must_load(tx, b)?;
         end_booking(tx, &b, BookingStatus::Cancelled, now)?;
     }
-    let mut owed = Vec::new();
     for b in bookings("CONFIRMED")? {
         let b = must_load(tx, b)?;
         void_confirmed(tx, &b, Some("event-cancelled"), now)?;
-        let paid: Vec<Vec<u8>> = sq(tx
-            .prepare_cached(
-                "UPDATE payments SET status = 'REFUND_PENDING', updated_at = ?2
-                 WHERE booking_id = ?1 AND status IN ('AUTHORIZED', 'CAPTURED')
-                 RETURNING payment_id",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![id(b.id.0), ts(now)], |r| r.get(0))?
-                    .collect()
-            }))?;
-        for raw in paid {
-            let pid = boxoffice_domain::ids::PaymentId(sq(uuid_from(raw))?);
-            if let Some(p) = sq(load_payment(tx, pid))? {
-                owed.push(p);
-            }
+    }
+    // Every payment still holding money for a booking this cancellation ended — including
+    // one approved late, after an earlier run — is owed back.
+    let paid: Vec<Vec<u8>> = sq(tx
+        .prepare_cached(
+            "UPDATE payments SET status = 'REFUND_PENDING', updated_at = ?2
+             WHERE status IN ('AUTHORIZED', 'CAPTURED') AND booking_id IN (
+                 SELECT booking_id FROM bookings
+                 WHERE event_id = ?1 AND status = 'CANCELLED'
+                   AND status_reason = 'event-cancelled')
+             RETURNING payment_id",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![id(event.0), ts(now)], |r| r.get(0))?
+                .collect()
+        }))?;
+    let mut owed = Vec::new();
+    for raw in paid {
+        let pid = boxoffice_domain::ids::PaymentId(sq(uuid_from(raw))?);
+        if let Some(p) = sq(load_payment(tx, pid))? {
+            owed.push(p);
         }
     }
     Ok(owed)

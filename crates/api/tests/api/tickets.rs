@@ -283,6 +283,16 @@ async fn transfers_over_http(backend: Backend) {
     assert_eq!(done["ticket"]["status"], "VALID");
     assert_eq!(done["ticket"]["seatId"], "1-C-1");
     assert_ne!(done["ticket"]["token"], tickets[0]["token"]);
+    // The sender's booking no longer shows the ticket's barcode: only the old, dead one.
+    let (_, sent) = app.get_as(&format!("/v1/booking/{booking}"), &alice).await;
+    let shown: Vec<&str> = sent["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ticketId"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, vec![ticket], "{sent}");
+    assert_eq!(sent["tickets"][0]["status"], "REISSUED");
     let (status, p) = app.post(&accept, &bob, &json!({})).await;
     assert_eq!(
         (status, p["code"].as_str()),
