@@ -12,6 +12,8 @@
 # Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PostgreSQL nodes refuse to start without a shared ticket-signing key; benches use the tests' one.
+export BOXOFFICE_TICKET_KEY_FILE=${BOXOFFICE_TICKET_KEY_FILE:-$PWD/crates/boxoffice/tests/fixtures/ticket-key.pem}
 USERS=${USERS:-16,64}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}

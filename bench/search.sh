@@ -12,6 +12,8 @@
 # Needs: for BACKEND=postgres, PostgreSQL at 127.0.0.1:5432 (the test service) and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PostgreSQL nodes refuse to start without a shared ticket-signing key; benches use the tests' one.
+export BOXOFFICE_TICKET_KEY_FILE=${BOXOFFICE_TICKET_KEY_FILE:-$PWD/crates/boxoffice/tests/fixtures/ticket-key.pem}
 EVENTS=${EVENTS:-100000}
 USERS=${USERS:-16,64,256}
 RATES=${RATES:-5000 10000}
