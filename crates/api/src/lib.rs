@@ -6,7 +6,8 @@
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
 //! - [`extract`]: JSON and query extractors whose rejections are problem documents.
 //! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
-//! - [`middleware`]: metrics by route, and problem documents for every error response.
+//! - [`middleware`]: metrics by route, HTTP caching (ETag, Cache-Control, 304) of the public
+//!   read routes, and problem documents for every error response.
 //! - [`retention`]: the background loop that prunes the change feed's outbox.
 
 pub mod auth;
@@ -187,6 +188,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit;
     routes
+        .route_layer(axum::middleware::from_fn(middleware::http_cache))
         .route_layer(axum::middleware::from_fn(middleware::track_metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND).into_response() })

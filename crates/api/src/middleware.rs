@@ -111,3 +111,71 @@ pub async fn www_authenticate(res: Response) -> Response {
     }
     res
 }
+
+/// How long shared caches (a CDN, HAProxy's cache, browsers) may keep the read-heavy public
+/// answers, by matched route: the catalog changes rarely, availability often. `None`: not
+/// cacheable.
+fn cache_policy(route: &str) -> Option<&'static str> {
+    match route {
+        "/v1/events" | "/v1/events/{eventId}" => {
+            Some("public, max-age=5, stale-while-revalidate=30")
+        }
+        "/v1/events/{eventId}/seats" | "/v1/events/{eventId}/listings" => {
+            Some("public, max-age=1, stale-while-revalidate=5")
+        }
+        _ => None,
+    }
+}
+
+/// The largest answer given an ETag (a stadium's seat map is a few MiB); larger ones pass
+/// through uncached.
+const CACHEABLE_BYTES: usize = 32 * 1024 * 1024;
+
+/// HTTP caching for the public read routes: a strong `ETag` (a digest of the body),
+/// `Cache-Control` with a short `max-age` and `stale-while-revalidate`, `Vary`, and `304 Not
+/// Modified` for a matching `If-None-Match` — so a cache in front can serve event pages and
+/// seat maps during an on-sale and revalidate cheaply.
+pub async fn http_cache(req: Request, next: Next) -> Response {
+    let policy = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| cache_policy(p.as_str()))
+        .filter(|_| req.method() == axum::http::Method::GET);
+    let Some(policy) = policy else {
+        return next.run(req).await;
+    };
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+    let res = next.run(req).await;
+    if res.status() != axum::http::StatusCode::OK {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, CACHEABLE_BYTES).await else {
+        return Problem::from_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR).into_response();
+    };
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&bytes);
+    let etag: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{etag}\"");
+    let headers = &mut parts.headers;
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    let matches = if_none_match
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t == etag)
+        });
+    if matches {
+        parts.status = axum::http::StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}

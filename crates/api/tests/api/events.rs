@@ -183,3 +183,88 @@ async fn unknown_and_malformed_event_ids_are_404(backend: Backend) {
     let (status, problem) = app.get("/v1/events/%00%ff/seats").await;
     assert_eq!(status, 400, "{problem}");
 }
+
+/// Event pages, seat maps and search answers carry an ETag and a short Cache-Control, and a
+/// matching If-None-Match gets 304 with no body; a change gives a new ETag.
+#[tokio::test]
+async fn public_reads_are_cacheable_and_revalidate() {
+    let app = crate::common::TestApp::start(crate::common::Backend::Sqlite).await;
+    let event = app.event(&crate::common::eras_tour()).await;
+    for (path, max_age) in [
+        (format!("/v1/events/{event}"), "max-age=5"),
+        (format!("/v1/events/{event}/seats"), "max-age=1"),
+        (format!("/v1/events/{event}/listings"), "max-age=1"),
+        ("/v1/events?q=eras".to_owned(), "max-age=5"),
+    ] {
+        let res = app.http.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let etag = res
+            .headers()
+            .get("etag")
+            .unwrap_or_else(|| panic!("{path}: no ETag"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let cc = res.headers()["cache-control"].to_str().unwrap().to_owned();
+        assert!(
+            cc.contains("public") && cc.contains(max_age),
+            "{path}: {cc}"
+        );
+        assert!(cc.contains("stale-while-revalidate"), "{path}: {cc}");
+        let again = app
+            .http
+            .get(app.url(&path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+        assert!(again.bytes().await.unwrap().is_empty());
+        let other = app
+            .http
+            .get(app.url(&path))
+            .header("if-none-match", "\"something-else\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 200, "{path}");
+    }
+    // A hold changes the seat map, and so its ETag.
+    let seats = format!("/v1/events/{event}/seats");
+    let before = app
+        .http
+        .get(app.url(&seats))
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .clone();
+    let alice = app.token("alice", &[boxoffice_api::auth::Role::Customer]);
+    let (status, _) = app
+        .post(
+            "/v1/attempt",
+            &alice,
+            &serde_json::json!({"eventId": event, "seatIds": ["1-A-1"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let after = app
+        .http
+        .get(app.url(&seats))
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .clone();
+    assert_ne!(before, after);
+    // Private and write routes are never marked cacheable.
+    let res = app
+        .http
+        .get(app.url("/v1/tickets"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("etag").is_none());
+}
