@@ -100,6 +100,20 @@ impl Cluster {
         .await
     }
 
+    async fn get(&self, node: usize, path: &str, token: &str) -> (u16, Value) {
+        self.send(self.http.get(self.node(node).url(path)).bearer_auth(token))
+            .await
+    }
+
+    async fn delete(&self, node: usize, path: &str, token: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .delete(self.node(node).url(path))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     async fn commit(&self, node: usize, token: &str, key: &str, booking: &str) -> (u16, Value) {
         self.send(
             self.http
@@ -225,6 +239,7 @@ on_every_backend!(
     a_listed_ticket_at_the_door_while_it_sells,
     a_refund_races_a_listing,
     a_transfer_races_a_resale,
+    accept_races_cancel_retransfer_and_the_door,
 );
 
 /// Buyers who each want one specific seat: read the map, pick a random open seat, try to
@@ -935,4 +950,200 @@ async fn a_transfer_races_a_resale(backend: Backend) {
         );
     }
     cluster.verify();
+}
+
+// ---- transfers ---------------------------------------------------------------------------
+
+/// Buys `seats` for `token` in one booking; returns its tickets.
+async fn buy_seats(cluster: &Cluster, token: &str, event: &str, seats: &[String]) -> Vec<Value> {
+    let (status, b) = cluster
+        .post(
+            0,
+            "/v1/attempt",
+            token,
+            &json!({"eventId": event, "seatIds": seats}),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let booking = b["bookingId"].as_str().expect("id");
+    let (status, paid) = cluster
+        .commit(0, token, &format!("buy-{booking}"), booking)
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    paid["tickets"].as_array().expect("tickets").clone()
+}
+
+/// Tickets given away at once in the transfer race.
+const TRANSFER_ROUNDS: usize = 24;
+
+/// For each of many tickets at once: the sender offers it to bob; then, all at the same time,
+/// bob accepts (twice), the sender cancels and offers it to carol instead, and (every third
+/// ticket) a scanner checks it in at the door. Exactly one of these wins for each ticket:
+/// - bob's accept: one accept is 200, the other 409; the cancel is 409 `transfer-not-pending`;
+///   carol's offer is 409; the old token is refused at the door; bob holds the one live ticket;
+/// - the cancel: both accepts are 409; carol's offer is 201;
+/// - the scan: the ticket is USED and nobody accepts it.
+async fn accept_races_cancel_retransfer_and_the_door(backend: Backend) {
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
+    let event = cluster
+        .event(
+            json!([{"name": "Floor", "rows": 4, "seatsPerRow": 10, "priceCents": 10000}]),
+            40,
+        )
+        .await;
+    let alice = cluster.token("alice", &[Role::Customer]);
+    let bob = cluster.token("bob", &[Role::Customer]);
+    let scanner = cluster.token("door", &[Role::Scanner]);
+    let seats: Vec<String> = (1..=TRANSFER_ROUNDS)
+        .map(|i| format!("1-{}-{}", ["A", "B", "C"][i % 3], i / 3 + 1))
+        .collect();
+    let tickets = buy_seats(&cluster, &alice, &event, &seats).await;
+    assert_eq!(tickets.len(), TRANSFER_ROUNDS);
+
+    let rounds = tickets.into_iter().enumerate().map(|(i, t)| {
+        let cluster = cluster.clone();
+        let (alice, bob, scanner, event) =
+            (alice.clone(), bob.clone(), scanner.clone(), event.clone());
+        async move {
+            let ticket = t["ticketId"].as_str().expect("id").to_owned();
+            let token = t["token"].as_str().expect("token").to_owned();
+            let (status, offer) = cluster
+                .post(
+                    i,
+                    &format!("/v1/tickets/{ticket}/transfer"),
+                    &alice,
+                    &json!({"toCustomer": "bob"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{offer}");
+            let transfer = offer["transferId"].as_str().expect("id").to_owned();
+            let accept_path = format!("/v1/transfers/{transfer}/accept");
+            let scan = i % 3 == 0;
+            let empty = json!({});
+            let (accept1, accept2, sender, door) = tokio::join!(
+                cluster.post(i, &accept_path, &bob, &empty),
+                cluster.post(i + 1, &accept_path, &bob, &empty),
+                async {
+                    let cancel = cluster
+                        .delete(i + 1, &format!("/v1/transfers/{transfer}"), &alice)
+                        .await;
+                    let again = cluster
+                        .post(
+                            i,
+                            &format!("/v1/tickets/{ticket}/transfer"),
+                            &alice,
+                            &json!({"toCustomer": "carol"}),
+                        )
+                        .await;
+                    (cancel, again)
+                },
+                async {
+                    if scan {
+                        Some(
+                            cluster
+                                .post(
+                                    i + 1,
+                                    "/v1/checkin",
+                                    &scanner,
+                                    &json!({"token": token, "eventId": event}),
+                                )
+                                .await,
+                        )
+                    } else {
+                        None
+                    }
+                },
+            );
+            let ((cancel_status, cancel), (again_status, again)) = sender;
+            let accepted: Vec<&Value> = [&accept1, &accept2]
+                .into_iter()
+                .filter(|r| r.0 == 200)
+                .map(|r| &r.1)
+                .collect();
+            for r in [&accept1, &accept2] {
+                assert!(r.0 == 200 || r.0 == 409, "accept answered {}: {}", r.0, r.1);
+            }
+            let scanned = door.as_ref().is_some_and(|d| d.0 == 200);
+            match accepted.as_slice() {
+                [won] => {
+                    assert_eq!(won["transfer"]["status"], "ACCEPTED", "{won}");
+                    assert_eq!(won["ticket"]["status"], "VALID");
+                    assert_eq!(won["ticket"]["replaces"], ticket.as_str());
+                    assert_eq!(cancel_status, 409, "cancel after accept: {cancel}");
+                    assert_eq!(cancel["code"], "transfer-not-pending");
+                    assert_eq!(again_status, 409, "re-offer after accept: {again}");
+                    assert!(!scanned, "the old ticket admitted after it was given away");
+                    TransferOutcome::Accepted
+                }
+                [] => {
+                    let bob_lost = |r: &(u16, Value)| {
+                        r.1["code"] == "transfer-not-pending"
+                            || r.1["code"] == "ticket-not-transferable"
+                    };
+                    assert!(
+                        bob_lost(&accept1) && bob_lost(&accept2),
+                        "{accept1:?} {accept2:?}"
+                    );
+                    if scanned {
+                        // The re-offer may have come before the scan, never an accept after it.
+                        let _ = (again_status, again);
+                        TransferOutcome::Scanned
+                    } else {
+                        assert_eq!(cancel_status, 200, "{cancel}");
+                        assert_eq!(cancel["status"], "CANCELLED");
+                        assert_eq!(again_status, 201, "{again}");
+                        assert_eq!(again["toCustomer"], "carol");
+                        TransferOutcome::Cancelled
+                    }
+                }
+                _ => panic!("accepted twice: {accept1:?} {accept2:?}"),
+            }
+        }
+    });
+    let outcomes = futures_util::future::join_all(rounds).await;
+
+    // Bob holds exactly the tickets he accepted, each replacing one of alice's, now REISSUED.
+    let won = outcomes
+        .iter()
+        .filter(|o| **o == TransferOutcome::Accepted)
+        .count();
+    let (_, mine) = cluster.get(0, "/v1/tickets", &bob).await;
+    let live: Vec<&Value> = mine["tickets"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .filter(|t| t["status"] == "VALID")
+        .collect();
+    assert_eq!(live.len(), won, "{mine}");
+    let (_, hers) = cluster.get(0, "/v1/tickets", &alice).await;
+    let reissued = hers["tickets"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .filter(|t| t["status"] == "REISSUED")
+        .count();
+    assert_eq!(reissued, won, "{hers}");
+    // Offline scanners learn every ticket that was given away.
+    let (status, revoked) = cluster
+        .get(
+            0,
+            &format!("/v1/events/{event}/revocations"),
+            &cluster.token("door", &[Role::Scanner]),
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(
+        revoked["revocations"].as_array().expect("list").len(),
+        won,
+        "{revoked}"
+    );
+    cluster.verify();
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferOutcome {
+    Accepted,
+    Cancelled,
+    Scanned,
 }
