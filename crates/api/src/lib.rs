@@ -2,6 +2,7 @@
 //! [`serve`], which the binary and the end-to-end tests both call.
 //!
 //! - [`routes`]: one module per resource, each with its documented handlers.
+//! - [`commit_queue`]: queued commits: 202 at once, charged by a worker, streamed to the buyer.
 //! - [`qr`]: ticket tokens drawn as QR codes.
 //! - [`waiting_room`]: the on-sale waiting room: admission rounds, standings, admission tokens.
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod booking;
+pub mod commit_queue;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -88,6 +90,8 @@ pub struct AppInner {
     pub search: SearchIndex,
     /// On-sale waiting rooms.
     pub rooms: Arc<waiting_room::WaitingRooms>,
+    /// Commits taken now and charged by a worker (on-sales).
+    pub commits: commit_queue::CommitQueue,
 }
 
 impl AppState {
@@ -106,6 +110,7 @@ impl AppState {
         ));
         Self(Arc::new(AppInner {
             rooms,
+            commits: commit_queue::CommitQueue::default(),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,

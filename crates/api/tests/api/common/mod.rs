@@ -161,6 +161,11 @@ impl TestApp {
         }
     }
 
+    /// The app's clock now.
+    pub fn clock_now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
