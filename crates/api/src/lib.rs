@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod qr;
 pub mod retention;
 pub mod routes;
+pub mod seat_stream;
 pub mod tickets;
 pub mod waiting_room;
 
@@ -92,6 +93,8 @@ pub struct AppInner {
     pub rooms: Arc<waiting_room::WaitingRooms>,
     /// Commits taken now and charged by a worker (on-sales).
     pub commits: commit_queue::CommitQueue,
+    /// Live seat maps, fed by the change feed (see [`AppState::follow_changes`]).
+    pub seats: seat_stream::SeatStreams,
 }
 
 impl AppState {
@@ -111,6 +114,7 @@ impl AppState {
         Self(Arc::new(AppInner {
             rooms,
             commits: commit_queue::CommitQueue::default(),
+            seats: seat_stream::SeatStreams::new(booking.store.clone()),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,
@@ -120,6 +124,11 @@ impl AppState {
             events: EventCache::default(),
             search,
         }))
+    }
+
+    /// The store's change feed, which live seat maps follow (one follower per node).
+    pub fn follow_changes(&self, feed: Arc<dyn boxoffice_domain::feed::ChangeFeed>) {
+        self.seats.follow(feed);
     }
 
     /// An event, from memory when it was read before. Events do not change once created, so

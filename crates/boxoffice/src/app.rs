@@ -312,6 +312,7 @@ pub async fn build_state(
         booking,
         search,
     );
+    state.follow_changes(feed.clone());
     Ok((state, feed))
 }
 

@@ -17,6 +17,7 @@ crate::on_every_backend!(
     a_sold_out_room_says_so,
     queued_commits_answer_at_once_and_stream_the_outcome,
     a_queued_purchase_the_queue_lost_is_completed_by_the_reconciler,
+    the_seat_map_streams_changes,
 );
 
 fn customer(app: &TestApp, name: &str) -> String {
@@ -621,4 +622,116 @@ async fn a_queued_purchase_the_queue_lost_is_completed_by_the_reconciler(backend
     assert_eq!(replay["tickets"].as_array().unwrap().len(), 2);
     let findings = app.store.verify(app.clock_now()).await.unwrap();
     assert!(findings.is_empty(), "{findings:?}");
+}
+
+async fn the_seat_map_streams_changes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let event = app.event(&eras_tour()).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/events/{event}/seats/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-accel-buffering"], "no");
+    let mut res = res;
+    // The first event: every section's counts.
+    let first = next_event(&mut res).await;
+    assert_eq!(first["sections"][0]["section"], "Floor");
+    assert_eq!(first["sections"][0]["available"], 200);
+    let alice = customer(&app, "alice");
+    let (code, held) = app
+        .post(
+            "/v1/attempt",
+            &alice,
+            &json!({"eventId": event, "seatIds": ["1-A-1", "1-A-2"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{held}");
+    let change = loop {
+        let u = next_event(&mut res).await;
+        if !u["seats"].as_array().unwrap().is_empty() {
+            break u;
+        }
+    };
+    let mut seats: Vec<(String, String)> = change["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["seatId"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seats.sort();
+    assert_eq!(
+        seats,
+        vec![
+            ("1-A-1".into(), "HOLD".into()),
+            ("1-A-2".into(), "HOLD".into())
+        ]
+    );
+    assert_eq!(change["sections"][0]["available"], 198);
+    // Released: open again.
+    let booking = held["bookingId"].as_str().unwrap();
+    let res2 = app
+        .http
+        .delete(app.url(&format!("/v1/booking/{booking}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(res2.status().is_success());
+    let change = loop {
+        let u = next_event(&mut res).await;
+        if !u["seats"].as_array().unwrap().is_empty() {
+            break u;
+        }
+    };
+    assert!(
+        change["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "OPEN"),
+        "{change}"
+    );
+    assert_eq!(change["sections"][0]["available"], 200);
+    let (code, _) = app
+        .get(&format!("/v1/events/{}/seats/events", uuid_like()))
+        .await;
+    assert_eq!(code, 404);
+}
+
+fn uuid_like() -> String {
+    "0191c8a2-0000-7000-8000-000000000000".into()
+}
+
+/// The data of the next server-sent event, within 10 s.
+async fn next_event(res: &mut reqwest::Response) -> Value {
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if data.is_empty() {
+                continue;
+            }
+            return serde_json::from_str(&data).expect("json");
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream")
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }
