@@ -180,11 +180,11 @@ async fn follow(
 ) {
     let mut cursor: Option<FeedCursor> = None;
     loop {
-        if let Some(c) = &cursor {
-            if let Err(e) = feed.wait(c, Duration::from_secs(1)).await {
-                tracing::warn!(error = %e, "seat stream: waiting on the change feed failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        if let Some(c) = &cursor
+            && let Err(e) = feed.wait(c, Duration::from_secs(1)).await
+        {
+            tracing::warn!(error = %e, "seat stream: waiting on the change feed failed");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         match changed_events(&*feed, cursor.as_ref()).await {
             Ok((next, touched)) => {
