@@ -17,6 +17,7 @@ macro_rules! q {
 mod booking;
 mod catalog;
 mod feed;
+mod reports;
 mod resale;
 pub mod testing;
 mod transfers;
@@ -619,5 +620,22 @@ impl Store for PgStore {
     ) -> Result<Vec<boxoffice_domain::transfers::RevokedTicket>, StoreError> {
         let c = self.client().await?;
         transfers::revocations(&c, event, after, limit).await
+    }
+
+    async fn organizer_events(
+        &self,
+        organizer: &CustomerId,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let c = self.client().await?;
+        reports::organizer_events(&c, organizer, limit).await
+    }
+
+    async fn event_sales(
+        &self,
+        event: EventId,
+    ) -> Result<boxoffice_domain::ports::EventSales, StoreError> {
+        let c = self.client().await?;
+        reports::event_sales(&c, event).await
     }
 }

@@ -1,0 +1,332 @@
+//! The storefront served by the binary, over a loopback socket: pages carry their accessible
+//! names, search works as a plain GET form, assets have hashed names, immutable caching and
+//! compression, the JSON API keeps its problem documents, and demo sign-in exists only on an
+//! embedded node listening on loopback without an identity provider.
+
+mod common;
+
+use common::{Server, boxoffice_ok};
+use serde_json::{Value, json};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn token(data_dir: &std::path::Path, sub: &str, role: &str) -> String {
+    let out = boxoffice_ok(
+        &["token", "--sub", sub, "--role", role],
+        &[("BOXOFFICE_DATA_DIR", data_dir.to_str().expect("utf-8"))],
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+async fn create_event(base: &str, token: &str) -> String {
+    let res = client()
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(token)
+        .json(&json!({
+            "name": "Taylor Swift | The Eras Tour", "performers": ["Taylor Swift"],
+            "category": "concert", "startsAt": "2031-06-01T19:30:00Z", "currency": "USD",
+            "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S", "city": "Seattle",
+                      "zipCode": "98134", "country": "US", "lat": 47.5952, "lon": -122.3316},
+            "sections": [{"name": "Floor", "rows": 3, "seatsPerRow": 4, "priceCents": 25000},
+                         {"name": "Lawn", "capacity": 10, "priceCents": 5000}]
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.expect("json");
+    body["eventId"].as_str().expect("id").to_owned()
+}
+
+async fn html(base: &str, path: &str) -> (u16, String) {
+    let res = client()
+        .get(format!("{base}{path}"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("get");
+    let status = res.status().as_u16();
+    (status, res.text().await.expect("text"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_assets_and_search_without_javascript() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let base = server.base.clone();
+    let org = token(dir.path(), "olivia", "organizer");
+    let id = create_event(&base, &org).await;
+
+    // The search page: a labelled search box in a plain GET form.
+    let (status, page) = html(&base, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"<label for="q">Search events</label>"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<form class="search-form" method="get" action="/""#));
+
+    // Search without JavaScript, with a typo, finds the event (the index follows within a
+    // second).
+    let mut found = false;
+    for _ in 0..50 {
+        let (status, page) = html(&base, "/?q=tayler+swfit").await;
+        assert_eq!(status, 200);
+        if page.contains(&format!(r#"href="/events/{id}""#)) {
+            found = true;
+            assert!(page.contains("tickets left"), "availability badge");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(found, "no-JS search finds the event");
+    let (status, page) = html(
+        &base,
+        "/?q=eras&category=concert&min=100&max=300&available=1",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Concert (1)"), "facet counts: {page}");
+
+    // Bad input is a 400 page naming the problem, never a 500.
+    for bad in [
+        "/?min=abc",
+        "/?from=yesterday",
+        "/?cursor=garbage",
+        "/?sort=sideways",
+    ] {
+        let (status, page) = html(&base, bad).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(page.contains(r#"role="alert""#), "{bad}");
+    }
+
+    // The event page: sections, seat map hook, the one "Hold seats" button.
+    let (status, page) = html(&base, &format!("/events/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches(">Hold seats</button>").count(), 1);
+    assert!(page.contains(&format!(r#"data-src="/events/{id}/seatmap.json""#)));
+    let (status, _) = html(&base, "/events/not-an-event").await;
+    assert_eq!(status, 404);
+
+    // The compact seat map: one status letter per seat, row by row.
+    let map: Value = client()
+        .get(format!("{base}/events/{id}/seatmap.json"))
+        .send()
+        .await
+        .expect("seatmap")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(map["sections"][0]["rows"][0], json!(["A", 1, "OOOO"]));
+    assert_eq!(map["sections"][1]["kind"], "generalAdmission");
+
+    // Assets: hashed names, immutable caching, gzip and brotli.
+    let css = page
+        .split('"')
+        .find(|s| s.starts_with("/assets/app.") && s.ends_with(".css"))
+        .expect("stylesheet link")
+        .to_owned();
+    assert!(
+        css.len() > "/assets/app..css".len() + 8,
+        "hashed name: {css}"
+    );
+    for (enc, expect) in [
+        ("br", Some("br")),
+        ("gzip", Some("gzip")),
+        ("identity", None),
+    ] {
+        let res = client()
+            .get(format!("{base}{css}"))
+            .header("accept-encoding", enc)
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/css")
+        );
+        assert_eq!(
+            res.headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap()),
+            expect,
+            "{enc}"
+        );
+    }
+    let (status, _) = html(&base, "/assets/app.0000000000.css").await;
+    assert_eq!(status, 404, "an old or made-up hash is not served");
+
+    // Pages are compressed too, and carry a strict content security policy.
+    let res = client()
+        .get(format!("{base}/"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(res.headers()["content-encoding"], "br");
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+
+    // Browser paths get an HTML 404; the JSON API keeps problem+json.
+    let (status, page) = html(&base, "/no/such/page").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("Page not found"));
+    let res = client()
+        .get(format!("{base}/v1/no-such-route"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("api 404");
+    assert_eq!(res.status(), 404);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_sign_in_only_on_loopback_and_forms_need_their_csrf_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let base = server.base.clone();
+    let (_, page) = html(&base, "/signin").await;
+    assert!(page.contains("Sign in as anyone (demo)"));
+    let res = client()
+        .post(format!("{base}/signin"))
+        .form(&[
+            ("mode", "demo"),
+            ("name", "alice"),
+            ("role", "customer"),
+            ("next", "/tickets"),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/tickets");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("bo_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    // A bad name is a 400 page.
+    let res = client()
+        .post(format!("{base}/signin"))
+        .form(&[("mode", "demo"), ("name", "a b<script>")])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 400);
+    // Signed in: my tickets shows; a form post without its CSRF token is refused.
+    let res = client()
+        .get(format!("{base}/tickets"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("tickets");
+    assert_eq!(res.status(), 200);
+    let org = token(dir.path(), "olivia", "organizer");
+    let id = create_event(&base, &org).await;
+    let res = client()
+        .post(format!("{base}/events/{id}/hold"))
+        .header("cookie", &session)
+        .form(&[("section", "Lawn"), ("quantity", "2")])
+        .send()
+        .await
+        .expect("hold");
+    assert_eq!(res.status(), 403);
+    // Posted from another site: refused even with a token-shaped field.
+    let res = client()
+        .post(format!("{base}/events/{id}/hold"))
+        .header("cookie", &session)
+        .header("origin", "http://evil.example")
+        .form(&[("section", "Lawn"), ("quantity", "2"), ("csrf", "x")])
+        .send()
+        .await
+        .expect("hold");
+    assert_eq!(res.status(), 403);
+    // Page scripts may read the API with the cookie, never change anything with it.
+    let res = client()
+        .get(format!("{base}/v1/tickets"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("tickets api");
+    assert_eq!(res.status(), 200);
+    let res = client()
+        .post(format!("{base}/v1/attempt"))
+        .header("cookie", &session)
+        .json(&json!({"eventId": id, "section": "Lawn", "quantity": 1}))
+        .send()
+        .await
+        .expect("attempt");
+    assert_eq!(res.status(), 401);
+    server.terminate();
+
+    // Beyond loopback: no demo sign-in, and posting the demo form is refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[("BOXOFFICE_LISTEN", "0.0.0.0:0")]);
+    let base = server.base.replace("0.0.0.0", "127.0.0.1");
+    let (_, page) = html(&base, "/signin").await;
+    assert!(!page.contains("Sign in as anyone"), "{page}");
+    assert!(page.contains("Access token"));
+    let res = client()
+        .post(format!("{base}/signin"))
+        .form(&[("mode", "demo"), ("name", "mallory"), ("role", "organizer")])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("set-cookie").is_none());
+    // A real token is accepted through the paste box, and the cookie is Secure there.
+    let t = token(dir.path(), "bob", "customer");
+    let res = client()
+        .post(format!("{base}/signin"))
+        .form(&[("mode", "token"), ("token", t.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+    server.terminate();
+
+    // With an identity provider configured: no demo sign-in even on loopback.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &[("BOXOFFICE_JWKS_URL", "http://127.0.0.1:9/jwks.json")],
+    );
+    let (_, page) = html(&server.base, "/signin").await;
+    assert!(!page.contains("Sign in as anyone"));
+    assert!(page.contains("identity provider"));
+    server.terminate();
+}
