@@ -114,21 +114,19 @@ export async function createEvent(server, overrides = {}, organizer = 'olivia') 
   return res.body;
 }
 
-/** Debian's Chromium, with the flags that keep it off the network. */
+/**
+ * Debian's Chromium, with the flags that keep it off the network. Playwright gives every
+ * launch a new, empty profile directory of its own (it refuses --user-data-dir here).
+ */
 export async function launchBrowser() {
-  const userDataDir = mkdtempSync(join(tmpdir(), 'boxoffice-chromium-'));
-  const browser = await chromium.launch({
+  return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--user-data-dir=${userDataDir}`,
     ],
   });
-  const close = browser.close.bind(browser);
-  browser.close = async () => { await close(); rmSync(userDataDir, { recursive: true, force: true }); };
-  return browser;
 }
 
 const AXE = require.resolve('axe-core/axe.min.js');

@@ -68,7 +68,7 @@ test('a buyer searches with a typo, picks two seats on the map, pays and gets QR
     await page.getByRole('button', { name: 'List for resale' }).first().click();
     await page.getByText('Your ticket is listed for resale').waitFor();
     await page.goto(server.base + `/events/${event.eventId}`);
-    await page.getByRole('cell', { name: /Floor, row A, seat 1[01]/ }).first().waitFor();
+    await page.getByRole('rowheader', { name: /Floor, row A, seat 1[01]/ }).first().waitFor();
     await page.getByRole('button', { name: /Floor, row A, seat 1[01], \$275\.00, resale/ }).waitFor();
     await checkPage(page, '08-event-with-resale');
     const tickets = await server.api('GET', '/v1/tickets', server.token('alice'));
@@ -86,8 +86,8 @@ test('a declined card, then a retry with another card; a double click pays once'
     const page = await newPage(server);
     await signIn(page, server.base, 'bob');
     await page.goto(server.base + `/events/${event.eventId}`);
-    await page.getByLabel('Section').selectOption('Lawn');
-    await page.getByLabel('Quantity').selectOption('3');
+    await page.getByLabel('Section', { exact: true }).selectOption('Lawn');
+    await page.getByLabel('Quantity', { exact: true }).selectOption('3');
     await page.getByRole('button', { name: 'Hold seats', exact: true }).click();
     await page.getByRole('heading', { name: 'Checkout' }).waitFor();
     const bookingId = page.url().split('/').pop();
@@ -168,7 +168,7 @@ test('an organizer creates an event and sees a sale appear', async () => {
     await page.getByLabel('Section 1 price').fill('80');
     await page.getByLabel('Section 2 name').fill('Standing');
     await page.getByLabel('Section 2 type').selectOption('ga');
-    await page.getByLabel('Section 2 capacity').fill('40');
+    await page.getByLabel('Section 2 standing places').fill('40');
     await page.getByLabel('Section 2 price').fill('25');
     await page.getByRole('button', { name: 'Create event' }).click();
     await page.getByRole('heading', { name: 'Sales: Seattle Symphony: Mahler 2' }).waitFor();

@@ -183,7 +183,7 @@ async fn pages_assets_and_search_without_javascript() {
         res.headers()["content-security-policy"]
             .to_str()
             .unwrap()
-            .contains("script-src 'self'")
+            .contains("frame-ancestors 'none'")
     );
 
     // Browser paths get an HTML 404; the JSON API keeps problem+json.

@@ -150,33 +150,31 @@
     return t;
   }
 
+  // Section blocks are named by what they show ("Section 101 · $45.00 2,345 left"), so the
+  // visible text and the accessible name never disagree.
   function sectionBlock(box) {
     var s = box.s;
     var ratio = s.capacity ? s.available / s.capacity : 0;
-    var g = el('g', { role: 'button', tabindex: '0', 'class': 'block', 'data-section': s.no,
-      'aria-label': s.name + ': ' + s.available.toLocaleString('en-US') + ' of ' +
-        s.capacity.toLocaleString('en-US') + ' seats available, ' + price(s.price) + '. Show seats' });
+    var g = el('g', { role: 'button', tabindex: '0', 'class': 'block', 'data-section': s.no });
     g.appendChild(label(box, s.name + ' · ' + price(s.price)));
     g.appendChild(el('rect', { x: box.x, y: box.y + 2 * PITCH, width: box.w, height: box.h - 2 * PITCH, rx: 8,
       'class': 'block-fill ' + (ratio === 0 ? 'none' : ratio < 0.1 ? 'few' : 'many') }));
     var t = el('text', { x: box.x + box.w / 2, y: box.y + 2 * PITCH + (box.h - 2 * PITCH) / 2, 'text-anchor': 'middle',
       'class': 'block-count' });
-    t.textContent = s.available.toLocaleString('en-US') + ' left';
+    t.textContent = s.available.toLocaleString('en-US') + ' seats left';
     g.appendChild(t);
     return g;
   }
 
   function gaBlock(box) {
     var s = box.s;
-    var g = el('g', { role: 'button', tabindex: '0', 'class': 'block ga', 'data-ga': s.name,
-      'aria-label': s.name + ', general admission, ' + price(s.price) + ', ' +
-        s.available.toLocaleString('en-US') + ' places left. Choose how many' });
+    var g = el('g', { role: 'button', tabindex: '0', 'class': 'block ga', 'data-ga': s.name });
     g.appendChild(label(box, s.name + ' · ' + price(s.price)));
     g.appendChild(el('rect', { x: box.x, y: box.y + 2 * PITCH, width: box.w, height: box.h - 2 * PITCH, rx: 8,
       'class': 'block-fill ' + (s.available === 0 ? 'none' : 'many') }));
     var t = el('text', { x: box.x + box.w / 2, y: box.y + 2 * PITCH + (box.h - 2 * PITCH) / 2 + 4,
       'text-anchor': 'middle', 'class': 'block-count' });
-    t.textContent = 'Standing · ' + s.available.toLocaleString('en-US') + ' left';
+    t.textContent = 'General admission · ' + s.available.toLocaleString('en-US') + ' left';
     g.appendChild(t);
     return g;
   }
@@ -382,7 +380,7 @@
         svg.querySelectorAll('[data-section]').forEach(function (g) {
           var s = byNo[+g.getAttribute('data-section')];
           var t = g.querySelector('.block-count');
-          if (s && t) t.textContent = s.available.toLocaleString('en-US') + ' left';
+          if (s && t) t.textContent = s.available.toLocaleString('en-US') + ' seats left';
         });
       }
     }).catch(function () { /* keep what is shown */ });

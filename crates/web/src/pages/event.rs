@@ -130,8 +130,8 @@ pub async fn render(
                     p.description { (info.description) }
                 }
             }
-            section aria-labelledby="sections-h" {
-                h2 #sections-h { "Sections and prices" }
+            section aria-labelledby="prices-h" {
+                h2 #prices-h { "Prices and seats left" }
                 (sections_table(&map, &event, &currency))
             }
             section.buy aria-labelledby="buy-h" {

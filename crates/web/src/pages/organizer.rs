@@ -169,7 +169,7 @@ fn form_page(session: &Session, f: &Fields, error: Option<&str>, status: StatusC
             }
             fieldset #sections {
                 legend { "Sections" }
-                p.hint { "A seated section has rows and seats per row; a general-admission section has a capacity. Leave unused rows empty." }
+                p.hint { "A seated section has rows and seats per row; a general-admission section has standing places. Leave unused rows empty." }
                 @for i in 0..rows {
                     @let n = i + 1;
                     div.section-row data-section-row {
@@ -183,7 +183,7 @@ fn form_page(session: &Session, f: &Fields, error: Option<&str>, status: StatusC
                         }
                         p { label for={ "s-rows-" (n) } { "Section " (n) " rows" } input id={ "s-rows-" (n) } type="number" min="1" name="sectionRows" value=(section_field("sectionRows", i)); }
                         p { label for={ "s-per-" (n) } { "Section " (n) " seats per row" } input id={ "s-per-" (n) } type="number" min="1" name="sectionSeatsPerRow" value=(section_field("sectionSeatsPerRow", i)); }
-                        p { label for={ "s-cap-" (n) } { "Section " (n) " capacity" } input id={ "s-cap-" (n) } type="number" min="1" name="sectionCapacity" value=(section_field("sectionCapacity", i)); }
+                        p { label for={ "s-cap-" (n) } { "Section " (n) " standing places" } input id={ "s-cap-" (n) } type="number" min="1" name="sectionCapacity" value=(section_field("sectionCapacity", i)); }
                         p { label for={ "s-price-" (n) } { "Section " (n) " price" } input id={ "s-price-" (n) } type="text" inputmode="decimal" name="sectionPrice" value=(section_field("sectionPrice", i)); }
                     }
                 }
@@ -265,7 +265,7 @@ fn event_body(f: &Fields) -> Result<Value, String> {
                 .map_err(|_| format!("Section {n}: {what} must be a whole number."))
         };
         let section = if at(&kinds, i) == "ga" {
-            json!({"name": name, "capacity": whole(&capacity, "the capacity")?, "priceCents": cents})
+            json!({"name": name, "capacity": whole(&capacity, "the standing places")?, "priceCents": cents})
         } else {
             json!({
                 "name": name,
