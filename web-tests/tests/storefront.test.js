@@ -218,3 +218,37 @@ test('pages answer bad input with clear 4xx pages, and sign-in pages pass axe', 
     await server.stop();
   }
 });
+
+test('a 50,000-seat stadium opens section by section, every seat a named control', async () => {
+  const server = await startServer();
+  try {
+    const sections = Array.from({ length: 20 }, (_, i) => ({
+      name: `Section ${101 + i}`, rows: 50, seatsPerRow: 50, priceCents: 4500 + 500 * (i % 6),
+    }));
+    const event = await createEvent(server, { name: 'Stadium Night', sections });
+    const page = await newPage(server);
+    await signIn(page, server.base, 'erin');
+    await page.goto(server.base + `/events/${event.eventId}`);
+    const block = page.getByRole('button', { name: /^Section 106 · \$70\.00 2,500 seats left$/ });
+    await block.waitFor();
+    // The overview draws blocks, not 50,000 seats.
+    assert.equal(await page.locator('.seat').count(), 0);
+    await checkPage(page, '21-stadium-overview');
+    await block.click();
+    await page.getByRole('button', { name: 'Section 106, row C, seat 7, $70.00, available', exact: true }).click();
+    await page.getByText('1 seat picked').waitFor();
+    assert.equal(await page.locator('.seat').count(), 2500);
+    await checkPage(page, '22-stadium-section');
+    await page.getByRole('button', { name: 'Back to all sections' }).click();
+    await page.getByRole('button', { name: /^Section 107 · / }).click();
+    await page.getByRole('button', { name: 'Section 107, row A, seat 1, $45.00, available', exact: true }).click();
+    await page.getByText('2 seats picked').waitFor();
+    await page.getByRole('button', { name: 'Hold seats', exact: true }).click();
+    await page.getByRole('heading', { name: 'Checkout' }).waitFor();
+    await page.getByText('Section 106, row C, seat 7').waitFor();
+    await page.getByText('Section 107, row A, seat 1').waitFor();
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await server.stop();
+  }
+});

@@ -71,17 +71,21 @@
     seated.forEach(function (s) {
       var cols = 0;
       s.rows.forEach(function (r) { cols = Math.max(cols, r[1] - 1 + r[2].length); });
-      s.cols = s.kind === 'seated' ? cols : 12;
+      s.cols = s.kind === 'seated' ? cols : 16;
       s.nrows = s.kind === 'seated' ? s.rows.length : 4;
       total += s.cols * s.nrows;
       widest = Math.max(widest, s.cols);
     });
     var target = Math.max(widest, Math.ceil(Math.sqrt(total) * 1.6)) * PITCH;
-    var x = 0, y = 60, shelf = 0, gap = 4 * PITCH;
+    var x = 0, shelf = 0, gap = 4 * PITCH;
+    var y0 = Math.max(widest, Math.ceil(Math.sqrt(total) * 1.6)) * PITCH;
+    var y = Math.max(22, y0 / 40) + 2 * PITCH;
     layout = seated.map(function (s) {
-      var w = s.cols * PITCH, h = s.nrows * PITCH + 2 * PITCH;
+      var w = s.cols * PITCH;
+      var top = overview ? Math.max(2 * PITCH, Math.round(w / 12 * 1.4)) : 2 * PITCH;
+      var h = s.nrows * PITCH + top;
       if (x > 0 && x + w > target) { x = 0; y += shelf + gap; shelf = 0; }
-      var box = { s: s, x: x, y: y, w: w, h: h };
+      var box = { s: s, x: x, y: y, w: w, h: h, top: top };
       x += w + gap;
       shelf = Math.max(shelf, h);
       return box;
@@ -91,10 +95,10 @@
   }
 
   function build() {
-    var dims = computeLayout();
     var seatsTotal = 0;
     data.sections.forEach(function (s) { if (s.kind === 'seated') seatsTotal += s.capacity; });
     overview = seatsTotal > SMALL;
+    var dims = computeLayout();
     root.textContent = '';
     backButton = document.createElement('button');
     backButton.type = 'button';
@@ -105,6 +109,8 @@
     root.appendChild(backButton);
     svg = el('svg', { viewBox: '0 0 ' + dims.width + ' ' + dims.height, role: 'group',
                       'aria-label': 'Seat map', 'class': 'map', preserveAspectRatio: 'xMidYMin meet' });
+    // About 3 px per seat pitch on screen, never wider than the page.
+    svg.setAttribute('width', Math.round(dims.width * 3));
     svg.dataset.w = dims.width;
     svg.dataset.h = dims.height;
     root.appendChild(svg);
@@ -116,8 +122,10 @@
 
   function stage(width) {
     var g = el('g', { 'aria-hidden': 'true' });
-    g.appendChild(el('rect', { x: width * 0.25, y: 0, width: width * 0.5, height: 36, rx: 6, 'class': 'stage' }));
-    var t = el('text', { x: width / 2, y: 24, 'text-anchor': 'middle', 'class': 'stage-label' });
+    var h = Math.max(22, width / 40);
+    g.appendChild(el('rect', { x: width * 0.3, y: 0, width: width * 0.4, height: h, rx: 4, 'class': 'stage' }));
+    var t = el('text', { x: width / 2, y: h * 0.68, 'text-anchor': 'middle', 'class': 'stage-label',
+                         'font-size': h * 0.45 });
     t.textContent = 'Stage';
     g.appendChild(t);
     return g;
@@ -144,8 +152,12 @@
     markPicked();
   }
 
+  // Text scales with what it labels: seat-sized in a seat grid, block-sized on an overview.
+  function fontFor(box) { return overview && !current ? Math.max(9, Math.round(box.w / 12)) : 9; }
+
   function label(box, text, extra) {
-    var t = el('text', { x: box.x, y: box.y + PITCH * 1.2, 'class': 'section-label' + (extra || '') });
+    var t = el('text', { x: box.x, y: box.y + box.top * 0.72, 'class': 'section-label' + (extra || ''),
+                         'font-size': fontFor(box) });
     t.textContent = text;
     return t;
   }
@@ -157,10 +169,10 @@
     var ratio = s.capacity ? s.available / s.capacity : 0;
     var g = el('g', { role: 'button', tabindex: '0', 'class': 'block', 'data-section': s.no });
     g.appendChild(label(box, s.name + ' · ' + price(s.price)));
-    g.appendChild(el('rect', { x: box.x, y: box.y + 2 * PITCH, width: box.w, height: box.h - 2 * PITCH, rx: 8,
+    g.appendChild(el('rect', { x: box.x, y: box.y + box.top, width: box.w, height: box.h - box.top, rx: 8,
       'class': 'block-fill ' + (ratio === 0 ? 'none' : ratio < 0.1 ? 'few' : 'many') }));
-    var t = el('text', { x: box.x + box.w / 2, y: box.y + 2 * PITCH + (box.h - 2 * PITCH) / 2, 'text-anchor': 'middle',
-      'class': 'block-count' });
+    var t = el('text', { x: box.x + box.w / 2, y: box.y + box.top + (box.h - box.top) / 2, 'text-anchor': 'middle',
+      'class': 'block-count', 'font-size': fontFor(box) });
     t.textContent = s.available.toLocaleString('en-US') + ' seats left';
     g.appendChild(t);
     return g;
@@ -169,12 +181,12 @@
   function gaBlock(box) {
     var s = box.s;
     var g = el('g', { role: 'button', tabindex: '0', 'class': 'block ga', 'data-ga': s.name });
-    g.appendChild(label(box, s.name + ' · ' + price(s.price)));
-    g.appendChild(el('rect', { x: box.x, y: box.y + 2 * PITCH, width: box.w, height: box.h - 2 * PITCH, rx: 8,
+    g.appendChild(label(box, s.name + ' · ' + price(s.price) + ' · standing'));
+    g.appendChild(el('rect', { x: box.x, y: box.y + box.top, width: box.w, height: box.h - box.top, rx: 8,
       'class': 'block-fill ' + (s.available === 0 ? 'none' : 'many') }));
-    var t = el('text', { x: box.x + box.w / 2, y: box.y + 2 * PITCH + (box.h - 2 * PITCH) / 2 + 4,
-      'text-anchor': 'middle', 'class': 'block-count' });
-    t.textContent = 'General admission · ' + s.available.toLocaleString('en-US') + ' left';
+    var t = el('text', { x: box.x + box.w / 2, y: box.y + box.top + (box.h - box.top) / 2 + 4,
+      'text-anchor': 'middle', 'class': 'block-count', 'font-size': Math.min(fontFor(box), 10) });
+    t.textContent = s.available.toLocaleString('en-US') + ' places left';
     g.appendChild(t);
     return g;
   }
@@ -193,7 +205,7 @@
         var info = seatInfo(s, row, n, letter);
         var free = letter === 'O' || letter === 'R';
         var e = el('rect', {
-          x: box.x + (n - 1) * PITCH + 1, y: box.y + 2 * PITCH + ri * PITCH + 1,
+          x: box.x + (n - 1) * PITCH + 1, y: box.y + box.top + ri * PITCH + 1,
           width: PITCH - 2, height: PITCH - 2, rx: 2,
           'class': 'seat s-' + letter, role: 'button', tabindex: '-1',
           'aria-label': info.name, 'aria-pressed': 'false', 'data-id': info.id,

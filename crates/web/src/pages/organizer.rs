@@ -448,7 +448,11 @@ pub async fn sales(
                 div { dt { "Still open" } dd #stat-open { (group(open)) } }
                 div { dt { "Revenue" } dd #stat-revenue { (money(sales.revenue_cents, &cur)) } }
                 div { dt { "Bookings" } dd #stat-bookings { (group(sales.bookings)) } }
-                div { dt { "Resale volume" } dd #stat-resale { (money(sales.resale_volume_cents, &cur)) " (" (group(sales.resales)) " resold, " (money(sales.resale_fees_cents, &cur)) " in fees)" } }
+                div {
+                    dt { "Resale volume" }
+                    dd #stat-resale { (money(sales.resale_volume_cents, &cur)) }
+                    dd.hint { (group(sales.resales)) " resold · " (money(sales.resale_fees_cents, &cur)) " in fees" }
+                }
             }
             h2 #chart-h { "Per section" }
             (chart(&rows))
