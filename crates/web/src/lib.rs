@@ -16,6 +16,10 @@
 //! - [`pages`]: one module per page.
 //! - [`api`]: in-process calls to the JSON API router.
 
+// Page helpers return a finished page (`Response`) as their error, to be sent as is; its size
+// is beside the point on this path.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod assets;
 pub mod format;

@@ -498,9 +498,12 @@ pub async fn seatmap_json(
     res
 }
 
+/// A row label and its seats: (number, status letter).
+type Row = (String, Vec<(u32, char)>);
+
 fn compact(event: &Event, map: SeatMap) -> Value {
     // section → row label → (number, letter)
-    let mut rows: BTreeMap<u16, Vec<(String, Vec<(u32, char)>)>> = BTreeMap::new();
+    let mut rows: BTreeMap<u16, Vec<Row>> = BTreeMap::new();
     let mut resale = serde_json::Map::new();
     for s in map.seats {
         let letter = match (&s.resale, s.state.as_str()) {

@@ -151,13 +151,7 @@ impl Form {
                 "max" => &self.max,
                 "category" => &self.category,
                 "sort" => &self.sort,
-                "available" => {
-                    if self.available {
-                        "1"
-                    } else {
-                        ""
-                    }
-                }
+                "available" if self.available => "1",
                 _ => "",
             };
             // A changed search starts again from its first page.
