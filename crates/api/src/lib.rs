@@ -3,6 +3,7 @@
 //!
 //! - [`routes`]: one module per resource, each with its documented handlers.
 //! - [`qr`]: ticket tokens drawn as QR codes.
+//! - [`waiting_room`]: the on-sale waiting room: admission rounds, standings, admission tokens.
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
 //! - [`extract`]: JSON and query extractors whose rejections are problem documents.
 //! - [`error`]: [`error::ApiError`], mapped to RFC 9457 problems in one place.
@@ -20,6 +21,7 @@ pub mod qr;
 pub mod retention;
 pub mod routes;
 pub mod tickets;
+pub mod waiting_room;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -84,6 +86,8 @@ pub struct AppInner {
     events: EventCache,
     /// Event search, answered from the node's own index.
     pub search: SearchIndex,
+    /// On-sale waiting rooms.
+    pub rooms: Arc<waiting_room::WaitingRooms>,
 }
 
 impl AppState {
@@ -95,7 +99,13 @@ impl AppState {
         booking: BookingService,
         search: SearchIndex,
     ) -> Self {
+        let rooms = Arc::new(waiting_room::WaitingRooms::new(
+            booking.store.clone(),
+            booking.clock.clone(),
+            booking.tickets.clone(),
+        ));
         Self(Arc::new(AppInner {
+            rooms,
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,
@@ -173,6 +183,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::events::router())
         .merge(routes::booking::router())
+        .merge(routes::queue::router())
         .merge(routes::resale::router())
         .merge(routes::tickets::router())
         .merge(routes::webhooks::router())

@@ -14,6 +14,7 @@ pub mod booking_suite;
 pub mod feed;
 pub mod fixtures;
 pub mod payment_suite;
+pub mod queue_suite;
 pub mod resale_suite;
 pub mod suite;
 pub mod transfer_suite;
@@ -93,6 +94,13 @@ macro_rules! store_suite {
             the_door_and_an_accept_never_both_win,
             revocations_page_through_void_and_reissued_tickets,
         );
+        $crate::store_suite!(@queue $factory;
+            the_waiting_room_policy_reads_back,
+            joining_twice_keeps_the_place,
+            admission_goes_in_order_within_the_rate_and_the_free_seats,
+            parallel_admission_rounds_never_exceed_the_allowance,
+            a_lapsed_admission_queues_again_at_the_back,
+        );
         $crate::store_suite!(@feed_tests $factory;
             feed_reports_each_created_event_once,
             feed_snapshot_excludes_later_writes,
@@ -139,6 +147,16 @@ macro_rules! store_suite {
             async fn $name() {
                 let harness = $factory().await;
                 $crate::transfer_suite::$name(harness.store.clone()).await;
+                drop(harness);
+            }
+        )*
+    };
+    (@queue $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $factory().await;
+                $crate::queue_suite::$name(harness.store.clone()).await;
                 drop(harness);
             }
         )*

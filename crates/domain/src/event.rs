@@ -310,6 +310,58 @@ pub struct Policies {
     pub refund_window_hours: u32,
     /// Resale price cap, as a percentage of the face value. 0 forbids resale.
     pub resale_max_price_percent: u32,
+    /// A waiting room in front of the on-sale, for events that expect a rush.
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoom>,
+}
+
+/// An on-sale's waiting room: buyers join from `opens_at`; everyone who joined before the
+/// event's `onSaleAt` gets a random place at `onSaleAt`, later arrivals queue behind in order;
+/// buyers are admitted at `admit_per_minute` (never more at once than there are free seats),
+/// and an admission lets its buyer hold seats for `admission_minutes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRoom {
+    #[serde(with = "time::serde::rfc3339")]
+    pub opens_at: OffsetDateTime,
+    pub admit_per_minute: u32,
+    pub admission_minutes: u32,
+}
+
+impl WaitingRoom {
+    pub fn new(
+        opens_at: OffsetDateTime,
+        admit_per_minute: u32,
+        admission_minutes: u32,
+    ) -> Result<Self, ValidationError> {
+        if !(1..=1_000_000).contains(&admit_per_minute) {
+            return Err(ValidationError::new(
+                "waitingRoom.admitPerMinute",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=240).contains(&admission_minutes) {
+            return Err(ValidationError::new(
+                "waitingRoom.admissionMinutes",
+                "must be between 1 and 240",
+            ));
+        }
+        if opens_at.year() < 1970 || opens_at.year() > 9999 {
+            return Err(ValidationError::new(
+                "waitingRoom.opensAt",
+                "must be between 1970 and 9999",
+            ));
+        }
+        Ok(Self {
+            opens_at: to_micros(opens_at),
+            admit_per_minute,
+            admission_minutes,
+        })
+    }
+
+    /// How long an admission lasts.
+    pub fn admission(&self) -> time::Duration {
+        time::Duration::minutes(i64::from(self.admission_minutes))
+    }
 }
 
 impl Policies {
@@ -317,6 +369,7 @@ impl Policies {
         max_tickets_per_customer: 8,
         refund_window_hours: 48,
         resale_max_price_percent: 100,
+        waiting_room: None,
     };
 
     pub fn new(
@@ -330,6 +383,7 @@ impl Policies {
             refund_window_hours: refund_window_hours.unwrap_or(Self::DEFAULT.refund_window_hours),
             resale_max_price_percent: resale_max_price_percent
                 .unwrap_or(Self::DEFAULT.resale_max_price_percent),
+            waiting_room: None,
         };
         if !(1..=100).contains(&p.max_tickets_per_customer) {
             return Err(ValidationError::new(
@@ -407,6 +461,14 @@ impl EventSpec {
                 "onSaleAt",
                 "must be before the event starts",
             ));
+        }
+        if let Some(room) = parts.policies.waiting_room {
+            if room.opens_at > on_sale_at {
+                return Err(ValidationError::new(
+                    "policies.waitingRoom.opensAt",
+                    "must be at or before onSaleAt",
+                ));
+            }
         }
         if parts.starts_at.year() > 9999 || on_sale_at.year() < 1970 {
             return Err(ValidationError::new(

@@ -72,6 +72,10 @@ uuid_id!(
     /// A ticket given away to another customer.
     TransferId
 );
+uuid_id!(
+    /// A buyer's place in an event's waiting room.
+    QueueId
+);
 
 /// A customer (or organizer, scanner, admin): the `sub` of their token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

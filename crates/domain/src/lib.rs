@@ -14,6 +14,7 @@
 //! - [`seat`] and [`booking`]: the state machines, with their legal transitions.
 //! - [`rules`]: the booking rulebook — what each use case does to a booking, its seats,
 //!   tickets, payment and stored response, as pure functions both stores call.
+//! - [`queue`]: the on-sale waiting room: order, admission rate, status.
 //! - [`resale`]: resale listings, payouts and transfers: a ticket's second life.
 //! - [`ports`]: the traits adapters implement, and their error types; [`payments`] is the
 //!   payment provider port; [`feed`] is the change feed that search indexers follow.
@@ -26,6 +27,7 @@ pub mod ids;
 pub mod money;
 pub mod payments;
 pub mod ports;
+pub mod queue;
 pub mod resale;
 pub mod rules;
 pub mod seat;

@@ -381,6 +381,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<crate::transfers::RevokedTicket>, StoreError>;
 
+    // The on-sale waiting room (see [`crate::queue`]).
+
+    /// Joins an event's waiting room, or returns the customer's existing place there (queued
+    /// again at `join.sort_key` if their admission lapsed at or before `join.lapsed_before`).
+    async fn join_queue(
+        &self,
+        join: &crate::queue::QueueJoin,
+    ) -> Result<crate::queue::QueueEntry, StoreError>;
+
+    /// One place in a waiting room.
+    async fn queue_entry(
+        &self,
+        id: crate::ids::QueueId,
+    ) -> Result<Option<crate::queue::QueueEntry>, StoreError>;
+
+    /// How many buyers still waiting are ahead of `entry`.
+    async fn queue_position(&self, entry: &crate::queue::QueueEntry) -> Result<u64, StoreError>;
+
+    /// One admission round, under the room's lock: lets in [`crate::queue::to_admit`] more
+    /// buyers, first in line first, and counts the room.
+    async fn admit_from_queue(
+        &self,
+        round: &crate::queue::AdmitRound,
+    ) -> Result<crate::queue::RoomCounts, StoreError>;
+
+    /// The sort keys of everyone still waiting, in order: one read per round lets a node tell
+    /// every buyer it streams to where they stand.
+    async fn queue_waiting_keys(&self, event: EventId) -> Result<Vec<i64>, StoreError>;
+
     // ---- reports (the organizer's pages) ------------------------------------------------
 
     /// The events an organizer created, latest start first, at most `limit`.

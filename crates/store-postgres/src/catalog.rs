@@ -28,6 +28,7 @@ pub async fn insert_events<C: GenericClient>(
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut starts, mut on_sale, mut currency, mut created) = (vec![], vec![], vec![], vec![]);
     let (mut max_tickets, mut refund_hours, mut resale_pct) = (vec![], vec![], vec![]);
+    let mut rooms: Vec<Option<serde_json::Value>> = Vec::with_capacity(events.len());
     for e in events {
         let s = &e.spec;
         let v = &s.venue;
@@ -52,6 +53,7 @@ pub async fn insert_events<C: GenericClient>(
         max_tickets.push(s.policies.max_tickets_per_customer as i32);
         refund_hours.push(s.policies.refund_window_hours as i32);
         resale_pct.push(s.policies.resale_max_price_percent as i32);
+        rooms.push(waiting_room_json(&s.policies));
     }
     c.execute(
         "INSERT INTO venues (venue_id, name, address, city, zip_code, country, lat, lon)
@@ -69,12 +71,12 @@ pub async fn insert_events<C: GenericClient>(
             "INSERT INTO events (event_id, organizer_id, venue_id, name, performers, category,
             description, starts_at, on_sale_at, currency, max_tickets_per_customer,
             refund_window_hours, resale_max_price_percent, seats_laid_out, created_at,
-            updated_at)
-         SELECT e, o, v, n, p, c, d, s, os, cur, m, r, rp, $14, cr, cr
+            updated_at, waiting_room)
+         SELECT e, o, v, n, p, c, d, s, os, cur, m, r, rp, $14, cr, cr, wr
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[], $6::text[],
                      $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[],
-                     $11::int4[], $12::int4[], $13::int4[], $15::timestamptz[])
-              AS t(e, o, v, n, p, c, d, s, os, cur, m, r, rp, cr)
+                     $11::int4[], $12::int4[], $13::int4[], $15::timestamptz[], $16::jsonb[])
+              AS t(e, o, v, n, p, c, d, s, os, cur, m, r, rp, cr, wr)
          ON CONFLICT (event_id) DO NOTHING
          RETURNING event_id",
             &[
@@ -93,6 +95,7 @@ pub async fn insert_events<C: GenericClient>(
                 &resale_pct,
                 &lay_out,
                 &created,
+                &rooms,
             ],
         )
         .await
@@ -212,7 +215,8 @@ pub async fn load_event<C: GenericClient>(
             "SELECT e.organizer_id, e.name, e.performers, e.category, e.description,
                 e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
                 e.refund_window_hours, e.resale_max_price_percent, e.created_at,
-                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at
+                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at,
+                e.waiting_room
              FROM events e JOIN venues v ON v.venue_id = e.venue_id
              WHERE e.event_id = $1",
         )
@@ -280,6 +284,7 @@ pub async fn load_event<C: GenericClient>(
                 max_tickets_per_customer: r.get::<_, i32>(8) as u32,
                 refund_window_hours: r.get::<_, i32>(9) as u32,
                 resale_max_price_percent: r.get::<_, i32>(10) as u32,
+                waiting_room: waiting_room_from(r.get(20))?,
             },
         },
         cancelled_at: r.get(19),
@@ -326,4 +331,19 @@ pub async fn seat_map<C: GenericClient>(
     }
     map.sort();
     Ok(map)
+}
+
+/// An event's waiting-room policy as stored: JSON, or NULL for none.
+pub(crate) fn waiting_room_json(p: &Policies) -> Option<serde_json::Value> {
+    p.waiting_room
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok())
+}
+
+pub(crate) fn waiting_room_from(
+    v: Option<serde_json::Value>,
+) -> Result<Option<boxoffice_domain::event::WaitingRoom>, StoreError> {
+    v.map(serde_json::from_value)
+        .transpose()
+        .map_err(|_| corrupt("waiting room"))
 }

@@ -462,7 +462,7 @@ const EVENT_COLUMNS: &str = "SELECT e.event_id, e.organizer_id, e.name, e.perfor
         e.description, e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
         e.refund_window_hours, e.resale_max_price_percent, e.created_at,
         v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.seats_laid_out,
-        e.cancelled_at
+        e.cancelled_at, e.waiting_room
     FROM events e JOIN venues v ON v.venue_id = e.venue_id";
 
 /// Completes event rows with their sections and availability, in two more statements.
@@ -555,6 +555,7 @@ async fn entries(
                     max_tickets_per_customer: r.get::<_, i32>(9) as u32,
                     refund_window_hours: r.get::<_, i32>(10) as u32,
                     resale_max_price_percent: r.get::<_, i32>(11) as u32,
+                    waiting_room: crate::catalog::waiting_room_from(r.get(22))?,
                 },
             },
             cancelled_at: r.get(21),

@@ -17,6 +17,7 @@ macro_rules! q {
 mod booking;
 mod catalog;
 mod feed;
+mod queue;
 mod reports;
 mod resale;
 pub mod testing;
@@ -637,5 +638,41 @@ impl Store for PgStore {
     ) -> Result<boxoffice_domain::ports::EventSales, StoreError> {
         let c = self.client().await?;
         reports::event_sales(&c, event).await
+    }
+
+    async fn join_queue(
+        &self,
+        join: &boxoffice_domain::queue::QueueJoin,
+    ) -> Result<boxoffice_domain::queue::QueueEntry, StoreError> {
+        let c = self.client().await?;
+        queue::join(&c, join).await
+    }
+
+    async fn queue_entry(
+        &self,
+        id: boxoffice_domain::ids::QueueId,
+    ) -> Result<Option<boxoffice_domain::queue::QueueEntry>, StoreError> {
+        let c = self.client().await?;
+        queue::entry(&c, id).await
+    }
+
+    async fn queue_position(
+        &self,
+        entry: &boxoffice_domain::queue::QueueEntry,
+    ) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        queue::position(&c, entry).await
+    }
+
+    async fn admit_from_queue(
+        &self,
+        round: &boxoffice_domain::queue::AdmitRound,
+    ) -> Result<boxoffice_domain::queue::RoomCounts, StoreError> {
+        in_tx!(self, |tx| queue::admit(&tx, round).await)
+    }
+
+    async fn queue_waiting_keys(&self, event: EventId) -> Result<Vec<i64>, StoreError> {
+        let c = self.client().await?;
+        queue::waiting_keys(&c, event).await
     }
 }

@@ -36,8 +36,8 @@ pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<bo
             "INSERT OR IGNORE INTO events (event_id, organizer_id, venue_id, name, performers, category,
                 description, starts_at, on_sale_at, currency, max_tickets_per_customer,
                 refund_window_hours, resale_max_price_percent, seats_laid_out, created_at,
-                updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+                updated_at, waiting_room)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
         )?
         .execute(params![
             id(e.id.0),
@@ -55,6 +55,7 @@ pub fn insert_event(tx: &Transaction<'_>, e: &Event, lay_out: bool) -> Result<bo
             s.policies.resale_max_price_percent,
             lay_out,
             ts(e.created_at),
+            waiting_room_json(&s.policies),
         ])?;
         if inserted == 0 {
             return Ok(false);
@@ -129,7 +130,8 @@ pub fn load_event(c: &Connection, event_id: EventId) -> rusqlite::Result<Option<
             "SELECT e.organizer_id, e.name, e.performers, e.category, e.description,
                 e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
                 e.refund_window_hours, e.resale_max_price_percent, e.created_at,
-                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at
+                v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at,
+                e.waiting_room
              FROM events e JOIN venues v ON v.venue_id = e.venue_id
              WHERE e.event_id = ?1",
         )?
@@ -153,6 +155,11 @@ pub fn load_event(c: &Connection, event_id: EventId) -> rusqlite::Result<Option<
                         max_tickets_per_customer: r.get(8)?,
                         refund_window_hours: r.get(9)?,
                         resale_max_price_percent: r.get(10)?,
+                        waiting_room: r
+                            .get::<_, Option<String>>(20)?
+                            .map(|j| serde_json::from_str(&j))
+                            .transpose()
+                            .map_err(|e| corrupt(e.to_string()))?,
                     },
                     created_at: from_ts(r.get(11)?)?,
                 },
@@ -259,4 +266,11 @@ pub fn seat_map(c: &Connection, event: &Event, now: OffsetDateTime) -> rusqlite:
     }
     map.sort();
     Ok(map)
+}
+
+/// An event's waiting-room policy as stored: JSON, or NULL for none.
+fn waiting_room_json(p: &Policies) -> Option<String> {
+    p.waiting_room
+        .as_ref()
+        .and_then(|r| serde_json::to_string(r).ok())
 }

@@ -13,6 +13,7 @@ mod booking;
 mod catalog;
 mod codec;
 mod feed;
+mod queue;
 mod reports;
 mod resale;
 mod transfers;
@@ -525,5 +526,40 @@ impl Store for SqliteStore {
         event: EventId,
     ) -> Result<boxoffice_domain::ports::EventSales, StoreError> {
         self.read(move |c| reports::event_sales(c, event)).await
+    }
+
+    async fn join_queue(
+        &self,
+        join: &boxoffice_domain::queue::QueueJoin,
+    ) -> Result<boxoffice_domain::queue::QueueEntry, StoreError> {
+        let join = join.clone();
+        self.write(move |tx| queue::join(tx, &join)).await
+    }
+
+    async fn queue_entry(
+        &self,
+        id: boxoffice_domain::ids::QueueId,
+    ) -> Result<Option<boxoffice_domain::queue::QueueEntry>, StoreError> {
+        self.read(move |c| queue::entry(c, id)).await
+    }
+
+    async fn queue_position(
+        &self,
+        entry: &boxoffice_domain::queue::QueueEntry,
+    ) -> Result<u64, StoreError> {
+        let entry = entry.clone();
+        self.read(move |c| queue::position(c, &entry)).await
+    }
+
+    async fn admit_from_queue(
+        &self,
+        round: &boxoffice_domain::queue::AdmitRound,
+    ) -> Result<boxoffice_domain::queue::RoomCounts, StoreError> {
+        let round = *round;
+        self.write(move |tx| queue::admit(tx, &round)).await
+    }
+
+    async fn queue_waiting_keys(&self, event: EventId) -> Result<Vec<i64>, StoreError> {
+        self.read(move |c| queue::waiting_keys(c, event)).await
     }
 }

@@ -84,6 +84,7 @@ fn customer(who: &Principal) -> ApiResult<()> {
     responses(
         (status = 201, description = "Held", body = BookingResponse),
         (status = 400, description = "Invalid request or unknown seats", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A waiting-room event and no valid Admission-Token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Seats unavailable, not enough left, ticket limit, or not on sale", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The event has started", body = Problem, content_type = "application/problem+json"),
@@ -94,10 +95,32 @@ fn customer(who: &Principal) -> ApiResult<()> {
 pub async fn attempt(
     State(state): State<AppState>,
     who: Principal,
+    headers: HeaderMap,
     Json(body): Json<AttemptRequest>,
 ) -> ApiResult<Response> {
     customer(&who)?;
     let event = load_event(&state, &body.event_id).await?;
+    if event.spec.policies.waiting_room.is_some() {
+        let token = headers
+            .get("admission-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or("");
+        if state.rooms.admitted(token, &who.sub, event.id).is_none() {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "admission-required",
+                "This on-sale has a waiting room: join it and hold seats once admitted",
+            )
+            .detail(if token.is_empty() {
+                "send the admission token from the waiting room as the Admission-Token header"
+            } else {
+                "the admission token is not valid for you and this event, or has expired"
+            })
+            .with("queueUrl", format!("/v1/events/{}/queue", event.id))
+            .into());
+        }
+    }
     let listings = match (body.listing_ids, body.listing_id) {
         (Some(ids), None) => Some(ids),
         (None, Some(id)) => Some(vec![id]),

@@ -5,7 +5,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use boxoffice_domain::ValidationError;
 use boxoffice_domain::event::{
-    Category, Event, EventParts, EventSpec, Policies, SectionKind, SectionSpec, Venue, to_micros,
+    Category, Event, EventParts, EventSpec, Policies, SectionKind, SectionSpec, Venue, WaitingRoom,
+    to_micros,
 };
 use boxoffice_domain::ids::EventId;
 use boxoffice_domain::ports::SeatMap;
@@ -86,6 +87,20 @@ pub struct PoliciesBody {
     pub refund_window_hours: Option<u32>,
     /// Resale price cap as a percentage of face value.
     pub resale_max_price_percent: Option<u32>,
+    /// A waiting room in front of the on-sale.
+    pub waiting_room: Option<WaitingRoomBody>,
+}
+
+/// An on-sale's waiting room: buyers join from `opensAt`; those who join before `onSaleAt` get a
+/// random place at `onSaleAt`, later ones queue behind in order; `admitPerMinute` buyers are let
+/// in per minute, each for `admissionMinutes`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitingRoomBody {
+    #[serde(with = "time::serde::rfc3339")]
+    pub opens_at: OffsetDateTime,
+    pub admit_per_minute: u32,
+    pub admission_minutes: u32,
 }
 
 impl CreateEventRequest {
@@ -114,13 +129,20 @@ impl CreateEventRequest {
             max_tickets_per_customer: None,
             refund_window_hours: None,
             resale_max_price_percent: None,
+            waiting_room: None,
         });
-        let policies = Policies::new(
+        let mut policies = Policies::new(
             p.max_tickets_per_customer,
             p.refund_window_hours,
             p.resale_max_price_percent,
         )
         .map_err(|e| e.within("policies"))?;
+        if let Some(r) = p.waiting_room {
+            policies.waiting_room = Some(
+                WaitingRoom::new(r.opens_at, r.admit_per_minute, r.admission_minutes)
+                    .map_err(|e| e.within("policies"))?,
+            );
+        }
         EventSpec::new(
             EventParts {
                 name: self.name,
@@ -206,6 +228,8 @@ pub struct PoliciesResponse {
     pub max_tickets_per_customer: u32,
     pub refund_window_hours: u32,
     pub resale_max_price_percent: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomBody>,
 }
 
 impl EventResponse {
@@ -257,6 +281,11 @@ impl EventResponse {
                 max_tickets_per_customer: s.policies.max_tickets_per_customer,
                 refund_window_hours: s.policies.refund_window_hours,
                 resale_max_price_percent: s.policies.resale_max_price_percent,
+                waiting_room: s.policies.waiting_room.map(|r| WaitingRoomBody {
+                    opens_at: r.opens_at,
+                    admit_per_minute: r.admit_per_minute,
+                    admission_minutes: r.admission_minutes,
+                }),
             },
             capacity: s.capacity(),
             min_price_cents: s.min_price().cents(),

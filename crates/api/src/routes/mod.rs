@@ -3,6 +3,7 @@
 pub mod booking;
 pub mod events;
 pub mod ops;
+pub mod queue;
 pub mod resale;
 pub mod search;
 pub mod tickets;

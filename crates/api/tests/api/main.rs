@@ -7,6 +7,7 @@ mod booking;
 mod events;
 mod payments;
 mod problems;
+mod queue;
 mod resale;
 mod search;
 mod tickets;
