@@ -58,7 +58,9 @@
   if (isQueue) {
     es.addEventListener('position', onPosition);
     es.addEventListener('status', onPosition);
-    es.addEventListener('admitted', function () { es.close(); finish(); });
+    ['admitted', 'soldout', 'expired'].forEach(function (n) {
+      es.addEventListener(n, function () { es.close(); finish(); });
+    });
     es.onmessage = onPosition;
   } else {
     ['status', 'booking', 'pending'].forEach(function (n) { es.addEventListener(n, onBooking); });

@@ -214,7 +214,9 @@ fn queue_form(session: &Session, info: &EventResponse, room: Option<&Value>) -> 
         div.card {
             p {
                 "This on-sale uses a waiting room: join the queue and we will let you in to choose seats when it is your turn. "
-                @if !opens.is_empty() { "The room opens " time datetime=(opens) { (opens) } ". " }
+                @if let Ok(t) = time::OffsetDateTime::parse(opens, &time::format_description::well_known::Rfc3339) {
+                    "The room opens " time datetime=(opens) { (when(t)) } ". "
+                }
                 "Joining early gives you a random place when the sale starts; later arrivals queue in order."
             }
             @if session.who.is_some() {

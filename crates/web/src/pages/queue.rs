@@ -120,17 +120,40 @@ pub async fn page(
     if status == "ADMITTED"
         && let Some(t) = a.body.get("admissionToken").and_then(Value::as_str)
     {
+        // Kept as long as the admission lasts (the API checks it anyway).
+        let secs = a
+            .body
+            .get("admissionExpiresAt")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| (t - site.state.clock.now()).whole_seconds())
+            .filter(|s| *s > 0)
+            .unwrap_or(ADMISSION_COOKIE_SECS);
         let mut res = see_other(&format!("/events/{}", event.id));
         res.headers_mut().append(
             header::SET_COOKIE,
-            cookie(
-                &site,
-                &admission_cookie_name(event.id),
-                t,
-                ADMISSION_COOKIE_SECS,
-            ),
+            cookie(&site, &admission_cookie_name(event.id), t, secs),
         );
         return res;
+    }
+    if status == "SOLD_OUT" || status == "EXPIRED" {
+        let sold_out = status == "SOLD_OUT";
+        return Page::new("Waiting room", &session).render(html! {
+            h1 { "Waiting room" }
+            p.lead { (event.spec.name) " — " (when(event.spec.starts_at)) }
+            @if sold_out {
+                (notice(Notice::Error, "Sold out: there is nothing left to wait for. Resale tickets may still appear on the event page."))
+                p { a.button href={ "/events/" (event.id) } { "Back to the event" } }
+            } @else {
+                (notice(Notice::Error, "Your turn to choose seats ran out. You can join the queue again, at the back."))
+                form method="post" action={ "/events/" (event.id) "/queue" } {
+                    input type="hidden" name="csrf" value=(session.csrf());
+                    button type="submit" { "Join the queue" }
+                }
+            }
+        });
     }
     let position = a.body.get("position").and_then(Value::as_u64);
     let wait = a.body.get("estimatedWaitSeconds").and_then(Value::as_u64);
