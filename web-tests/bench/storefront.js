@@ -68,6 +68,7 @@ try {
     // Open a section (draws its 2,500 seats), then pick five seats: real clicks, timed by the
     // browser's Event Timing (input to next paint); in-page rAF timing as a fallback.
     const measure = async (locator) => {
+      await locator.scrollIntoViewIfNeeded();
       const before = await page.evaluate(() => window.__events.length);
       const box = await locator.boundingBox();
       const t0 = await page.evaluate(() => performance.now());

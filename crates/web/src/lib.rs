@@ -27,8 +27,10 @@ pub mod layout;
 pub mod pages;
 pub mod session;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -38,6 +40,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use boxoffice_api::AppState;
 use boxoffice_api::auth::Secret;
+use boxoffice_domain::ids::EventId;
+use boxoffice_domain::ports::SeatMap;
 use tower_http::compression::CompressionLayer;
 
 /// How the storefront may sign people in, decided once from the node's configuration.
@@ -93,6 +97,54 @@ pub struct Site {
     pub state: AppState,
     pub config: Arc<WebConfig>,
     pub api: api::Api,
+    seat_maps: Arc<SeatMaps>,
+}
+
+impl Site {
+    /// An event's seat map, read at most once a second per event: the event page and the seat
+    /// map its script loads right after (and many buyers opening the same on-sale) share one
+    /// read — as fresh as the API's own seat map with its `max-age=1`.
+    pub async fn seat_map(
+        &self,
+        event: &boxoffice_domain::event::Event,
+    ) -> Result<Arc<SeatMap>, boxoffice_domain::ports::StoreError> {
+        if let Some(m) = self.seat_maps.get(event.id) {
+            return Ok(m);
+        }
+        let now = self.state.clock.now();
+        let map = Arc::new(self.state.store.seat_map(event, now).await?);
+        self.seat_maps.put(event.id, map.clone());
+        Ok(map)
+    }
+}
+
+/// Seat maps read in the last second, by event.
+#[derive(Debug, Default)]
+struct SeatMaps {
+    map: std::sync::Mutex<HashMap<EventId, (Instant, Arc<SeatMap>)>>,
+}
+
+impl SeatMaps {
+    const TTL: Duration = Duration::from_secs(1);
+    const CAPACITY: usize = 256;
+
+    fn get(&self, id: EventId) -> Option<Arc<SeatMap>> {
+        let map = self.map.lock().ok()?;
+        let (at, m) = map.get(&id)?;
+        (at.elapsed() < Self::TTL).then(|| m.clone())
+    }
+
+    fn put(&self, id: EventId, m: Arc<SeatMap>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= Self::CAPACITY {
+                map.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+                if map.len() >= Self::CAPACITY {
+                    map.clear();
+                }
+            }
+            map.insert(id, (Instant::now(), m));
+        }
+    }
 }
 
 /// The whole application: the storefront's pages and assets, and the JSON API (with its own
@@ -103,6 +155,7 @@ pub fn router(state: AppState, config: WebConfig) -> Router {
         state,
         config: Arc::new(config),
         api: api::Api::new(api_router.clone()),
+        seat_maps: Arc::default(),
     };
     pages_router(site)
         .fallback_service(api_router)

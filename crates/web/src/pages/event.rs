@@ -77,7 +77,7 @@ pub async fn render(
         Err(res) => return res,
     };
     let now = site.state.clock.now();
-    let map = match site.state.store.seat_map(&event, now).await {
+    let map = match site.seat_map(&event).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "reading a seat map for its page");
@@ -485,15 +485,14 @@ pub async fn seatmap_json(
         Ok(e) => e,
         Err(res) => return res,
     };
-    let now = site.state.clock.now();
-    let map = match site.state.store.seat_map(&event, now).await {
+    let map = match site.seat_map(&event).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "reading a seat map");
             return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
         }
     };
-    let body = compact(&event, map);
+    let body = compact(&event, &map);
     let mut res = axum::Json(body).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -503,11 +502,11 @@ pub async fn seatmap_json(
 /// A row label and its seats: (number, status letter).
 type Row = (String, Vec<(u32, char)>);
 
-fn compact(event: &Event, map: SeatMap) -> Value {
+fn compact(event: &Event, map: &SeatMap) -> Value {
     // section → row label → (number, letter)
     let mut rows: BTreeMap<u16, Vec<Row>> = BTreeMap::new();
     let mut resale = serde_json::Map::new();
-    for s in map.seats {
+    for s in &map.seats {
         let letter = match (&s.resale, s.state.as_str()) {
             (Some((listing, price)), _) => {
                 resale.insert(s.id.to_string(), json!([price, listing]));
@@ -518,7 +517,7 @@ fn compact(event: &Event, map: SeatMap) -> Value {
             (None, "PENDING") => 'P',
             _ => 'S',
         };
-        let label = s.row.unwrap_or_default();
+        let label = s.row.clone().unwrap_or_default();
         let section_rows = rows.entry(s.section).or_default();
         match section_rows.iter_mut().find(|(l, _)| *l == label) {
             Some((_, seats)) => seats.push((s.number, letter)),

@@ -402,7 +402,7 @@ pub async fn sales(
     }
     let now = site.state.clock.now();
     let (map, sales) = match (
-        site.state.store.seat_map(&event, now).await,
+        site.seat_map(&event).await,
         site.state.store.event_sales(event.id).await,
     ) {
         (Ok(m), Ok(s)) => (m, s),
