@@ -48,6 +48,10 @@ export async function startServer(extraArgs = [], extraEnv = {}) {
     base,
     dataDir,
     log: () => log,
+    /** Runs another `boxoffice` subcommand against this node's store (`seed`, `verify`). */
+    cli(...args) {
+      return execFileSync(BIN, args, { env }).toString();
+    },
     /** A bearer token signed like `boxoffice token`. */
     token(sub, roles = ['customer']) {
       const args = ['token', '--sub', sub, ...roles.flatMap((r) => ['--role', r])];

@@ -76,19 +76,27 @@
       total += s.cols * s.nrows;
       widest = Math.max(widest, s.cols);
     });
-    var target = Math.max(widest, Math.ceil(Math.sqrt(total) * 1.6)) * PITCH;
+    var target = Math.max(widest, Math.ceil(Math.sqrt(total) * 2.2)) * PITCH;
     var x = 0, shelf = 0, gap = 4 * PITCH;
-    var y0 = Math.max(widest, Math.ceil(Math.sqrt(total) * 1.6)) * PITCH;
-    var y = Math.max(22, y0 / 40) + 2 * PITCH;
+    var y = Math.max(22, target / 40) + 2 * PITCH;
+    var shelves = [[]];
     layout = seated.map(function (s) {
       var w = s.cols * PITCH;
       var top = overview ? Math.max(2 * PITCH, Math.round(w / 12 * 1.4)) : 2 * PITCH;
       var h = s.nrows * PITCH + top;
-      if (x > 0 && x + w > target) { x = 0; y += shelf + gap; shelf = 0; }
+      if (x > 0 && x + w > target) { x = 0; y += shelf + gap; shelf = 0; shelves.push([]); }
       var box = { s: s, x: x, y: y, w: w, h: h, top: top };
+      shelves[shelves.length - 1].push(box);
       x += w + gap;
       shelf = Math.max(shelf, h);
       return box;
+    });
+    // Each shelf centred under the stage.
+    shelves.forEach(function (row) {
+      if (!row.length) return;
+      var last = row[row.length - 1];
+      var shift = Math.max(0, (target - (last.x + last.w)) / 2);
+      row.forEach(function (b) { b.x += shift; });
     });
     var width = Math.max(target, 200);
     return { width: width, height: y + shelf + PITCH, total: total };
