@@ -367,3 +367,198 @@ async fn demo_sign_in_only_on_loopback_and_forms_need_their_csrf_token() {
     assert!(page.contains("identity provider"));
     server.terminate();
 }
+
+/// Signs in through the demo form; returns the session cookie (`bo_session=…`).
+async fn sign_in(base: &str, name: &str) -> String {
+    let res = client()
+        .post(format!("{base}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("mode", "demo"),
+            ("name", name),
+            ("role", "customer"),
+        ]))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A page as the signed-in person, and the first value of `name="<field>" value="…"` on it.
+async fn page_as(base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let res = client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    (res.status().as_u16(), res.text().await.expect("text"))
+}
+
+fn field(page: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = page.find(&marker).expect(name) + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn post_as(
+    base: &str,
+    path: &str,
+    cookie: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    client()
+        .post(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(fields))
+        .send()
+        .await
+        .expect("post")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buying_without_javascript_taken_declined_and_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let base = server.base.clone();
+    let org = token(dir.path(), "olivia", "organizer");
+    let id = create_event(&base, &org).await;
+    let alice = sign_in(&base, "alice").await;
+    let bob = sign_in(&base, "bob").await;
+
+    // Alice holds two seats through the event page's form.
+    let (_, page) = page_as(&base, &format!("/events/{id}"), &alice).await;
+    let csrf = field(&page, "csrf");
+    let res = post_as(
+        &base,
+        &format!("/events/{id}/hold"),
+        &alice,
+        &[("csrf", &csrf), ("seat", "1-A-1"), ("seat", "1-A-2")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let checkout = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(checkout.starts_with("/checkout/"), "{checkout}");
+
+    // Bob wants one of them: taken, 409, a page that says so.
+    let (_, page) = page_as(&base, &format!("/events/{id}"), &bob).await;
+    let bob_csrf = field(&page, "csrf");
+    let res = post_as(
+        &base,
+        &format!("/events/{id}/hold"),
+        &bob,
+        &[("csrf", &bob_csrf), ("seat", "1-A-2")],
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    assert!(res.text().await.unwrap().contains("just taken"));
+    // Bad quantities are 400 pages, not 500s.
+    let res = post_as(
+        &base,
+        &format!("/events/{id}/hold"),
+        &bob,
+        &[
+            ("csrf", &bob_csrf),
+            ("section", "Lawn"),
+            ("quantity", "many"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let res = post_as(
+        &base,
+        &format!("/events/{id}/hold"),
+        &bob,
+        &[
+            ("csrf", &bob_csrf),
+            ("section", "Nowhere"),
+            ("quantity", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+
+    // The checkout: a timer, the payment method, one idempotency key per checkout.
+    let (status, page) = page_as(&base, &checkout, &alice).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"role="timer""#));
+    assert!(page.contains(r#"<label for="payment-method">Payment method</label>"#));
+    assert!(page.contains(r#">Pay</button>"#));
+    let key = field(&page, "idempotencyKey");
+    let pay = format!("{checkout}/pay");
+    // Declined: 402, the seats still held, a new key offered for the next attempt.
+    let res = post_as(
+        &base,
+        &pay,
+        &alice,
+        &[
+            ("csrf", &csrf),
+            ("idempotencyKey", &key),
+            ("paymentMethod", "pm_card_chargeDeclined"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 402);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Payment declined"));
+    let retry_key = field(&page, "idempotencyKey");
+    assert_ne!(retry_key, key);
+    // Paid twice with the same key (a double submit): one booking, confirmed once.
+    for _ in 0..2 {
+        let res = post_as(
+            &base,
+            &pay,
+            &alice,
+            &[
+                ("csrf", &csrf),
+                ("idempotencyKey", &retry_key),
+                ("paymentMethod", "pm_card_visa"),
+            ],
+        )
+        .await;
+        assert_eq!(res.status(), 303);
+    }
+    let booking = checkout.trim_start_matches("/checkout/");
+    let (status, page) = page_as(&base, &format!("/bookings/{booking}"), &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("QR code for ticket ").count(), 2);
+    // Bob's booking page is none of his business.
+    let (status, _) = page_as(&base, &format!("/bookings/{booking}"), &bob).await;
+    assert_eq!(status, 404);
+
+    // A released hold: its checkout answers 410 with the way back.
+    let res = post_as(
+        &base,
+        &format!("/events/{id}/hold"),
+        &bob,
+        &[("csrf", &bob_csrf), ("section", "Lawn"), ("quantity", "2")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let bob_checkout = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = post_as(
+        &base,
+        &format!("{bob_checkout}/release"),
+        &bob,
+        &[("csrf", &bob_csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let (status, page) = page_as(&base, &bob_checkout, &bob).await;
+    assert_eq!(status, 410);
+    assert!(page.contains("Choose seats again"));
+    let out = boxoffice_ok(
+        &["verify"],
+        &[("BOXOFFICE_DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    server.terminate();
+}
