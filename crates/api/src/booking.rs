@@ -50,6 +50,9 @@ pub struct BookingConfig {
     pub alert_after: Duration,
     /// The platform's fee on a resale, in basis points of the price.
     pub resale_fee_basis_points: u32,
+    /// Every commit goes through the commit queue (202 and a status stream), not only those of
+    /// waiting-room events.
+    pub queued_commits: bool,
 }
 
 impl Default for BookingConfig {
@@ -60,6 +63,7 @@ impl Default for BookingConfig {
             reconcile_after: Duration::from_secs(30),
             alert_after: Duration::from_secs(15 * 60),
             resale_fee_basis_points: 1_000,
+            queued_commits: false,
         }
     }
 }
@@ -730,6 +734,21 @@ impl BookingService {
             .ok_or_else(|| StoreError::Internal(format!("payment {} has no booking", p.id)))?;
         let now = self.clock.now();
         match p.status {
+            PaymentStatus::Started
+                if p.queued && known_ref.is_none() && p.provider_ref.is_none() =>
+            {
+                // The commit queue took it and may never have asked the provider (a node died,
+                // the queue overflowed): ask now, with the purchase's own key, so the provider
+                // answers a request it already saw with that first answer.
+                let event = self.event_of(&booking).await?;
+                match self.charge(event, booking, p.clone()).await? {
+                    CommitReply::Stored(_) => {
+                        tracing::info!(payment_id = %p.id, "completed a queued commit");
+                        Ok(true)
+                    }
+                    CommitReply::Pending(_) => Ok(false),
+                }
+            }
             PaymentStatus::Started => {
                 let by_ref = known_ref.or(p.provider_ref.as_deref());
                 let state = match by_ref {
@@ -828,13 +847,13 @@ pub fn retry_delay(attempts: u32, base: Duration) -> Duration {
 }
 
 /// A payment this node is settling; removed from the set when dropped.
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     set: &'a std::sync::Mutex<std::collections::HashSet<PaymentId>>,
     id: PaymentId,
 }
 
 impl<'a> InFlight<'a> {
-    fn claim(
+    pub(crate) fn claim(
         set: &'a std::sync::Mutex<std::collections::HashSet<PaymentId>>,
         id: PaymentId,
     ) -> Option<Self> {

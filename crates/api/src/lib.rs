@@ -2,6 +2,7 @@
 //! [`serve`], which the binary and the end-to-end tests both call.
 //!
 //! - [`routes`]: one module per resource, each with its documented handlers.
+//! - [`commit_queue`]: queued commits: 202 at once, charged by a worker, streamed to the buyer.
 //! - [`qr`]: ticket tokens drawn as QR codes.
 //! - [`waiting_room`]: the on-sale waiting room: admission rounds, standings, admission tokens.
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod booking;
+pub mod commit_queue;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -20,6 +22,7 @@ pub mod openapi;
 pub mod qr;
 pub mod retention;
 pub mod routes;
+pub mod seat_stream;
 pub mod tickets;
 pub mod waiting_room;
 
@@ -88,6 +91,10 @@ pub struct AppInner {
     pub search: SearchIndex,
     /// On-sale waiting rooms.
     pub rooms: Arc<waiting_room::WaitingRooms>,
+    /// Commits taken now and charged by a worker (on-sales).
+    pub commits: commit_queue::CommitQueue,
+    /// Live seat maps, fed by the change feed (see [`AppState::follow_changes`]).
+    pub seats: seat_stream::SeatStreams,
 }
 
 impl AppState {
@@ -106,6 +113,8 @@ impl AppState {
         ));
         Self(Arc::new(AppInner {
             rooms,
+            commits: commit_queue::CommitQueue::default(),
+            seats: seat_stream::SeatStreams::new(booking.store.clone()),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,
@@ -115,6 +124,11 @@ impl AppState {
             events: EventCache::default(),
             search,
         }))
+    }
+
+    /// The store's change feed, which live seat maps follow (one follower per node).
+    pub fn follow_changes(&self, feed: Arc<dyn boxoffice_domain::feed::ChangeFeed>) {
+        self.seats.follow(feed);
     }
 
     /// An event, from memory when it was read before. Events do not change once created, so

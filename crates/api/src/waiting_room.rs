@@ -93,6 +93,9 @@ pub enum JoinError {
     Store(#[from] StoreError),
 }
 
+/// The last round of one event on this node, and when it ran.
+type RoundSlot = tokio::sync::Mutex<Option<(std::time::Instant, Arc<RoomSnapshot>)>>;
+
 struct Feed {
     tx: watch::Sender<Arc<RoomSnapshot>>,
 }
@@ -104,9 +107,7 @@ pub struct WaitingRooms {
     signer: Arc<TicketSigner>,
     feeds: Mutex<HashMap<EventId, Feed>>,
     /// One round at a time per event on this node, and not more often than [`ROUND_EVERY`].
-    rounds: Mutex<
-        HashMap<EventId, Arc<tokio::sync::Mutex<Option<(std::time::Instant, Arc<RoomSnapshot>)>>>>,
-    >,
+    rounds: Mutex<HashMap<EventId, Arc<RoundSlot>>>,
 }
 
 impl std::fmt::Debug for WaitingRooms {
@@ -174,10 +175,10 @@ impl WaitingRooms {
             rounds.entry(event.id).or_default().clone()
         };
         let mut last = slot.lock().await;
-        if let Some((at, snap)) = last.as_ref() {
-            if at.elapsed() < ROUND_EVERY {
-                return Ok(snap.clone());
-            }
+        if let Some((at, snap)) = last.as_ref()
+            && at.elapsed() < ROUND_EVERY
+        {
+            return Ok(snap.clone());
         }
         let snap = Arc::new(self.round(event).await?);
         *last = Some((std::time::Instant::now(), snap.clone()));

@@ -298,6 +298,7 @@ pub async fn build_state(
             reconcile_after: serve.reconcile_after,
             alert_after: serve.payment_alert_after,
             resale_fee_basis_points: serve.resale_fee_basis_points,
+            queued_commits: serve.queued_commits,
         },
         in_flight: Default::default(),
     };
@@ -311,6 +312,7 @@ pub async fn build_state(
         booking,
         search,
     );
+    state.follow_changes(feed.clone());
     Ok((state, feed))
 }
 

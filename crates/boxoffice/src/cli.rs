@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// seller is paid the rest after the event.
     #[arg(long, env = "BOXOFFICE_RESALE_FEE_BASIS_POINTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub resale_fee_basis_points: u32,
+    /// Take every commit through the commit queue (202 and a status stream at
+    /// /v1/booking/{id}/events), as waiting-room events always do: for on-sale rushes.
+    #[arg(long, env = "BOXOFFICE_QUEUED_COMMITS")]
+    pub queued_commits: bool,
     /// Threads that run searches (default: one per core).
     #[arg(long, env = "BOXOFFICE_SEARCH_THREADS")]
     pub search_threads: Option<usize>,

@@ -61,6 +61,7 @@ pub(crate) fn commit_req(
         provider: "sandbox".into(),
         method: "pm_card_visa".into(),
         now: at,
+        queued: false,
     }
 }
 

@@ -101,6 +101,7 @@ macro_rules! store_suite {
             admission_goes_in_order_within_the_rate_and_the_free_seats,
             parallel_admission_rounds_never_exceed_the_allowance,
             a_lapsed_admission_queues_again_at_the_back,
+            a_queued_payment_is_marked,
         );
         $crate::store_suite!(@feed_tests $factory;
             feed_reports_each_created_event_once,

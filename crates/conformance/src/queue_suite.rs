@@ -217,3 +217,39 @@ pub async fn a_lapsed_admission_queues_again_at_the_back(store: Arc<dyn Store>) 
     assert_eq!(back.sort_key, LATE_KEYS_FROM + 10);
     assert_eq!(store.queue_position(&back).await.unwrap(), 1);
 }
+
+pub async fn a_queued_payment_is_marked(store: Arc<dyn Store>) {
+    use boxoffice_domain::ports::CommitBegin;
+
+    use crate::booking_suite::{commit_req, hold_req, seats};
+    let t = now();
+    let e = rush(t);
+    store.create_event(&e).await.expect("create");
+    let b = store
+        .hold(&hold_req(&e, "alice", seats(&["1-A-1"]), t))
+        .await
+        .expect("hold");
+    let mut req = commit_req(b.id, "alice", "queued-1", t);
+    req.queued = true;
+    let Ok(CommitBegin::Started { payment, .. }) = store.begin_commit(&req).await else {
+        panic!("the commit starts");
+    };
+    assert!(payment.queued);
+    let read = store
+        .payment(payment.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(read.queued, "the mark is stored");
+    let b2 = store
+        .hold(&hold_req(&e, "bob", seats(&["1-A-2"]), t))
+        .await
+        .expect("hold");
+    let Ok(CommitBegin::Started { payment, .. }) = store
+        .begin_commit(&commit_req(b2.id, "bob", "plain-1", t))
+        .await
+    else {
+        panic!("the commit starts");
+    };
+    assert!(!store.payment(payment.id).await.unwrap().unwrap().queued);
+}

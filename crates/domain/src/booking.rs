@@ -380,6 +380,9 @@ pub struct Payment {
     pub updated_at: OffsetDateTime,
     /// How many times reconciliation has tried to settle it and failed (drives back-off).
     pub attempts: u32,
+    /// Taken by the commit queue (an on-sale): the provider may not have been asked yet, so
+    /// reconciliation asks it (with the same key) rather than giving up on it.
+    pub queued: bool,
 }
 
 /// Picks the best `quantity` seats from `open` (seats of one section that are free, in any

@@ -462,13 +462,13 @@ impl EventSpec {
                 "must be before the event starts",
             ));
         }
-        if let Some(room) = parts.policies.waiting_room {
-            if room.opens_at > on_sale_at {
-                return Err(ValidationError::new(
-                    "policies.waitingRoom.opensAt",
-                    "must be at or before onSaleAt",
-                ));
-            }
+        if let Some(room) = parts.policies.waiting_room
+            && room.opens_at > on_sale_at
+        {
+            return Err(ValidationError::new(
+                "policies.waitingRoom.opensAt",
+                "must be at or before onSaleAt",
+            ));
         }
         if parts.starts_at.year() > 9999 || on_sale_at.year() < 1970 {
             return Err(ValidationError::new(

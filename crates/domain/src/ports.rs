@@ -472,6 +472,8 @@ pub struct CommitRequest {
     pub provider: String,
     pub method: String,
     pub now: OffsetDateTime,
+    /// The charge is left to the commit queue (see [`crate::booking::Payment::queued`]).
+    pub queued: bool,
 }
 
 /// The outcome of `begin_commit`.

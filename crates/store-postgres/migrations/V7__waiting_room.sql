@@ -21,3 +21,7 @@ CREATE TABLE waiting_rooms (
     event_id  uuid PRIMARY KEY,
     admitted  bigint NOT NULL DEFAULT 0
 );
+
+-- Queued commits (issue 9): a payment the commit queue took may not have reached the provider
+-- yet; reconciliation asks the provider with its key instead of giving it up.
+ALTER TABLE payments ADD COLUMN queued boolean NOT NULL DEFAULT false;

@@ -162,7 +162,8 @@ pub async fn tickets_of<C: GenericClient>(c: &C, customer: &CustomerId) -> Resul
 }
 
 const PAYMENT_SELECT: &str = "SELECT payment_id, booking_id, event_id, customer_id, provider,
-        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts
+        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts,
+        queued
     FROM payments";
 
 fn payment_row(r: &Row) -> Result<Payment> {
@@ -181,6 +182,7 @@ fn payment_row(r: &Row) -> Result<Payment> {
         status: PaymentStatus::parse(r.get(10)).ok_or_else(|| corrupt("payment status"))?,
         updated_at: r.get(11),
         attempts: r.get::<_, i32>(12).max(0) as u32,
+        queued: r.get(13),
     })
 }
 
@@ -944,8 +946,9 @@ pub async fn begin_commit<C: GenericClient>(
              RETURNING 1),
          p AS (
              INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
-                 idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
-             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2)
+                 idempotency_key, method, amount_cents, currency, status, created_at, updated_at,
+                 queued)
+             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2, $12)
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1)
          SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)",
         &req.booking_id.0,
@@ -958,7 +961,8 @@ pub async fn begin_commit<C: GenericClient>(
         &req.provider_key,
         &req.method,
         &booking.total_cents,
-        &booking.currency.as_str()
+        &booking.currency.as_str(),
+        &req.queued
     )?;
     let (moved, paid): (i64, i64) = (row.get(0), row.get(1));
     if paid == 0 {
@@ -1000,6 +1004,7 @@ pub async fn begin_commit<C: GenericClient>(
         status: PaymentStatus::Started,
         updated_at: now,
         attempts: 0,
+        queued: req.queued,
     };
     let booking = Booking {
         status: BookingStatus::Pending,

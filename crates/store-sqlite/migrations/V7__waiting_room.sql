@@ -22,3 +22,7 @@ CREATE TABLE waiting_rooms (
     event_id  BLOB PRIMARY KEY,
     admitted  INTEGER NOT NULL DEFAULT 0
 );
+
+-- Queued commits (issue 9): a payment the commit queue took may not have reached the provider
+-- yet; reconciliation asks the provider with its key instead of giving it up.
+ALTER TABLE payments ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;

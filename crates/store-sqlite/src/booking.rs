@@ -169,7 +169,8 @@ pub fn load_payment(c: &Connection, payment_id: PaymentId) -> rusqlite::Result<O
 }
 
 const PAYMENT_SELECT: &str = "SELECT payment_id, booking_id, event_id, customer_id, provider,
-        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts
+        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts,
+        queued
     FROM payments";
 
 fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
@@ -190,6 +191,7 @@ fn payment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
         status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status"))?,
         updated_at: from_ts(r.get(11)?)?,
         attempts: r.get(12)?,
+        queued: r.get(13)?,
     })
 }
 
@@ -742,8 +744,9 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
     sq(tx
         .prepare_cached(
             "INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
-                idempotency_key, method, amount_cents, currency, status, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'STARTED', ?10, ?10)",
+                idempotency_key, method, amount_cents, currency, status, created_at, updated_at,
+                queued)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'STARTED', ?10, ?10, ?11)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -756,7 +759,8 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
                 req.method,
                 booking.total_cents,
                 booking.currency.as_str(),
-                now
+                now,
+                req.queued
             ])
         }))?;
     let booking = must_load(tx, req.booking_id)?;

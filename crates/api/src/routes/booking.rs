@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(attempt))
         .routes(routes!(commit))
         .routes(routes!(get_booking, update_booking, delete_booking))
+        .routes(routes!(booking_events))
         .routes(routes!(my_tickets))
         .routes(routes!(check_in))
         .routes(routes!(ticket_keys))
@@ -437,7 +438,7 @@ fn stored(status: u16, body: Vec<u8>, replayed: bool) -> Response {
     ),
     responses(
         (status = 200, description = "Confirmed, with tickets", body = BookingResponse),
-        (status = 202, description = "Payment outcome not known yet; the booking is PENDING", body = BookingResponse),
+        (status = 202, description = "Queued (an on-sale: follow `statusUrl`), or the payment outcome is not known yet; the booking is PENDING", body = QueuedCommitResponse),
         (status = 400, description = "Missing idempotency key or invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "Payment declined; the hold remains", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such booking", body = Problem, content_type = "application/problem+json"),
@@ -467,6 +468,17 @@ pub async fn commit(
             "must be a payment method token such as pm_card_visa",
         )));
     }
+    // On-sales take commits through the queue: every commit of a waiting-room event, and every
+    // commit on a node told so.
+    let queued = state.booking.config.queued_commits || {
+        match state.store.booking(booking_id).await? {
+            Some(b) if b.customer == who.sub => state
+                .event(b.event_id)
+                .await?
+                .is_some_and(|e| e.spec.policies.waiting_room.is_some()),
+            _ => false,
+        }
+    };
     let req = CommitRequest {
         customer: who.sub.clone(),
         booking_id,
@@ -477,16 +489,39 @@ pub async fn commit(
         provider: state.booking.payments.name().to_owned(),
         method: method.to_owned(),
         now: state.clock.now(),
+        queued,
     };
     let (booking, payment) = match state.store.begin_commit(&req).await {
         Ok(CommitBegin::Started { booking, payment }) => (*booking, *payment),
         Ok(CommitBegin::Replay(r)) => return Ok(stored(r.status, r.body, true)),
+        // The same purchase, still in the queue: the same answer as the first time.
+        Err(CommitError::InFlight) if queued => {
+            let booking = state
+                .store
+                .booking(booking_id)
+                .await?
+                .filter(|b| b.customer == who.sub)
+                .ok_or_else(|| ApiError::not_found("booking"))?;
+            return Ok(queued_reply(&booking, true));
+        }
         Err(e) => return Err(commit_error(e)),
     };
     let event = state
         .event(booking.event_id)
         .await?
         .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
+    if queued {
+        let reply = queued_reply(&booking, false);
+        state.commits.push(
+            &state.booking,
+            crate::commit_queue::Queued {
+                event,
+                booking,
+                payment,
+            },
+        );
+        return Ok(reply);
+    }
     match state
         .booking
         .charge(event.clone(), booking, payment)
@@ -499,6 +534,40 @@ pub async fn commit(
         )
             .into_response()),
     }
+}
+
+/// A queued purchase, answered at once and the same way until its outcome is final.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedCommitResponse {
+    #[schema(value_type = String, format = Uuid)]
+    pub booking_id: BookingId,
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: EventId,
+    /// PENDING until the outcome is known.
+    pub status: String,
+    pub total_cents: i64,
+    /// Server-sent events of the booking's status until it is final.
+    pub status_url: String,
+}
+
+fn queued_reply(b: &boxoffice_domain::booking::Booking, replayed: bool) -> Response {
+    let body = QueuedCommitResponse {
+        booking_id: b.id,
+        event_id: b.event_id,
+        status: "PENDING".into(),
+        total_cents: b.total_cents,
+        status_url: format!("/v1/booking/{}/events", b.id),
+    };
+    let mut res = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/booking/{}/events", b.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
 }
 
 fn commit_error(e: CommitError) -> ApiError {
@@ -940,4 +1009,166 @@ pub async fn ticket_keys(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CACHE_CONTROL, "public, max-age=300")],
         axum::Json(state.booking.tickets.jwks()),
     )
+}
+
+/// The booking's status as server-sent events until it is final: `status` (the booking) while
+/// it is being paid, then `confirmed` (the booking with its tickets) or `problem` (a problem
+/// document: declined, expired, cancelled), and the stream ends. A comment line every 15 s
+/// keeps proxies from closing it; after `Last-Event-ID` it resumes with the current status.
+#[utoipa::path(
+    get,
+    path = "/v1/booking/{bookingId}/events",
+    tag = "booking",
+    params(("bookingId" = String, Path, description = "Booking id")),
+    responses(
+        (status = 200, description = "A text/event-stream of `status`, then `confirmed` or `problem`", content_type = "text/event-stream"),
+        (status = 404, description = "No such booking of yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn booking_events(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let b = visible_booking(&state, &who, &id).await?;
+    let event = state
+        .event(b.event_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
+    let follow = BookingFollow {
+        rx: state.commits.settled(),
+        state,
+        event,
+        id: b.id,
+        first: Some(b),
+        last: None,
+        seen_pending: false,
+        seq: 0,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if f.done {
+                return None;
+            }
+            let b = match f.first.take() {
+                Some(b) => b,
+                None => {
+                    f.wait().await;
+                    match f.state.store.booking(f.id).await {
+                        Ok(Some(b)) => b,
+                        Ok(None) => return None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "booking stream: read failed");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let now = f.state.clock.now();
+            let status = boxoffice_domain::rules::effective(b.status, b.expires_at, now);
+            let ev = match status {
+                BookingStatus::Confirmed => {
+                    f.done = true;
+                    sse_json("confirmed", &BookingResponse::new(&b, &f.event, now))
+                }
+                BookingStatus::Pending => {
+                    f.seen_pending = true;
+                    if f.last == Some(status) {
+                        continue;
+                    }
+                    sse_json("status", &BookingResponse::new(&b, &f.event, now))
+                }
+                BookingStatus::Hold if f.seen_pending => {
+                    // Paid for and back on hold: the payment was declined (the hold stays).
+                    f.done = true;
+                    sse_json(
+                        "problem",
+                        &Problem::new(
+                            StatusCode::PAYMENT_REQUIRED,
+                            "payment-declined",
+                            "The payment was declined",
+                        )
+                        .detail(b.status_reason.clone().unwrap_or_else(|| {
+                            "try another payment method; the seats stay held until the hold ends"
+                                .into()
+                        }))
+                        .with("bookingId", b.id.to_string()),
+                    )
+                }
+                BookingStatus::Hold => {
+                    if f.last == Some(status) {
+                        continue;
+                    }
+                    sse_json("status", &BookingResponse::new(&b, &f.event, now))
+                }
+                BookingStatus::Expired | BookingStatus::Cancelled => {
+                    f.done = true;
+                    let (code, title) = if status == BookingStatus::Expired {
+                        (
+                            "hold-expired",
+                            "The hold expired before the booking was paid",
+                        )
+                    } else {
+                        ("booking-cancelled", "The booking was cancelled")
+                    };
+                    let mut p = Problem::new(StatusCode::GONE, code, title)
+                        .with("bookingId", b.id.to_string());
+                    if let Some(r) = &b.status_reason {
+                        p = p.detail(r.clone());
+                    }
+                    sse_json("problem", &p)
+                }
+            };
+            f.last = Some(status);
+            f.seq += 1;
+            return Some((
+                Ok::<_, std::convert::Infallible>(ev.id(f.seq.to_string())),
+                f,
+            ));
+        }
+    });
+    Ok(crate::routes::queue::sse_response(stream))
+}
+
+struct BookingFollow {
+    state: AppState,
+    event: Arc<Event>,
+    id: BookingId,
+    rx: tokio::sync::broadcast::Receiver<BookingId>,
+    first: Option<boxoffice_domain::booking::Booking>,
+    last: Option<BookingStatus>,
+    seen_pending: bool,
+    seq: u64,
+    done: bool,
+}
+
+impl BookingFollow {
+    /// Until this node settles the booking, or a short while (another node may settle it).
+    async fn wait(&mut self) {
+        let poll = tokio::time::sleep(std::time::Duration::from_millis(500));
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                _ = &mut poll => return,
+                r = self.rx.recv() => match r {
+                    Ok(id) if id == self.id => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        (&mut poll).await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn sse_json<T: Serialize>(name: &str, body: &T) -> axum::response::sse::Event {
+    axum::response::sse::Event::default()
+        .event(name)
+        .json_data(body)
+        .unwrap_or_else(|_| axum::response::sse::Event::default().comment("unserialisable"))
 }

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_event))
         .routes(routes!(get_event))
         .routes(routes!(get_seats))
+        .routes(routes!(seat_events))
 }
 
 /// An event as an organizer describes it.
@@ -447,20 +448,25 @@ impl SeatMapResponse {
                 .seats
                 .into_iter()
                 .map(|s| SeatResponse {
+                    status: seat_status(&s).to_owned(),
                     section: name_of(s.section),
                     seat_id: s.id.to_string(),
                     row: s.row,
                     number: s.number,
                     price_cents: s.resale.map_or(s.price.cents(), |(_, p)| p),
-                    status: if s.resale.is_some() {
-                        "RESALE".to_owned()
-                    } else {
-                        s.state.as_str().to_owned()
-                    },
                     listing_id: s.resale.map(|(l, _)| l),
                 })
                 .collect(),
         }
+    }
+}
+
+/// A seat's status as clients see it: its state, or RESALE for a sold seat on offer.
+pub fn seat_status(s: &boxoffice_domain::ports::SeatView) -> &'static str {
+    if s.resale.is_some() {
+        "RESALE"
+    } else {
+        s.state.as_str()
     }
 }
 
@@ -486,4 +492,48 @@ pub async fn get_seats(
         .ok_or_else(|| ApiError::not_found("event"))?;
     let map = state.store.seat_map(&event, state.clock.now()).await?;
     Ok(Json(SeatMapResponse::new(&event, map)))
+}
+
+/// The seat map live, as server-sent events: `seats` with every section's counts at once, then
+/// a `seats` event whenever availability changes (the seats whose status changed, and every
+/// section's counts). A client too slow to keep up is dropped: reconnect and read the map again.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{eventId}/seats/events",
+    tag = "events",
+    params(("eventId" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "A text/event-stream of `seats` events", content_type = "text/event-stream"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "This node follows no change feed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn seat_events(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use futures_util::StreamExt;
+    let id = parse_event_id(&event_id)?;
+    let event = state
+        .event(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let Some((first, rx)) = state.seats.watch(event).await? else {
+        return Err(Problem::from_status(StatusCode::SERVICE_UNAVAILABLE).into());
+    };
+    let event = |u: &crate::seat_stream::SeatUpdate| {
+        axum::response::sse::Event::default()
+            .event("seats")
+            .id(u.seq.to_string())
+            .json_data(u)
+            .unwrap_or_else(|_| axum::response::sse::Event::default().comment("unserialisable"))
+    };
+    let first = futures_util::stream::once({
+        let ev = event(&first);
+        async move { ev }
+    });
+    // A watcher that lags is dropped: the stream ends at the first gap.
+    let rest = crate::seat_stream::updates(rx).map(move |u| event(&u));
+    let stream = first.chain(rest).map(Ok::<_, std::convert::Infallible>);
+    Ok(crate::routes::queue::sse_response(stream))
 }

@@ -15,6 +15,9 @@ crate::on_every_backend!(
     early_joiners_are_admitted_in_uniformly_random_order,
     the_status_stream_follows_a_buyer_until_admitted,
     a_sold_out_room_says_so,
+    queued_commits_answer_at_once_and_stream_the_outcome,
+    a_queued_purchase_the_queue_lost_is_completed_by_the_reconciler,
+    the_seat_map_streams_changes,
 );
 
 fn customer(app: &TestApp, name: &str) -> String {
@@ -406,4 +409,329 @@ async fn a_sold_out_room_says_so(backend: Backend) {
     let queue_b = b["queueId"].as_str().unwrap().to_owned();
     let v = until_status(&app, &bob, &queue_b, "SOLD_OUT", Duration::from_secs(15)).await;
     assert!(v["admissionToken"].is_null());
+}
+
+/// An admitted buyer of a waiting-room event with `n` seats held: (token, bookingId).
+async fn admitted_hold(app: &TestApp, event: &str, who: &str, n: u32) -> (String, String) {
+    let t = customer(app, who);
+    let (_, q) = join(app, &t, event).await;
+    let q = until_status(
+        app,
+        &t,
+        q["queueId"].as_str().unwrap(),
+        "ADMITTED",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (code, held) = attempt(
+        app,
+        &t,
+        q["admissionToken"].as_str(),
+        &json!({"eventId": event, "section": "Floor", "quantity": n}),
+    )
+    .await;
+    assert_eq!(code, 201, "{held}");
+    (t, held["bookingId"].as_str().unwrap().to_owned())
+}
+
+async fn commit(
+    app: &TestApp,
+    token: &str,
+    booking: &str,
+    method: &str,
+    key: &str,
+) -> (u16, Value) {
+    let res = app
+        .http
+        .post(app.url("/v1/commit"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"bookingId": booking, "paymentMethod": method}))
+        .send()
+        .await
+        .unwrap();
+    status_json(res).await
+}
+
+async fn follow(app: &TestApp, token: &str, url: &str, until: &str) -> (Vec<String>, Value) {
+    let res = app
+        .http
+        .get(app.url(url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    read_events(res, until, Duration::from_secs(20)).await
+}
+
+async fn queued_commits_answer_at_once_and_stream_the_outcome(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let event = rush_event(
+        &app,
+        600,
+        json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 25000}]),
+    )
+    .await;
+    app.clock.advance(time::Duration::hours(1));
+
+    // Paid: 202 with a status URL, then the stream ends with the tickets; a replay then gives
+    // the final answer.
+    let (alice, booking) = admitted_hold(&app, &event, "alice", 2).await;
+    let (code, queued) = commit(&app, &alice, &booking, "pm_card_visa", "q-alice").await;
+    assert_eq!(code, 202, "{queued}");
+    assert_eq!(queued["status"], "PENDING");
+    assert_eq!(queued["bookingId"], booking.as_str());
+    let url = queued["statusUrl"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("/v1/booking/{booking}/events"));
+    let (_, done) = follow(&app, &alice, &url, "confirmed").await;
+    assert_eq!(done["status"], "CONFIRMED");
+    assert_eq!(done["tickets"].as_array().unwrap().len(), 2, "{done}");
+    let (code, replay) = commit(&app, &alice, &booking, "pm_card_visa", "q-alice").await;
+    assert_eq!(code, 200, "{replay}");
+    assert_eq!(replay["status"], "CONFIRMED");
+    let (code, p) = commit(&app, &alice, &booking, "pm_card_mastercard", "q-alice").await;
+    assert_eq!(
+        (code, p["code"].as_str()),
+        (422, Some("idempotency-key-reused"))
+    );
+    // Someone else cannot follow it.
+    let bob = customer(&app, "bob");
+    let res = app
+        .http
+        .get(app.url(&url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    // Declined: the stream ends with the problem, the hold stays, and a retry pays.
+    let (carol, booking) = admitted_hold(&app, &event, "carol", 1).await;
+    let (code, _) = commit(
+        &app,
+        &carol,
+        &booking,
+        "pm_card_chargeDeclined",
+        "q-carol-1",
+    )
+    .await;
+    assert_eq!(code, 202);
+    let (_, problem) = follow(
+        &app,
+        &carol,
+        &format!("/v1/booking/{booking}/events"),
+        "problem",
+    )
+    .await;
+    assert_eq!(problem["code"], "payment-declined", "{problem}");
+    assert_eq!(problem["status"], 402);
+    let (code, replay) = commit(
+        &app,
+        &carol,
+        &booking,
+        "pm_card_chargeDeclined",
+        "q-carol-1",
+    )
+    .await;
+    assert_eq!(code, 402, "{replay}");
+    let (code, _) = commit(&app, &carol, &booking, "pm_card_visa", "q-carol-2").await;
+    assert_eq!(code, 202);
+    let (names, done) = follow(
+        &app,
+        &carol,
+        &format!("/v1/booking/{booking}/events"),
+        "confirmed",
+    )
+    .await;
+    assert_eq!(done["status"], "CONFIRMED", "{names:?}");
+
+    // The provider does not answer: replays give the same 202 while the outcome is open.
+    let (dave, booking) = admitted_hold(&app, &event, "dave", 1).await;
+    let (code, first) = commit(&app, &dave, &booking, "pm_card_timeout", "q-dave").await;
+    assert_eq!(code, 202, "{first}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, again) = commit(&app, &dave, &booking, "pm_card_timeout", "q-dave").await;
+    assert_eq!(code, 202, "{again}");
+    assert_eq!(again, first, "the same answer until the outcome is final");
+    // The stream says PENDING first.
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/booking/{booking}/events")))
+        .bearer_auth(&dave)
+        .send()
+        .await
+        .unwrap();
+    let (names, status) = read_events(res, "status", Duration::from_secs(5)).await;
+    assert_eq!(names, vec!["status"]);
+    assert_eq!(status["status"], "PENDING");
+    let findings = app.store.verify(app.clock_now()).await.unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
+/// A purchase whose step 1 was done but which the queue never charged (a node killed with
+/// commits queued, a full queue) is charged and settled by the reconciler.
+async fn a_queued_purchase_the_queue_lost_is_completed_by_the_reconciler(backend: Backend) {
+    use boxoffice_domain::ports::{CommitBegin, CommitRequest};
+    let app = TestApp::start(backend).await;
+    let event = rush_event(
+        &app,
+        600,
+        json!([{"name": "Floor", "rows": 1, "seatsPerRow": 10, "priceCents": 25000}]),
+    )
+    .await;
+    app.clock.advance(time::Duration::hours(1));
+    let (_, booking) = admitted_hold(&app, &event, "erin", 2).await;
+    let booking_id: boxoffice_domain::ids::BookingId = booking.parse().unwrap();
+    let begun = app
+        .store
+        .begin_commit(&CommitRequest {
+            customer: boxoffice_domain::ids::CustomerId::parse("erin").unwrap(),
+            booking_id,
+            idempotency_key: "lost-1".into(),
+            fingerprint: boxoffice_api::booking::fingerprint(booking_id, "pm_card_visa"),
+            payment_id: boxoffice_domain::ids::PaymentId::new(),
+            provider_key: boxoffice_api::booking::provider_key("erin", "lost-1"),
+            provider: "sandbox".into(),
+            method: "pm_card_visa".into(),
+            now: app.clock_now(),
+            queued: true,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(begun, CommitBegin::Started { .. }));
+    // Long after: the hold has run out, the provider never heard of it; the reconciler asks
+    // with the purchase's key, the seats are still free, and the booking is confirmed.
+    app.clock.advance(time::Duration::minutes(10));
+    app.state.booking.reconcile().await.unwrap();
+    let b = app.store.booking(booking_id).await.unwrap().unwrap();
+    assert_eq!(
+        b.status,
+        boxoffice_domain::booking::BookingStatus::Confirmed,
+        "{b:?}"
+    );
+    let erin = customer(&app, "erin");
+    let (code, replay) = commit(&app, &erin, &booking, "pm_card_visa", "lost-1").await;
+    assert_eq!(code, 200, "{replay}");
+    assert_eq!(replay["tickets"].as_array().unwrap().len(), 2);
+    let findings = app.store.verify(app.clock_now()).await.unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
+async fn the_seat_map_streams_changes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let event = app.event(&eras_tour()).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/events/{event}/seats/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-accel-buffering"], "no");
+    let mut res = res;
+    // The first event: every section's counts.
+    let first = next_event(&mut res).await;
+    assert_eq!(first["sections"][0]["section"], "Floor");
+    assert_eq!(first["sections"][0]["available"], 200);
+    let alice = customer(&app, "alice");
+    let (code, held) = app
+        .post(
+            "/v1/attempt",
+            &alice,
+            &json!({"eventId": event, "seatIds": ["1-A-1", "1-A-2"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{held}");
+    let change = loop {
+        let u = next_event(&mut res).await;
+        if !u["seats"].as_array().unwrap().is_empty() {
+            break u;
+        }
+    };
+    let mut seats: Vec<(String, String)> = change["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["seatId"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seats.sort();
+    assert_eq!(
+        seats,
+        vec![
+            ("1-A-1".into(), "HOLD".into()),
+            ("1-A-2".into(), "HOLD".into())
+        ]
+    );
+    assert_eq!(change["sections"][0]["available"], 198);
+    // Released: open again.
+    let booking = held["bookingId"].as_str().unwrap();
+    let res2 = app
+        .http
+        .delete(app.url(&format!("/v1/booking/{booking}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(res2.status().is_success());
+    let change = loop {
+        let u = next_event(&mut res).await;
+        if !u["seats"].as_array().unwrap().is_empty() {
+            break u;
+        }
+    };
+    assert!(
+        change["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "OPEN"),
+        "{change}"
+    );
+    assert_eq!(change["sections"][0]["available"], 200);
+    let (code, _) = app
+        .get(&format!("/v1/events/{}/seats/events", uuid_like()))
+        .await;
+    assert_eq!(code, 404);
+}
+
+fn uuid_like() -> String {
+    "0191c8a2-0000-7000-8000-000000000000".into()
+}
+
+/// The data of the next server-sent event, within 10 s.
+async fn next_event(res: &mut reqwest::Response) -> Value {
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if data.is_empty() {
+                continue;
+            }
+            return serde_json::from_str(&data).expect("json");
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream")
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }

@@ -109,6 +109,7 @@ impl TestApp {
                     (Arc::new(store.clone()), Arc::new(store), sandbox, Some(db))
                 }
             };
+        let feed_for_seats = feed.clone();
         let search = SearchIndex::open(&SearchConfig::new(dir.path().join("search-index")), feed)
             .expect("search index");
         let clock = Arc::new(TestClock::default());
@@ -135,6 +136,7 @@ impl TestApp {
             booking,
             search.clone(),
         );
+        state.follow_changes(feed_for_seats);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -159,6 +161,11 @@ impl TestApp {
             db,
             _server: server,
         }
+    }
+
+    /// The app's clock now.
+    pub fn clock_now(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn url(&self, path: &str) -> String {
