@@ -57,3 +57,32 @@ test('the waiting room admits a buyer', async (t) => {
     await server.stop();
   }
 });
+
+test('a queued commit that is declined comes back to the checkout, seats still held', async () => {
+  const server = await startServer(['--queued-commits']);
+  try {
+    const organizer = server.token('wanda', ['organizer']);
+    const created = await server.api('POST', '/v1/events', organizer, eventBody({ name: 'Queued Decline Matinee' }));
+    assert.equal(created.status, 201);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await signIn(page, server.base, 'rita');
+    await page.goto(server.base + `/events/${created.body.eventId}`);
+    await page.getByRole('button', { name: 'Floor, row D, seat 4, $250.00, available', exact: true }).click();
+    await page.getByRole('button', { name: 'Hold seats', exact: true }).click();
+    await page.getByLabel('Payment method').selectOption('pm_card_chargeDeclined');
+    await page.getByRole('button', { name: 'Pay', exact: true }).click();
+    await page.getByRole('alert').filter({ hasText: 'Payment declined' }).waitFor({ timeout: 30_000 });
+    await page.getByRole('timer').waitFor();
+    await checkPage(page, '23-queued-commit-declined');
+    await page.getByLabel('Payment method').selectOption('pm_card_visa');
+    await page.getByRole('button', { name: 'Pay', exact: true }).click();
+    await page.getByRole('heading', { name: "You're going!" }).waitFor({ timeout: 30_000 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await server.stop();
+  }
+});

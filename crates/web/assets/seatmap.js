@@ -373,37 +373,91 @@
     if (d) { ev.preventDefault(); move(t, d[0], d[1]); }
   }
 
-  // Fresh availability every few seconds: statuses change in place, picks stay.
+  // Availability changes in place (picks stay): from the live stream
+  // (GET /v1/events/{id}/seats/events) while it runs, else by re-reading the map.
+  var LETTER = { OPEN: 'O', HOLD: 'H', PENDING: 'P', SOLD: 'S', RESALE: 'R' };
+
+  function paint(id) {
+    var e = seatEls.get(id);
+    if (!e) return;
+    var m = /^(\d+)-([A-Z]+)-(\d+)$/.exec(id);
+    var s = data.sections.find(function (x) { return x.no === +m[1]; });
+    var row = s && s.rows.find(function (r) { return r[0] === m[2]; });
+    if (!row) return;
+    var letter = row[2].charAt(+m[3] - row[1]);
+    var info = seatInfo(s, m[2], +m[3], letter);
+    var cls = 'seat s-' + letter + (picked.has(id) ? ' picked' : '');
+    if (e.getAttribute('class') !== cls) {
+      e.setAttribute('class', cls);
+      e.setAttribute('aria-label', info.name);
+      if (letter === 'O' || letter === 'R') e.removeAttribute('aria-disabled');
+      else e.setAttribute('aria-disabled', 'true');
+    }
+  }
+
+  function paintCounts() {
+    if (!overview || current) return;
+    svg.querySelectorAll('[data-section]').forEach(function (g) {
+      var s = data.sections.find(function (x) { return x.no === +g.getAttribute('data-section'); });
+      var t = g.querySelector('.block-count');
+      if (s && t) t.textContent = s.available.toLocaleString('en-US') + ' seats left';
+    });
+  }
+
   function refresh() {
-    load().then(function (d) {
+    return load().then(function (d) {
       data = d;
       var byNo = {};
       d.sections.forEach(function (s) { byNo[s.no] = s; });
-      layout.forEach(function (box) { box.s = byNo[box.s.no] || box.s; });
-      seatEls.forEach(function (e, id) {
-        var m = /^(\d+)-([A-Z]+)-(\d+)$/.exec(id);
-        var s = byNo[+m[1]];
-        if (!s) return;
-        var row = s.rows.find(function (r) { return r[0] === m[2]; });
-        if (!row) return;
-        var letter = row[2].charAt(+m[3] - row[1]);
-        var info = seatInfo(s, m[2], +m[3], letter);
-        var cls = 'seat s-' + letter + (picked.has(id) ? ' picked' : '');
-        if (e.getAttribute('class') !== cls) {
-          e.setAttribute('class', cls);
-          e.setAttribute('aria-label', info.name);
-          if (letter === 'O' || letter === 'R') e.removeAttribute('aria-disabled');
-          else e.setAttribute('aria-disabled', 'true');
-        }
+      layout.forEach(function (box) {
+        var fresh = byNo[box.s.no];
+        if (fresh) { fresh.cols = box.s.cols; fresh.nrows = box.s.nrows; box.s = fresh; }
       });
-      if (overview && !current) {
-        svg.querySelectorAll('[data-section]').forEach(function (g) {
-          var s = byNo[+g.getAttribute('data-section')];
-          var t = g.querySelector('.block-count');
-          if (s && t) t.textContent = s.available.toLocaleString('en-US') + ' seats left';
-        });
-      }
+      seatEls.forEach(function (_, id) { paint(id); });
+      paintCounts();
     }).catch(function () { /* keep what is shown */ });
+  }
+
+  function onSeats(ev) {
+    var u;
+    try { u = JSON.parse(ev.data); } catch (e) { return; }
+    var needMap = false;
+    (u.seats || []).forEach(function (c) {
+      var letter = LETTER[c.status];
+      var m = /^(\d+)-([A-Z]+)-(\d+)$/.exec(c.seatId || '');
+      if (!letter || !m) return;
+      if (letter === 'R') { needMap = true; return; } // a new listing: its price comes with the map
+      var s = data.sections.find(function (x) { return x.no === +m[1]; });
+      var row = s && s.rows.find(function (r) { return r[0] === m[2]; });
+      if (!row) return;
+      var i = +m[3] - row[1];
+      row[2] = row[2].slice(0, i) + letter + row[2].slice(i + 1);
+      paint(c.seatId);
+    });
+    (u.sections || []).forEach(function (c) {
+      var s = data.sections.find(function (x) { return x.name === c.section; });
+      if (s) { s.available = c.available; s.held = c.held; s.sold = c.sold; }
+    });
+    paintCounts();
+    if (needMap) refresh();
+  }
+
+  function live() {
+    var polling = null;
+    function poll() {
+      if (!polling) polling = setInterval(function () { if (!document.hidden) refresh(); }, 10000);
+    }
+    if (!window.EventSource || !root.dataset.stream) { poll(); return; }
+    var es = new EventSource(root.dataset.stream);
+    es.addEventListener('seats', onSeats);
+    es.addEventListener('open', function () {
+      if (polling) { clearInterval(polling); polling = null; }
+    });
+    es.onerror = function () {
+      // The browser reconnects by itself; meanwhile (or if it gives up) read the map.
+      poll();
+      if (es.readyState !== EventSource.CLOSED) refresh();
+    };
   }
 
   if (form) {
@@ -418,7 +472,7 @@
     build();
     performance.mark('seatmap-ready');
     root.dataset.ready = '1';
-    setInterval(function () { if (!document.hidden) refresh(); }, 10000);
+    live();
   }).catch(function () {
     root.textContent = 'The seat map could not be loaded. You can still get the best available seats below.';
   });

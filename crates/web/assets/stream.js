@@ -63,9 +63,18 @@
     });
     es.onmessage = onPosition;
   } else {
-    ['status', 'booking', 'pending'].forEach(function (n) { es.addEventListener(n, onBooking); });
-    ['confirmed', 'final', 'problem', 'declined', 'failed', 'done'].forEach(function (n) {
-      es.addEventListener(n, function () { es.close(); finish(); });
+    es.addEventListener('status', onBooking);
+    es.addEventListener('confirmed', function () { es.close(); finish(); });
+    es.addEventListener('problem', function (ev) {
+      es.close();
+      var d = parse(ev);
+      // A declined queued payment leaves the seats held: back to the checkout, saying so.
+      if (d.code === 'payment-declined' && box.dataset.checkout) {
+        finished = true;
+        location.assign(box.dataset.checkout + '?declined=1');
+        return;
+      }
+      finish();
     });
     es.onmessage = onBooking;
   }

@@ -9,7 +9,7 @@
 //! charge. Only after a decline does the page offer a new key, as a new attempt.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use boxoffice_api::booking::BookingResponse;
@@ -73,17 +73,30 @@ fn booking_error(session: &Session, (status, message): (StatusCode, String)) -> 
     errors::error_page(session, status, "Could not show this booking", &message)
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct CheckoutQuery {
+    /// Set when a queued payment was declined (the booking stream said so).
+    declined: Option<String>,
+}
+
 pub async fn page(
     State(site): State<Site>,
     session: Session,
     Path(booking_id): Path<String>,
+    Query(q): Query<CheckoutQuery>,
 ) -> Response {
     let here = format!("/checkout/{booking_id}");
     let Some((token, _)) = session.signed_in() else {
         return errors::sign_in_first(&here);
     };
+    let message = q.declined.map(|_| {
+        (
+            Notice::Error,
+            "Payment declined. You were not charged and your seats are still held: choose another payment method and press Pay.".to_owned(),
+        )
+    });
     match booking(&site, token, &booking_id).await {
-        Ok(b) => checkout(&site, &session, &b, None, StatusCode::OK).await,
+        Ok(b) => checkout(&site, &session, &b, message, StatusCode::OK).await,
         Err(e) => booking_error(&session, e),
     }
 }
@@ -251,13 +264,13 @@ pub async fn pay(
     match (answer.status, answer.code()) {
         (StatusCode::OK, _) => see_other(&format!("/bookings/{booking_id}")),
         // Queued (on-sale) or the provider's answer is late: follow it live.
-        (StatusCode::ACCEPTED, _) => see_other(&format!("/bookings/{booking_id}")),
+        (StatusCode::ACCEPTED, _) => see_other(&format!("/bookings/{booking_id}?paying=1")),
         // This very payment is being processed (a second click): its outcome is on the
         // booking's page.
         (
             StatusCode::CONFLICT,
             "request-in-progress" | "payment-in-progress" | "already-confirmed",
-        ) => see_other(&format!("/bookings/{booking_id}")),
+        ) => see_other(&format!("/bookings/{booking_id}?paying=1")),
         (StatusCode::UNAUTHORIZED, _) => errors::sign_in_first(&here),
         (StatusCode::NOT_FOUND, _) => errors::not_found_page(Some(&session)),
         (StatusCode::GONE, _) => match booking(&site, token, &booking_id).await {
@@ -334,10 +347,17 @@ pub async fn release(
 
 /// `/bookings/{id}`: the outcome of a checkout. CONFIRMED shows the tickets; PENDING shows a
 /// live status (the booking's SSE stream; without scripts the page reloads itself).
+#[derive(Debug, serde::Deserialize)]
+pub struct BookingQuery {
+    /// Set when the page follows a payment that was in flight.
+    paying: Option<String>,
+}
+
 pub async fn booking_page(
     State(site): State<Site>,
     session: Session,
     Path(booking_id): Path<String>,
+    Query(q): Query<BookingQuery>,
 ) -> Response {
     let here = format!("/bookings/{booking_id}");
     let Some((token, _)) = session.signed_in() else {
@@ -353,7 +373,12 @@ pub async fn booking_page(
         page = page.scripts(&["stream.js"]).refresh_without_js(3);
     }
     if b.status == "HOLD" {
-        return see_other(&format!("/checkout/{booking_id}"));
+        // Back on hold after a payment was in flight: that payment was declined.
+        return if q.paying.is_some() {
+            see_other(&format!("/checkout/{booking_id}?declined=1"))
+        } else {
+            see_other(&format!("/checkout/{booking_id}"))
+        };
     }
     let mut res = page.render(html! {
         @match b.status.as_str() {
@@ -378,7 +403,7 @@ pub async fn booking_page(
                 h1 { "Confirming your payment" }
                 p.lead { (event_name) }
                 div #booking-status.card data-stream={ "/v1/booking/" (b.booking_id) "/events" }
-                    data-done={ "/bookings/" (b.booking_id) } {
+                    data-done={ "/bookings/" (b.booking_id) "?paying=1" } data-checkout={ "/checkout/" (b.booking_id) } {
                     p #booking-status-text role="status" aria-live="polite" {
                         "Your payment is being processed. This page updates by itself — you will not be charged twice."
                     }

@@ -257,6 +257,7 @@ fn hold_form(
                     }
                     div #seatmap.seatmap role="region" aria-labelledby="seatmap-h"
                         data-src={ "/events/" (event.id) "/seatmap.json" }
+                        data-stream={ "/v1/events/" (event.id) "/seats/events" }
                         data-currency=(currency) data-max=(max) {
                         p.loading { "Loading the seat map…" }
                     }
