@@ -16,7 +16,8 @@ test('the waiting room admits a buyer', async (t) => {
     const iso = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
     const created = await server.api('POST', '/v1/events', organizer, eventBody({
       name: 'Queued On-Sale Spectacular',
-      onSaleAt: iso(now + 3000),
+      // Late enough for the waiting room to be seen (and checked) before the sale opens.
+      onSaleAt: iso(now + 12_000),
       policies: {
         maxTicketsPerCustomer: 4, refundWindowHours: 48, resaleMaxPricePercent: 120,
         waitingRoom: { opensAt: iso(now), admitPerMinute: 600, admissionMinutes: 10 },

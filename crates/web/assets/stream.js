@@ -43,7 +43,9 @@
   function onBooking(ev) {
     var d = parse(ev);
     var s = d.status || (d.booking && d.booking.status);
-    if (s && s !== 'PENDING' && s !== 'HOLD') { finish(); return; }
+    // This page follows a payment in flight: anything but PENDING is its outcome (HOLD again
+    // means it was declined; the page it reloads into says so).
+    if (s && s !== 'PENDING') { finish(); return; }
     if (d.code || d.title) { finish(); return; }
     if (status && s) status.textContent = 'Status: ' + s.toLowerCase() + '. This page updates by itself.';
   }
