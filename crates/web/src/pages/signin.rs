@@ -69,10 +69,13 @@ fn render(
                             aria-describedby="signin-name-hint";
                         span.hint #signin-name-hint { "Letters, digits, dots, dashes, @ or underscores." }
                     }
-                    fieldset {
-                        legend { "Role" }
-                        label.choice { input type="radio" name="role" value="customer" checked; " Customer" }
-                        label.choice { input type="radio" name="role" value="organizer"; " Organizer (can also buy)" }
+                    p {
+                        label for="signin-role" { "Role" }
+                        select #signin-role name="role" aria-describedby="signin-role-hint" {
+                            option value="customer" selected { "Customer" }
+                            option value="organizer" { "Organizer" }
+                        }
+                        span.hint #signin-role-hint { "Organizers can also buy tickets." }
                     }
                     button type="submit" { "Sign in" }
                 }
