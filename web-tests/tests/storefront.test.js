@@ -252,3 +252,59 @@ test('a 50,000-seat stadium opens section by section, every seat a named control
     await server.stop();
   }
 });
+
+test('tickets change hands: a transfer accepted, a resale bought from the event page', async () => {
+  const server = await startServer();
+  try {
+    const event = await createEvent(server, { name: 'Changing Hands Revue' });
+    // Alice bought two seats (through the API, as any client could).
+    const alice = server.token('alice');
+    const hold = await server.api('POST', '/v1/attempt', alice, { eventId: event.eventId, seatIds: ['1-E-1', '1-E-2'] });
+    assert.equal(hold.status, 201);
+    const paid = await server.api('POST', '/v1/commit', alice,
+      { bookingId: hold.body.bookingId, paymentMethod: 'pm_card_visa' }, { 'idempotency-key': 'alice-1' });
+    assert.equal(paid.status, 200);
+    const page = await newPage(server);
+    await signIn(page, server.base, 'alice');
+    await page.goto(server.base + '/tickets');
+    // Seat 1 goes on resale, seat 2 to bob.
+    const cards = page.getByRole('listitem').filter({ has: page.getByRole('img', { name: /^QR code for ticket / }) });
+    const seat1 = cards.filter({ hasText: 'Floor, row E, seat 1' });
+    await seat1.getByText('Sell or give away').click();
+    await seat1.getByLabel('Resale price ($)').fill('280');
+    await seat1.getByRole('button', { name: 'List for resale' }).click();
+    await page.getByText('Your ticket is listed for resale').waitFor();
+    const seat2 = page.getByRole('listitem').filter({ hasText: 'Floor, row E, seat 2' })
+      .filter({ has: page.getByRole('img') });
+    await seat2.getByText('Sell or give away').click();
+    await seat2.getByLabel('Give to (their user name)').fill('bob');
+    await seat2.getByRole('button', { name: 'Transfer ticket' }).click();
+    await page.getByText('Transfer offered').waitFor();
+    await checkPage(page, '24-tickets-listed-and-offered');
+    // Bob accepts the transfer, then buys the listed seat on the event page.
+    const bobCtx = await browser.newContext();
+    const bob = await bobCtx.newPage();
+    bob.setDefaultTimeout(15_000);
+    await signIn(bob, server.base, 'bob');
+    await bob.goto(server.base + '/tickets');
+    await checkPage(bob, '25-tickets-offered-to-you');
+    await bob.getByRole('button', { name: 'Accept ticket' }).click();
+    await bob.getByText('Transfer accepted').waitFor();
+    assert.equal(await bob.getByRole('img', { name: /^QR code for ticket / }).count(), 1);
+    await bob.goto(server.base + `/events/${event.eventId}`);
+    await bob.getByRole('button', { name: 'Buy resale ticket Floor, row E, seat 1 for $280.00' }).click();
+    await bob.getByRole('heading', { name: 'Checkout' }).waitFor();
+    await bob.getByRole('button', { name: 'Pay', exact: true }).click();
+    await bob.getByRole('heading', { name: "You're going!" }).waitFor();
+    await bob.goto(server.base + '/tickets');
+    assert.equal(await bob.getByRole('img', { name: /^QR code for ticket / }).count(), 2);
+    // Alice's two tickets were passed on: no codes left, both under past tickets.
+    await page.goto(server.base + '/tickets');
+    assert.equal(await page.getByRole('img', { name: /^QR code for ticket / }).count(), 0);
+    await page.getByText('Past and replaced tickets (2)').waitFor();
+    assert.match(server.cli('verify'), /ok/);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await server.stop();
+  }
+});
