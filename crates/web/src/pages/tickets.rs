@@ -122,6 +122,7 @@ async fn render(
         }
     };
     let me = who.sub.as_str();
+    let fee_bps = site.state.booking.config.resale_fee_basis_points;
     let live: Vec<&TicketResponse> = mine
         .tickets
         .iter()
@@ -206,7 +207,7 @@ async fn render(
                                 button type="submit" { "Cancel transfer" }
                             }
                         } @else if t.status == "VALID" {
-                            (actions(session, event.map(|e| e.as_ref()), t, &seat))
+                            (actions(session, event.map(|e| e.as_ref()), t, &seat, fee_bps))
                         }
                     }
                 }
@@ -267,7 +268,13 @@ fn seat_text(e: Option<&Event>, seat_id: &str) -> String {
 }
 
 /// Resale and transfer forms for a VALID ticket.
-fn actions(session: &Session, event: Option<&Event>, t: &TicketResponse, seat: &str) -> Markup {
+fn actions(
+    session: &Session,
+    event: Option<&Event>,
+    t: &TicketResponse,
+    seat: &str,
+    fee_bps: u32,
+) -> Markup {
     let tid = t.ticket_id.to_string();
     let cap = event.and_then(|e| {
         let pct = e.spec.policies.resale_max_price_percent;
@@ -292,7 +299,9 @@ fn actions(session: &Session, event: Option<&Event>, t: &TicketResponse, seat: &
                             input id={ "price-" (tid) } type="text" name="price" inputmode="decimal" required
                                 value=(format!("{:.2}", face as f64 / 100.0))
                                 aria-describedby={ "price-hint-" (tid) };
-                            span.hint id={ "price-hint-" (tid) } { "At most " (money(max, &cur)) "; a 10% fee comes off what you get." }
+                            span.hint id={ "price-hint-" (tid) } {
+                                "At most " (money(max, &cur)) "; a fee of " (format!("{}", f64::from(fee_bps) / 100.0)) "% comes off what you get."
+                            }
                         }
                         button type="submit" { "List for resale" }
                     }
