@@ -122,6 +122,9 @@ pub async fn render(
                     (info.venue.zip_code) ", " (info.venue.country)
                 }
                 p { (sale_badge(sale, &info)) }
+                @if session.who.as_ref().is_some_and(|w| w.sub == event.organizer || w.is_admin()) {
+                    p { a href={ "/organizer/events/" (event.id) } { "Sales for this event" } }
+                }
             }
             @if let Some((kind, text)) = &message { (notice(*kind, text)) }
             @if !info.description.is_empty() {
