@@ -9,6 +9,7 @@
 //! charge. Only after a decline does the page offer a new key, as a new attempt.
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
@@ -83,8 +84,11 @@ pub async fn page(
     State(site): State<Site>,
     session: Session,
     Path(booking_id): Path<String>,
-    Query(q): Query<CheckoutQuery>,
+    q: Result<Query<CheckoutQuery>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(q)) = q else {
+        return errors::bad_form(&session, "That address is malformed.");
+    };
     let here = format!("/checkout/{booking_id}");
     let Some((token, _)) = session.signed_in() else {
         return errors::sign_in_first(&here);
@@ -357,8 +361,11 @@ pub async fn booking_page(
     State(site): State<Site>,
     session: Session,
     Path(booking_id): Path<String>,
-    Query(q): Query<BookingQuery>,
+    q: Result<Query<BookingQuery>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(q)) = q else {
+        return errors::bad_form(&session, "That address is malformed.");
+    };
     let here = format!("/bookings/{booking_id}");
     let Some((token, _)) = session.signed_in() else {
         return errors::sign_in_first(&here);

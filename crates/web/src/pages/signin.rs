@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,8 +34,11 @@ pub struct SignInQuery {
 pub async fn page(
     State(site): State<Site>,
     session: Session,
-    Query(q): Query<SignInQuery>,
+    q: Result<Query<SignInQuery>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(q)) = q else {
+        return errors::bad_form(&session, "That address is malformed.");
+    };
     render(&site, &session, q.next.as_deref(), None, StatusCode::OK)
 }
 

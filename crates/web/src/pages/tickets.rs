@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -91,8 +92,11 @@ async fn read_mine(site: &Site, token: &str) -> Result<Mine, Answer> {
 pub async fn page(
     State(site): State<Site>,
     session: Session,
-    Query(done): Query<Done>,
+    done: Result<Query<Done>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(done)) = done else {
+        return errors::bad_form(&session, "That address is malformed.");
+    };
     let message = done
         .done
         .as_deref()
