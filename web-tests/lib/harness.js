@@ -77,7 +77,8 @@ export async function startServer(extraArgs = [], extraEnv = {}) {
         child.kill('SIGTERM');
         await new Promise((r) => { child.once('exit', r); setTimeout(r, 10_000); });
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      // The node may still be closing files when it exits late: retry the removal.
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
   return server;

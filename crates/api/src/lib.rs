@@ -95,6 +95,8 @@ pub struct AppInner {
     pub commits: commit_queue::CommitQueue,
     /// Live seat maps, fed by the change feed (see [`AppState::follow_changes`]).
     pub seats: seat_stream::SeatStreams,
+    /// Set when the node shuts down: open event streams end, so that draining finishes.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -115,6 +117,7 @@ impl AppState {
             rooms,
             commits: commit_queue::CommitQueue::default(),
             seats: seat_stream::SeatStreams::new(booking.store.clone()),
+            closing: tokio::sync::watch::Sender::new(false),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,
@@ -124,6 +127,19 @@ impl AppState {
             events: EventCache::default(),
             search,
         }))
+    }
+
+    /// Ends every open event stream (the node is shutting down; clients reconnect elsewhere).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::close_streams`] was called.
+    pub fn streams_closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// The store's change feed, which live seat maps follow (one follower per node).

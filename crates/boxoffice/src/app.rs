@@ -389,11 +389,13 @@ pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
         Some(jwt_secret(store)?),
         args.jwks_url.is_some(),
     );
-    let served = boxoffice_api::serve(
-        listener,
-        boxoffice_web::router(state, web),
-        shutdown_signal(),
-    )
+    // Event streams never finish by themselves: they end when shutdown starts, so that
+    // draining the in-flight requests does.
+    let closer = state.clone();
+    let served = boxoffice_api::serve(listener, boxoffice_web::router(state, web), async move {
+        shutdown_signal().await;
+        closer.close_streams();
+    })
     .await;
     let _ = stop.send(true);
     let deadline = tokio::time::Instant::now() + WORKERS_STOP_WITHIN;

@@ -473,8 +473,9 @@ async fn sigterm_after_work_exits_cleanly_on_postgres() {
 }
 
 /// A node that has worked (an event created and indexed, a seat held and bought, the sweeper,
-/// reconciler and outbox pruner running) stops on SIGTERM in order: it exits 0, promptly, and
-/// nothing panics on the way (the search indexer used to, once the runtime was going).
+/// reconciler and outbox pruner running) and has a live seat map open stops on SIGTERM in
+/// order: it exits 0, promptly, and nothing panics on the way (the search indexer used to,
+/// once the runtime was going).
 async fn sigterm_after_work_exits_cleanly(data: &Path, env: &[(&str, &str)]) {
     let mut env = env.to_vec();
     env.extend([
@@ -530,7 +531,16 @@ async fn sigterm_after_work_exits_cleanly(data: &Path, env: &[(&str, &str)]) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A live seat map is open: event streams end at shutdown, or draining would never finish.
+    let stream = http
+        .get(format!("{}/v1/events/{id}/seats/events", server.base))
+        .send()
+        .await
+        .expect("seat stream");
+    assert_eq!(stream.status(), 200);
+
     let (status, output) = server.terminate_with_output(Duration::from_secs(15));
+    drop(stream);
     assert!(status.success(), "SIGTERM exits 0, not {status}:\n{output}");
     assert!(
         !output.contains("panicked"),

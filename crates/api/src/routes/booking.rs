@@ -1036,6 +1036,7 @@ pub async fn booking_events(
         .event(b.event_id)
         .await?
         .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
+    let closing = state.clone();
     let follow = BookingFollow {
         rx: state.commits.settled(),
         state,
@@ -1129,7 +1130,7 @@ pub async fn booking_events(
             ));
         }
     });
-    Ok(crate::routes::queue::sse_response(stream))
+    Ok(crate::routes::queue::sse_response(&closing, stream))
 }
 
 struct BookingFollow {

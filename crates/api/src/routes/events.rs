@@ -535,5 +535,5 @@ pub async fn seat_events(
     // A watcher that lags is dropped: the stream ends at the first gap.
     let rest = crate::seat_stream::updates(rx).map(move |u| event(&u));
     let stream = first.chain(rest).map(Ok::<_, std::convert::Infallible>);
-    Ok(crate::routes::queue::sse_response(stream))
+    Ok(crate::routes::queue::sse_response(&state, stream))
 }

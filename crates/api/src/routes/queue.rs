@@ -220,17 +220,21 @@ pub async fn queue_events(
     Path(queue_id): Path<String>,
 ) -> ApiResult<Response> {
     let (event, entry) = own_place(&state, &who, &queue_id).await?;
+    let state_for_close = state.clone();
     let rx = state.rooms.subscribe(event.clone());
     let first = state.rooms.snapshot(&event).await?;
     let stream = standing_stream(state, event, entry, rx, first);
-    Ok(sse_response(stream))
+    Ok(sse_response(&state_for_close, stream))
 }
 
-/// A server-sent event stream with the headers that keep proxies from buffering or caching it.
-pub fn sse_response<S>(stream: S) -> Response
+/// A server-sent event stream with the headers that keep proxies from buffering or caching it;
+/// it ends when the node shuts down.
+pub fn sse_response<S>(state: &AppState, stream: S) -> Response
 where
     S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
 {
+    use futures_util::StreamExt;
+    let stream = stream.take_until(state.streams_closed());
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
         .into_response();
