@@ -3,6 +3,7 @@
 //!
 //! - [`routes`]: one module per resource, each with its documented handlers.
 //! - [`commit_queue`]: queued commits: 202 at once, charged by a worker, streamed to the buyer.
+//! - [`hold_gate`]: the (Redis) gate in front of the store's holds, when scaled out.
 //! - [`qr`]: ticket tokens drawn as QR codes.
 //! - [`waiting_room`]: the on-sale waiting room: admission rounds, standings, admission tokens.
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
@@ -17,6 +18,7 @@ pub mod booking;
 pub mod commit_queue;
 pub mod error;
 pub mod extract;
+pub mod hold_gate;
 pub mod middleware;
 pub mod openapi;
 pub mod qr;
@@ -95,6 +97,8 @@ pub struct AppInner {
     pub commits: commit_queue::CommitQueue,
     /// Live seat maps, fed by the change feed (see [`AppState::follow_changes`]).
     pub seats: seat_stream::SeatStreams,
+    /// The hold gate in front of the store (none unless installed).
+    pub holds: hold_gate::Gate,
 }
 
 impl AppState {
@@ -115,6 +119,7 @@ impl AppState {
             rooms,
             commits: commit_queue::CommitQueue::default(),
             seats: seat_stream::SeatStreams::new(booking.store.clone()),
+            holds: hold_gate::Gate::default(),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,

@@ -47,7 +47,7 @@ pub trait CommitLog: Send + Sync + std::fmt::Debug + 'static {
 
 /// One delivery of a queued commit, to be settled exactly one way.
 #[async_trait]
-pub trait Delivery: Send + std::fmt::Debug {
+pub trait Delivery: Send + Sync + std::fmt::Debug {
     /// The purchase, or why the message could not be read.
     fn commit(&self) -> Result<&QueuedCommit, &CommitLogError>;
     /// 1 on first delivery, 2 on the first redelivery, …

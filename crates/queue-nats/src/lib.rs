@@ -55,7 +55,7 @@ impl NatsConfig {
         Self {
             url: url.into(),
             stream: "BOXOFFICE_COMMITS".into(),
-            subject: "boxoffice.commits".into(),
+            subject: "BOXOFFICE_COMMITS.commits".into(),
             consumer: "commit-workers".into(),
             ack_wait: Duration::from_secs(60),
             max_deliver: 5,
@@ -63,6 +63,15 @@ impl NatsConfig {
             publish_timeout: Duration::from_secs(2),
             pull_wait: Duration::from_secs(1),
         }
+    }
+}
+
+impl NatsConfig {
+    /// Another stream (and its subjects), for deployments or tests sharing one NATS.
+    pub fn with_stream(mut self, name: &str) -> Self {
+        self.stream = name.to_owned();
+        self.subject = format!("{name}.commits");
+        self
     }
 }
 
