@@ -107,4 +107,45 @@ else
         exit 1
     fi
 fi
+# ---- storefront browser tests (issue 11) ------------------------------------------------------
+# Playwright (npm playwright-core, never its own browser download) drives Debian's Chromium
+# against real `boxoffice serve` processes (debug binary, fresh embedded store each). Installs
+# chromium with apt-get and the node modules with `npm ci` when missing. A failure, or no test
+# run at all, fails the script.
+run_browser_tests() {
+    log "storefront browser tests"
+    if ! [ -x /usr/bin/chromium ]; then
+        log "installing Chromium"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+    fi
+    if ! command -v node >/dev/null 2>&1; then
+        log "installing Node.js"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    if ! [ -d web-tests/node_modules/playwright-core ] || ! [ -d web-tests/node_modules/axe-core ]; then
+        npm ci --prefix web-tests --no-audit --no-fund
+    fi
+    cargo build -q -p boxoffice
+    local out
+    out=$(mktemp)
+    local status=0
+    (cd web-tests && BOXOFFICE_BIN="$PWD/../target/debug/boxoffice" \
+        node --test --test-concurrency=1 --test-reporter=spec tests/) 2>&1 | tee "$out" || status=$?
+    local passed
+    passed=$(grep -E 'pass [0-9]+$' "$out" | tail -n 1 | grep -Eo '[0-9]+$' || true)
+    rm -f "$out"
+    if [ "$status" -ne 0 ]; then
+        echo "storefront browser tests failed" >&2
+        exit 1
+    fi
+    if [ -z "$passed" ] || [ "$passed" -eq 0 ]; then
+        echo "no storefront browser test ran" >&2
+        exit 1
+    fi
+}
+run_browser_tests
+# ---- end of storefront browser tests ------------------------------------------------------------
+
 log "all green"

@@ -416,8 +416,19 @@ pub async fn serve(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<()> {
     };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on http://{addr}");
-    let served =
-        boxoffice_api::serve(listener, boxoffice_api::router(state), shutdown_signal()).await;
+    // The storefront at `/`, beside the JSON API; demo sign-in only on loopback, embedded.
+    let web = boxoffice_web::WebConfig::new(
+        addr,
+        store.database_url.is_none(),
+        Some(jwt_secret(store)?),
+        args.jwks_url.is_some(),
+    );
+    let served = boxoffice_api::serve(
+        listener,
+        boxoffice_web::router(state, web),
+        shutdown_signal(),
+    )
+    .await;
     let _ = stop.send(true);
     let deadline = tokio::time::Instant::now() + WORKERS_STOP_WITHIN;
     for (name, mut task) in [("booking workers", workers), ("outbox pruner", pruner)] {

@@ -240,6 +240,7 @@ on_every_backend!(
     a_refund_races_a_listing,
     a_transfer_races_a_resale,
     accept_races_cancel_retransfer_and_the_door,
+    an_on_sale_rush_through_the_waiting_room,
 );
 
 /// Buyers who each want one specific seat: read the map, pick a random open seat, try to
@@ -1146,4 +1147,124 @@ enum TransferOutcome {
     Accepted,
     Cancelled,
     Scanned,
+}
+
+/// The on-sale (issue 9): 150 buyers join the waiting room before the sale (two nodes on
+/// PostgreSQL), are let in by rate and free places, hold with their admission token and pay
+/// through the commit queue (202, then the booking confirms); when the places are gone, the
+/// room tells everyone still waiting that it is sold out. Exactly the capacity is sold.
+async fn an_on_sale_rush_through_the_waiting_room(backend: Backend) {
+    const BUYERS: usize = 150;
+    const PLACES: usize = 60;
+    let nodes = if backend == Backend::Postgres { 2 } else { 1 };
+    let cluster = Arc::new(Cluster::start(backend, nodes, &[]).await);
+    let rfc = |d: time::Duration| {
+        (time::OffsetDateTime::now_utc() + d)
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("time")
+    };
+    let body = json!({
+        "name": "Rush Night", "category": "concert", "startsAt": "2099-06-01T19:30:00Z",
+        "onSaleAt": rfc(time::Duration::seconds(3)),
+        "currency": "USD",
+        "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S", "city": "Seattle",
+                  "zipCode": "98134", "country": "US", "lat": 47.5952, "lon": -122.3316},
+        "sections": [{"name": "Pit", "capacity": PLACES, "priceCents": 5000}],
+        "policies": {"maxTicketsPerCustomer": 2, "waitingRoom": {
+            "opensAt": rfc(time::Duration::minutes(-1)),
+            "admitPerMinute": 60_000, "admissionMinutes": 5}}
+    });
+    let org = cluster.token("org", &[Role::Organizer]);
+    let (status, e) = cluster.post(0, "/v1/events", &org, &body).await;
+    assert_eq!(status, 201, "{e}");
+    let event = e["eventId"].as_str().expect("id").to_owned();
+    let bought = Arc::new(AtomicUsize::new(0));
+    let told_sold_out = Arc::new(AtomicUsize::new(0));
+    let admitted_too_late = Arc::new(AtomicUsize::new(0));
+    futures_util::stream::iter(0..BUYERS)
+        .for_each_concurrent(BUYERS, |i| {
+            let cluster = cluster.clone();
+            let event = event.clone();
+            let (bought, told_sold_out, too_late) = (
+                bought.clone(),
+                told_sold_out.clone(),
+                admitted_too_late.clone(),
+            );
+            async move {
+                let token = cluster.token(&format!("fan-{i}"), &[Role::Customer]);
+                let (status, q) = cluster
+                    .post(i, &format!("/v1/events/{event}/queue"), &token, &json!({}))
+                    .await;
+                assert_eq!(status, 201, "{q}");
+                let queue = q["queueId"].as_str().expect("queue id").to_owned();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let admission = loop {
+                    assert!(Instant::now() < deadline, "fan {i} waited forever");
+                    let (_, q) = cluster.get(i, &format!("/v1/queue/{queue}"), &token).await;
+                    match q["status"].as_str() {
+                        Some("ADMITTED") => {
+                            break q["admissionToken"].as_str().expect("token").to_owned();
+                        }
+                        Some("SOLD_OUT") => {
+                            told_sold_out.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Some("WAITING") => tokio::time::sleep(Duration::from_millis(200)).await,
+                        other => panic!("unexpected {other:?}: {q}"),
+                    }
+                };
+                let hold = json!({"eventId": event, "section": "Pit", "quantity": 2});
+                let booking = loop {
+                    assert!(Instant::now() < deadline, "fan {i} never finished");
+                    let (status, b) = cluster
+                        .send(
+                            cluster
+                                .http
+                                .post(cluster.node(i).url("/v1/attempt"))
+                                .bearer_auth(&token)
+                                .header("Admission-Token", &admission)
+                                .json(&hold),
+                        )
+                        .await;
+                    match (status, b["code"].as_str()) {
+                        (201, _) => break b["bookingId"].as_str().expect("id").to_owned(),
+                        (409, Some("not-enough-seats")) => {
+                            too_late.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        (409, Some("seats-contended")) => continue,
+                        other => panic!("unexpected {other:?}: {b}"),
+                    }
+                };
+                let (status, queued) = cluster.commit(i, &token, &format!("k-{i}"), &booking).await;
+                assert_eq!(status, 202, "{queued}");
+                assert_eq!(queued["statusUrl"], format!("/v1/booking/{booking}/events"));
+                let done = cluster
+                    .wait_for_booking(&token, &booking, "CONFIRMED")
+                    .await;
+                assert_eq!(done["tickets"].as_array().map(Vec::len), Some(2));
+                bought.fetch_add(2, Ordering::SeqCst);
+            }
+        })
+        .await;
+    assert_eq!(
+        bought.load(Ordering::SeqCst),
+        PLACES,
+        "exactly the places sold"
+    );
+    let map = cluster.seat_map(&event).await;
+    assert_eq!(map["sections"][0]["sold"], PLACES);
+    // Admission never outran the free places by more than one round's worth: most buyers who
+    // did not get places were told the room sold out rather than let in to find nothing.
+    let late = admitted_too_late.load(Ordering::SeqCst);
+    assert_eq!(
+        told_sold_out.load(Ordering::SeqCst) + late + PLACES / 2,
+        BUYERS,
+        "every buyer finished"
+    );
+    assert!(
+        late <= PLACES,
+        "{late} buyers let in after the places were gone"
+    );
+    cluster.verify();
 }

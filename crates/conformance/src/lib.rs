@@ -87,6 +87,7 @@ macro_rules! store_suite {
             the_door_and_a_sale_never_both_win,
             cancelling_an_event_refunds_voids_and_claws_back,
             a_paying_buyer_keeps_the_listing_and_refunds_claw_back,
+            organizer_reports_count_sales_and_resales,
         );
         $crate::store_suite!(@transfers $factory;
             offer_accept_reissues_the_ticket,

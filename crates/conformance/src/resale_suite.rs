@@ -487,3 +487,43 @@ pub async fn a_paying_buyer_keeps_the_listing_and_refunds_claw_back(store: Arc<d
     );
     assert_clean(&store).await;
 }
+
+/// The organizer's reads: their events, and what an event sold — first sales (captured money
+/// only) apart from resales (volume and fees).
+pub async fn organizer_reports_count_sales_and_resales(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let organizer = crate::fixtures::organizer();
+    assert_eq!(
+        store.organizer_events(&organizer, 10).await.unwrap(),
+        vec![e.id]
+    );
+    assert!(
+        store
+            .organizer_events(&customer("alice"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let empty = store.event_sales(e.id).await.unwrap();
+    assert_eq!(empty, boxoffice_domain::ports::EventSales::default());
+    let b = bought(&store, &e, "alice", "1-A-1", t).await;
+    let sales = store.event_sales(e.id).await.unwrap();
+    assert_eq!(sales.bookings, 1);
+    assert_eq!(sales.revenue_cents, b.total_cents);
+    assert_eq!(sales.resales, 0);
+    let l = list(&store, b.tickets[0].id, "alice", 28_000, t)
+        .await
+        .expect("listed");
+    let held = store
+        .hold(&hold_req(&e, "bob", listings(&[l.id]), t))
+        .await
+        .expect("bob holds the listing");
+    buy(&store, &held, "bob", t).await;
+    let sales = store.event_sales(e.id).await.unwrap();
+    assert_eq!(sales.bookings, 1, "a resale purchase is not a first sale");
+    assert_eq!(sales.revenue_cents, b.total_cents);
+    assert_eq!(sales.resales, 1);
+    assert_eq!(sales.resale_volume_cents, 28_000);
+    assert_eq!(sales.resale_fees_cents, 2_800);
+}

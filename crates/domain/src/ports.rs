@@ -409,6 +409,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The sort keys of everyone still waiting, in order: one read per round lets a node tell
     /// every buyer it streams to where they stand.
     async fn queue_waiting_keys(&self, event: EventId) -> Result<Vec<i64>, StoreError>;
+
+    // ---- reports (the organizer's pages) ------------------------------------------------
+
+    /// The events an organizer created, latest start first, at most `limit`.
+    async fn organizer_events(
+        &self,
+        organizer: &CustomerId,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError>;
+
+    /// What an event has sold so far: first-sale bookings and the money captured for them,
+    /// and completed resales.
+    async fn event_sales(&self, event: EventId) -> Result<EventSales, StoreError>;
+}
+
+/// What an event has sold, for its organizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventSales {
+    /// Confirmed first-sale bookings (not resale purchases).
+    pub bookings: u64,
+    /// Money captured for first-sale bookings (a refunded payment no longer counts).
+    pub revenue_cents: i64,
+    /// Completed resales, what buyers paid for them, and the platform's fees on them.
+    pub resales: u64,
+    pub resale_volume_cents: i64,
+    pub resale_fees_cents: i64,
 }
 
 /// A request to list a ticket, fully decided by the caller.

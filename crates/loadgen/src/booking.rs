@@ -46,7 +46,7 @@ struct Claims<'a> {
     exp: u64,
 }
 
-fn sign(secret: &str, sub: String, roles: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn sign(secret: &str, sub: String, roles: &[&str]) -> anyhow::Result<String> {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()

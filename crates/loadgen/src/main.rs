@@ -17,6 +17,7 @@
 
 mod booking;
 mod driver;
+mod onsale;
 mod search;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -106,6 +107,33 @@ enum ScenarioCmd {
         #[arg(long, default_value = "seated")]
         kind: String,
     },
+    /// An on-sale: buyers join one event's waiting room before it opens, are let in, hold
+    /// and pay through the commit queue, following the status streams (ignores --users,
+    /// --duration and --warmup).
+    Onsale {
+        /// The server's HS256 secret, to sign the organizer's and customers' tokens.
+        #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+        #[arg(long, default_value_t = 10_000)]
+        buyers: usize,
+        /// General-admission places on sale.
+        #[arg(long, default_value_t = 1_000)]
+        places: u32,
+        /// Places each buyer holds.
+        #[arg(long, default_value_t = 1)]
+        quantity: u32,
+        #[arg(long, default_value_t = 60_000)]
+        admit_per_minute: u32,
+        /// Time for everyone to join before the sale opens.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        opens_in: Duration,
+        /// Searches per second (open loop) during the rush; 0 for none.
+        #[arg(long, default_value_t = 0.0)]
+        search_rate: f64,
+        /// How long the searches run, from the opening.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        search_for: Duration,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -153,6 +181,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = address(&cli.url)?;
     let mut bookings = false;
     let (scenario, baseline): (Arc<dyn Scenario>, bool) = match cli.scenario {
+        ScenarioCmd::Onsale {
+            jwt_secret,
+            buyers,
+            places,
+            quantity,
+            admit_per_minute,
+            opens_in,
+            search_rate,
+            search_for,
+        } => {
+            let options = onsale::OnsaleOptions {
+                buyers: buyers.max(1),
+                places: places.max(1),
+                quantity: quantity.max(1),
+                admit_per_minute: admit_per_minute.max(1),
+                opens_in,
+                jwt_secret,
+            };
+            let seed = cli.seed;
+            let searches = async move {
+                if search_rate <= 0.0 {
+                    return Ok(Vec::new());
+                }
+                let config = RunConfig {
+                    addr,
+                    load: Load::Open {
+                        users: 64,
+                        rate: search_rate,
+                    },
+                    warmup: Duration::ZERO,
+                    duration: search_for,
+                    seed,
+                };
+                let r = driver::run(Arc::new(search::SearchMix::new(1.0, seed, 5)), config).await?;
+                let mut lines = vec![format!(
+                    "Searches during the rush ({search_rate:.0}/s offered, open loop, {search_for:?}):"
+                )];
+                lines.push(String::new());
+                lines.push(driver::table_header());
+                lines.extend(r.rows(false));
+                Ok(lines)
+            };
+            return onsale::run(addr, options, searches).await;
+        }
         ScenarioCmd::Healthz => (Arc::new(search::Healthz), false),
         ScenarioCmd::Booking {
             jwt_secret,

@@ -18,6 +18,7 @@ mod booking;
 mod catalog;
 mod feed;
 mod queue;
+mod reports;
 mod resale;
 pub mod testing;
 mod transfers;
@@ -620,6 +621,23 @@ impl Store for PgStore {
     ) -> Result<Vec<boxoffice_domain::transfers::RevokedTicket>, StoreError> {
         let c = self.client().await?;
         transfers::revocations(&c, event, after, limit).await
+    }
+
+    async fn organizer_events(
+        &self,
+        organizer: &CustomerId,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let c = self.client().await?;
+        reports::organizer_events(&c, organizer, limit).await
+    }
+
+    async fn event_sales(
+        &self,
+        event: EventId,
+    ) -> Result<boxoffice_domain::ports::EventSales, StoreError> {
+        let c = self.client().await?;
+        reports::event_sales(&c, event).await
     }
 
     async fn join_queue(

@@ -14,6 +14,7 @@ mod catalog;
 mod codec;
 mod feed;
 mod queue;
+mod reports;
 mod resale;
 mod transfers;
 
@@ -508,6 +509,23 @@ impl Store for SqliteStore {
     ) -> Result<Vec<boxoffice_domain::transfers::RevokedTicket>, StoreError> {
         self.read(move |c| transfers::revocations(c, event, after, limit))
             .await
+    }
+
+    async fn organizer_events(
+        &self,
+        organizer: &CustomerId,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let organizer = organizer.clone();
+        self.read(move |c| reports::organizer_events(c, &organizer, limit))
+            .await
+    }
+
+    async fn event_sales(
+        &self,
+        event: EventId,
+    ) -> Result<boxoffice_domain::ports::EventSales, StoreError> {
+        self.read(move |c| reports::event_sales(c, event)).await
     }
 
     async fn join_queue(

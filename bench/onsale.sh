@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# On-sale benchmark (issue 9): BUYERS fans join the waiting room of one event with PLACES
+# general-admission places before it opens, follow their place as server-sent events, are let
+# in, hold with their admission token and pay through the commit queue (202, then the booking's
+# stream until CONFIRMED), while SEARCH_RATE searches/s run against the same node. Reports
+# admissions/s, confirmed bookings/s, time to sell out, commit p50/p99 from 202 to CONFIRMED,
+# and the searches' p99, next to the same run's pgbench figure; then `boxoffice verify`.
+#
+# Usage: bench/onsale.sh                     (builds release binaries first)
+# Knobs: BUYERS=10000 PLACES=1000 QUANTITY=1 ADMIT_PER_MINUTE=60000 OPENS_IN=30s
+#        SEARCH_RATE=5000 SEARCH_FOR=10s BACKENDS="sqlite postgres" PGBENCH_CLIENTS=16
+# Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export BOXOFFICE_TICKET_KEY_FILE=${BOXOFFICE_TICKET_KEY_FILE:-$PWD/crates/boxoffice/tests/fixtures/ticket-key.pem}
+BUYERS=${BUYERS:-10000}
+PLACES=${PLACES:-1000}
+QUANTITY=${QUANTITY:-1}
+ADMIT_PER_MINUTE=${ADMIT_PER_MINUTE:-60000}
+OPENS_IN=${OPENS_IN:-30s}
+SEARCH_RATE=${SEARCH_RATE:-5000}
+SEARCH_FOR=${SEARCH_FOR:-10s}
+BACKENDS=${BACKENDS:-sqlite postgres}
+PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-16}
+PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
+SECRET=bench-secret-bench-secret
+
+cargo build --release -q -p boxoffice -p boxoffice-loadgen
+BIN=target/release/boxoffice
+LOAD=target/release/boxoffice-load
+work=$(mktemp -d)
+dbs=()
+cleanup() {
+    kill $(jobs -p) 2>/dev/null || true
+    wait 2>/dev/null || true
+    for db in "${dbs[@]}"; do
+        psql "$PG" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+fresh_db() { # sets URL
+    local name="bench_onsale_$RANDOM$RANDOM"
+    psql "$PG" -qc "CREATE DATABASE $name" >/dev/null
+    dbs+=("$name")
+    URL="${PG%/*}/$name"
+}
+
+serve() { # $1 data dir, rest: env. Sets BASE and PID.
+    local dir=$1; shift
+    mkdir -p "$dir"
+    env "$@" BOXOFFICE_DATA_DIR="$dir" BOXOFFICE_LISTEN=127.0.0.1:0 BOXOFFICE_LOG=warn \
+        BOXOFFICE_JWT_SECRET="$SECRET" "$BIN" serve >"$dir.out" 2>"$dir.err" &
+    PID=$!
+    for _ in $(seq 1 600); do grep -q '^listening on' "$dir.out" 2>/dev/null && break; sleep 0.1; done
+    BASE=$(sed -n 's/^listening on //p' "$dir.out")
+    [ -n "$BASE" ] || { cat "$dir.err" >&2; exit 1; }
+}
+
+echo "On-sale benchmark: $BUYERS buyers, one event with $PLACES places ($QUANTITY per buyer), admitted at $ADMIT_PER_MINUTE/min, $SEARCH_RATE searches/s during the rush, $(nproc) cores, $(date -u +%Y-%m-%d)."
+echo
+
+fresh_db
+psql "$URL" -q <<'SQL'
+CREATE TABLE bench_seats (id int PRIMARY KEY, state text NOT NULL, version bigint NOT NULL);
+INSERT INTO bench_seats SELECT i, 'OPEN', 0 FROM generate_series(1, 100000) i;
+VACUUM ANALYZE bench_seats;
+SQL
+cat >"$work/update.sql" <<'SQL'
+\set id random(1, 100000)
+UPDATE bench_seats SET state = 'SOLD', version = version + 1 WHERE id = :id;
+SQL
+tps=$(pgbench -n -M prepared -c "$PGBENCH_CLIENTS" -j 2 -T 10 -f "$work/update.sql" "$URL" 2>/dev/null \
+    | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+printf 'pgbench, %s clients, single-row UPDATE by primary key (prepared): **%.0f transactions/s**.\n\n' "$PGBENCH_CLIENTS" "$tps"
+
+for backend in $BACKENDS; do
+    dir="$work/$backend"
+    mkdir -p "$dir"
+    if [ "$backend" = postgres ]; then
+        fresh_db
+        verify_env=(BOXOFFICE_DATABASE_URL="$URL")
+    else
+        verify_env=()
+    fi
+    # A catalog to search while the rush is on (real tour dates), seeded before the node starts.
+    env "${verify_env[@]}" BOXOFFICE_DATA_DIR="$dir" BOXOFFICE_LOG=warn "$BIN" seed --events 20000 --seed 1 >/dev/null
+    serve "$dir" "${verify_env[@]}"
+    sleep 5 # the node indexes the catalog
+    echo "### $backend"
+    echo
+    "$LOAD" --url "$BASE" onsale --jwt-secret "$SECRET" --buyers "$BUYERS" --places "$PLACES" \
+        --quantity "$QUANTITY" --admit-per-minute "$ADMIT_PER_MINUTE" --opens-in "$OPENS_IN" \
+        --search-rate "$SEARCH_RATE" --search-for "$SEARCH_FOR"
+    echo
+    fivexx=$(curl -s "$BASE/metrics" | awk '/^http_requests_total\{/ && /status="5/ {s += $NF} END {print s + 0}')
+    echo "5xx answers during the run (from /metrics): $fivexx"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    if env "${verify_env[@]}" BOXOFFICE_DATA_DIR="$dir" BOXOFFICE_LOG=warn "$BIN" verify >/dev/null; then
+        echo "boxoffice verify after the run: clean."
+    else
+        echo "boxoffice verify after the run: FINDINGS (see: boxoffice verify)."
+    fi
+    echo
+done
