@@ -30,7 +30,56 @@ ensure_postgres() {
         || { echo "PostgreSQL at 127.0.0.1:5432 does not accept the postgres user" >&2; exit 1; }
 }
 
+# --- scaled on-sale services (issue 9): Redis (hold gate) and NATS JetStream (commit queue) ---
+redis_answers() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+nats_answers() {
+    # The server greets every connection with an INFO line; JetStream must be on.
+    timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222 && head -n 1 <&3' 2>/dev/null \
+        | grep -q '"jetstream":true'
+}
+
+ensure_redis() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        log "installing Redis"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+    fi
+    if ! redis_answers; then
+        log "starting Redis"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    fi
+    for _ in $(seq 1 40); do
+        redis_answers && return 0
+        sleep 0.25
+    done
+    echo "Redis at 127.0.0.1:6379 does not answer" >&2
+    exit 1
+}
+
+ensure_nats() {
+    if [ ! -x /usr/sbin/nats-server ]; then
+        log "installing NATS"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nats-server >/dev/null
+    fi
+    if ! nats_answers; then
+        log "starting NATS with JetStream"
+        as_root mkdir -p /var/lib/nats-server
+        as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+            -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
+    fi
+    for _ in $(seq 1 40); do
+        nats_answers && return 0
+        sleep 0.25
+    done
+    echo "NATS with JetStream at 127.0.0.1:4222 does not answer" >&2
+    exit 1
+}
+# --- end scaled on-sale services ---
+
 ensure_postgres
+ensure_redis
+ensure_nats
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -3,6 +3,7 @@
 //!
 //! - [`routes`]: one module per resource, each with its documented handlers.
 //! - [`commit_queue`]: queued commits: 202 at once, charged by a worker, streamed to the buyer.
+//! - [`hold_gate`]: the (Redis) gate in front of the store's holds, when scaled out.
 //! - [`qr`]: ticket tokens drawn as QR codes.
 //! - [`waiting_room`]: the on-sale waiting room: admission rounds, standings, admission tokens.
 //! - [`auth`]: JWT verification and the [`auth::Principal`] extractor.
@@ -17,6 +18,7 @@ pub mod booking;
 pub mod commit_queue;
 pub mod error;
 pub mod extract;
+pub mod hold_gate;
 pub mod middleware;
 pub mod openapi;
 pub mod qr;
@@ -97,6 +99,8 @@ pub struct AppInner {
     pub seats: seat_stream::SeatStreams,
     /// Set when the node shuts down: open event streams end, so that draining finishes.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The hold gate in front of the store (none unless installed).
+    pub holds: hold_gate::Gate,
 }
 
 impl AppState {
@@ -118,6 +122,7 @@ impl AppState {
             commits: commit_queue::CommitQueue::default(),
             seats: seat_stream::SeatStreams::new(booking.store.clone()),
             closing: tokio::sync::watch::Sender::new(false),
+            holds: hold_gate::Gate::default(),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,

@@ -313,8 +313,42 @@ pub async fn build_state(
         search,
     );
     state.follow_changes(feed.clone());
+    scaled_onsale(&state, serve).await?;
     Ok((state, feed))
 }
+
+// --- scaled on-sale path (issue 9) ---
+/// Commit-queue workers per node pulling from NATS.
+const COMMIT_WORKERS: usize = 2;
+
+/// Puts the shared commit queue (NATS JetStream) and the hold gate (Redis) in place when
+/// their URLs are given. Neither has to be up: an unreachable NATS leaves queued purchases to
+/// the reconciler, an unreachable Redis sends holds straight to the database.
+async fn scaled_onsale(state: &AppState, serve: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(url) = &serve.nats_url {
+        let mut config =
+            boxoffice_queue_nats::NatsConfig::new(url.expose()).with_stream(&serve.nats_stream);
+        // Longer than any charge can take, so a live worker's purchase is not redelivered.
+        config.ack_wait = serve.payments.provider_timeout + Duration::from_secs(30);
+        let log = boxoffice_queue_nats::NatsCommitLog::connect(config)
+            .await
+            .context("connecting to NATS (--nats-url)")?;
+        state
+            .commits
+            .use_log(&state.booking, Arc::new(log), COMMIT_WORKERS);
+        tracing::info!("queued commits go through NATS JetStream");
+    }
+    if let Some(url) = &serve.redis_url {
+        let gate = boxoffice_holds_redis::RedisHoldGate::new(
+            boxoffice_holds_redis::RedisGateConfig::new(url.expose()),
+        )
+        .context("the Redis URL (--redis-url)")?;
+        state.holds.install(Arc::new(gate));
+        tracing::info!("holds of explicit seats pass the Redis gate");
+    }
+    Ok(())
+}
+// --- end scaled on-sale path ---
 
 /// Opens the search index in `<data-dir>/search-index` and starts its indexer, which catches
 /// up with the store (or rebuilds the index) and then follows its change feed.

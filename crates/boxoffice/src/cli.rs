@@ -140,6 +140,23 @@ pub struct ServeArgs {
     /// /v1/booking/{id}/events), as waiting-room events always do: for on-sale rushes.
     #[arg(long, env = "BOXOFFICE_QUEUED_COMMITS")]
     pub queued_commits: bool,
+    // --- scaled on-sale path (issue 9) ---
+    /// NATS server (`nats://host:4222`) whose JetStream carries queued commits between nodes;
+    /// unset: the queue is in-process.
+    #[arg(long, env = "BOXOFFICE_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<Secret>,
+    /// JetStream stream of queued commits; every node of one deployment uses the same.
+    #[arg(
+        long,
+        env = "BOXOFFICE_NATS_STREAM",
+        default_value = "BOXOFFICE_COMMITS"
+    )]
+    pub nats_stream: String,
+    /// Redis server (`redis://host:6379`) that gates holds of explicit seats before the
+    /// database; unset: holds go straight to the database.
+    #[arg(long, env = "BOXOFFICE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+    // --- end scaled on-sale path ---
     /// Threads that run searches (default: one per core).
     #[arg(long, env = "BOXOFFICE_SEARCH_THREADS")]
     pub search_threads: Option<usize>,

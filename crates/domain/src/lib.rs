@@ -17,7 +17,8 @@
 //! - [`queue`]: the on-sale waiting room: order, admission rate, status.
 //! - [`resale`]: resale listings, payouts and transfers: a ticket's second life.
 //! - [`ports`]: the traits adapters implement, and their error types; [`payments`] is the
-//!   payment provider port; [`feed`] is the change feed that search indexers follow.
+//!   payment provider port; [`feed`] is the change feed that search indexers follow;
+//!   [`onsale`] holds the ports of the scaled-out on-sale path (commit log, hold gate).
 
 pub mod booking;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod event;
 pub mod feed;
 pub mod ids;
 pub mod money;
+pub mod onsale;
 pub mod payments;
 pub mod ports;
 pub mod queue;

@@ -244,7 +244,22 @@ pub async fn attempt(
         now,
         expires_at: boxoffice_domain::event::to_micros(now + hold_ttl),
     };
-    let booking = match state.store.hold(&req).await {
+    // Scaled out, the hold gate turns away buyers of seats held elsewhere before the store.
+    let passage = state.holds.take(&req, state.booking.config.hold_ttl).await;
+    if passage == crate::hold_gate::Passage::Refused {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "seats-unavailable",
+            "Some of these seats are taken",
+        )
+        .detail("none were held; choose other seats")
+        .into());
+    }
+    let held = state.store.hold(&req).await;
+    if held.is_err() && passage == crate::hold_gate::Passage::Marked {
+        state.holds.undo(&req).await;
+    }
+    let booking = match held {
         Ok(b) => b,
         Err(HoldError::Unavailable(seats)) => {
             return Err(Problem::new(
@@ -512,14 +527,17 @@ pub async fn commit(
         .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
     if queued {
         let reply = queued_reply(&booking, false);
-        state.commits.push(
-            &state.booking,
-            crate::commit_queue::Queued {
-                event,
-                booking,
-                payment,
-            },
-        );
+        state
+            .commits
+            .push(
+                &state.booking,
+                crate::commit_queue::Queued {
+                    event,
+                    booking,
+                    payment,
+                },
+            )
+            .await;
         return Ok(reply);
     }
     match state
@@ -805,6 +823,9 @@ pub async fn delete_booking(
         }
         _ => state.store.release(b.id, now).await,
     };
+    if let Ok(b) = &result {
+        state.holds.released(b).await;
+    }
     match result {
         Ok(b) => respond(&state, &b).await,
         Err(ReleaseError::PaymentInProgress) => Err(Problem::new(
