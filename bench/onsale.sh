@@ -26,8 +26,9 @@ PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 SECRET=bench-secret-bench-secret
 
 cargo build --release -q -p boxoffice -p boxoffice-loadgen
-BIN=target/release/boxoffice
-LOAD=target/release/boxoffice-load
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/boxoffice
+LOAD=$TARGET/release/boxoffice-load
 work=$(mktemp -d)
 dbs=()
 cleanup() {
