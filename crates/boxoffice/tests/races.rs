@@ -503,8 +503,12 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
             .send()
             .await
     });
-    // Wait until the commit is really in flight: the booking is PENDING.
+    // Wait until the commit is really in flight: the booking is PENDING, and the sandbox has
+    // recorded the authorization (it does so right after, then hangs for a minute before it
+    // answers; a kill before the record is a payment that never reached the provider, a
+    // different test). Under load the record can trail PENDING by a while: give it two seconds.
     cluster.wait_for_booking(&token, &booking, "PENDING").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.nodes.pop().expect("node").kill_hard();
     assert!(
         in_flight.await.expect("task").is_err(),
