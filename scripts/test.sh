@@ -28,6 +28,17 @@ ensure_postgres() {
     done
     psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1' >/dev/null \
         || { echo "PostgreSQL at 127.0.0.1:5432 does not accept the postgres user" >&2; exit 1; }
+    # Many tests run at once, each with its own pools (several nodes, the sandbox ledger): the
+    # default 100 connections is too few.
+    if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SHOW max_connections')" -lt 300 ]; then
+        log "raising PostgreSQL max_connections to 300"
+        psql -h 127.0.0.1 -U postgres -d postgres -qc 'ALTER SYSTEM SET max_connections = 300'
+        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main restart
+        for _ in $(seq 1 60); do
+            pg_isready -h 127.0.0.1 -p 5432 -q && break
+            sleep 0.5
+        done
+    fi
 }
 
 # --- scaled on-sale services (issue 9): Redis (hold gate) and NATS JetStream (commit queue) ---
