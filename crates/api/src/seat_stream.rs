@@ -106,6 +106,17 @@ impl SeatStreams {
         self.follower.get_or_init(|| {
             tokio::spawn(follow(feed, self.store.clone(), self.watched.clone()));
         });
+        // An event someone here already watches: its last map is current to the feed, so a
+        // rush of new watchers costs no reads.
+        {
+            let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(w) = watched.get(&event.id)
+                && let Some(last) = &w.last
+            {
+                let first = Arc::new(update(&event, None, last, w.seq));
+                return Ok(Some((first, w.tx.subscribe())));
+            }
+        }
         let map = self.store.seat_map(&event, event_now()).await?;
         let first = Arc::new(update(&event, None, &map, 0));
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());

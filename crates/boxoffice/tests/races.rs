@@ -506,9 +506,31 @@ async fn sigkill_mid_commit_is_repaired_on_restart(backend: Backend) {
     // Wait until the commit is really in flight: the booking is PENDING, and the sandbox has
     // recorded the authorization (it does so right after, then hangs for a minute before it
     // answers; a kill before the record is a payment that never reached the provider, a
-    // different test). Under load the record can trail PENDING by a while: give it two seconds.
+    // different test). The ledger is read through the sandbox itself, by the forwarded key.
     cluster.wait_for_booking(&token, &booking, "PENDING").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sandbox = match &cluster._db {
+        Some(db) => boxoffice_payments::Sandbox::postgres(&db.url).await,
+        None => {
+            boxoffice_payments::Sandbox::sqlite(cluster.dir.path().join("psp-sandbox.db")).await
+        }
+    }
+    .expect("the sandbox's ledger");
+    let key = boxoffice_api::booking::provider_key("unlucky", "doomed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        use boxoffice_domain::payments::{PaymentProvider, PaymentState};
+        match sandbox.lookup(&key).await.expect("lookup") {
+            PaymentState::Unknown => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the sandbox never recorded the payment"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => break,
+        }
+    }
+    drop(sandbox);
     cluster.nodes.pop().expect("node").kill_hard();
     assert!(
         in_flight.await.expect("task").is_err(),
