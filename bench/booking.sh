@@ -6,8 +6,10 @@
 # machine). Prints one markdown report.
 #
 # Usage: bench/booking.sh                    (builds release binaries first)
-# Knobs: USERS=16,64 DURATION=10s WARMUP=3s EVENTS=20 ROWS=100 SEATS_PER_ROW=100
+# Knobs: PROFILE=release|debug USERS=16,64 DURATION=10s WARMUP=3s EVENTS=20 ROWS=100 SEATS_PER_ROW=100
 #        KIND=seated|ga BACKENDS="postgres sqlite" PGBENCH_CLIENTS=16
+#        PSP=sandbox|fakepsp (fakepsp: the payment provider runs as its own process, the fake
+#        Stripe, paid through the Stripe adapter; its books are not in the booking database)
 #        (EVENTS=1 KIND=ga ROWS=400 is an on-sale rush: everyone after one event's places)
 # Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench.
 set -euo pipefail
@@ -26,13 +28,30 @@ PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-16}
 PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 SECRET=bench-secret-bench-secret
 
-cargo build --release -q -p boxoffice -p boxoffice-loadgen
-BIN=target/release/boxoffice
-LOAD=target/release/boxoffice-load
+# PROFILE=debug runs the debug binaries: its rates mean nothing, but the write profile (what each
+# booking costs the database, counted) is the same, and it needs no release build.
+PROFILE=${PROFILE:-release}
+TARGET=${CARGO_TARGET_DIR:-target}
+if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p boxoffice -p boxoffice-loadgen -p boxoffice-fakepsp
+else
+    cargo build -q -p boxoffice -p boxoffice-loadgen -p boxoffice-fakepsp
+fi
+BIN=$TARGET/$PROFILE/boxoffice
+LOAD=$TARGET/$PROFILE/boxoffice-load
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-echo "Booking benchmark: $KIND best-available holds of 2 seats then commit (sandbox pm_card_visa), $EVENTS events on sale, users $USERS, ${DURATION} measured after ${WARMUP} warm-up, $(nproc) cores, $(date -u +%Y-%m-%d)."
+PSP=${PSP:-sandbox}
+psp_env=()
+if [ "$PSP" = fakepsp ]; then
+    "$TARGET/$PROFILE/boxoffice-fakepsp" >"$work/fakepsp.out" 2>"$work/fakepsp.err" &
+    for _ in $(seq 1 100); do grep -q '^listening on' "$work/fakepsp.out" 2>/dev/null && break; sleep 0.1; done
+    psp_env=(BOXOFFICE_PAYMENTS=stripe BOXOFFICE_STRIPE_SECRET_KEY=sk_test_bench
+        BOXOFFICE_STRIPE_API_BASE="$(sed -n 's/^listening on //p' "$work/fakepsp.out")")
+fi
+
+echo "Booking benchmark: $KIND best-available holds of 2 seats then commit (payment provider: $PSP, pm_card_visa), $EVENTS events on sale, users $USERS, ${DURATION} measured after ${WARMUP} warm-up, $(nproc) cores, $(date -u +%Y-%m-%d)."
 echo
 
 pgbench_baseline "${DURATION%s}"
@@ -41,9 +60,10 @@ for backend in $BACKENDS; do
     dir="$work/$backend"
     if [ "$backend" = postgres ]; then
         fresh_db
-        serve "$dir" BOXOFFICE_DATABASE_URL="$URL"
+        serve "$dir" BOXOFFICE_DATABASE_URL="$URL" "${psp_env[@]}"
+        profile_reset "$URL"
     else
-        serve "$dir"
+        serve "$dir" "${psp_env[@]}"
     fi
     echo "### $backend"
     echo
@@ -62,6 +82,10 @@ for backend in $BACKENDS; do
         verify_env=()
     fi
     kill "$PID"; wait "$PID" 2>/dev/null || true
+    if [ "$backend" = postgres ]; then
+        write_profile "$URL"
+        echo
+    fi
     if env "${verify_env[@]}" BOXOFFICE_DATA_DIR="$dir" BOXOFFICE_LOG=warn "$BIN" verify >/dev/null; then
         echo "boxoffice verify after the run: clean."
     else

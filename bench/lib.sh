@@ -48,3 +48,48 @@ SQL
         | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
     printf 'pgbench, %s clients, single-row UPDATE by primary key (prepared): **%.0f transactions/s**.\n\n' "$PGBENCH_CLIENTS" "$tps"
 }
+
+profile_reset() { # $1 database URL: zero the counters write_profile reads (needs superuser).
+    psql "$1" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1 || true
+    psql "$1" -qAt -c "SELECT pg_stat_reset()" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1 || true
+}
+
+write_profile() { # $1 database URL, after the node stopped (its backends have flushed their
+    # statistics). What each confirmed booking cost the database, counted rather than timed, so
+    # it does not depend on the machine or its load: transactions, statements, and row versions
+    # written per table (seats laid out on first sale are not counted: that is per event).
+    local url=$1
+    psql "$url" -qAt -F' ' <<'SQL' 2>/dev/null || echo "(no write profile: the statistics views are not readable)"
+SELECT pg_sleep(0.6) \g /dev/null
+WITH n AS (SELECT greatest(count(*), 1)::numeric AS c FROM bookings WHERE status = 'CONFIRMED'),
+     x AS (SELECT xact_commit + xact_rollback AS t FROM pg_stat_database WHERE datname = current_database()),
+     s AS (SELECT coalesce(sum(calls), 0) AS c FROM pg_stat_statements
+           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND query !~* '^\s*(BEGIN|COMMIT|ROLLBACK)'),
+     w AS (SELECT relname, n_tup_ins - CASE WHEN relname = 'seats' THEN n_tup_ins ELSE 0 END AS ins,
+                  n_tup_upd AS upd, n_tup_del AS del
+           FROM pg_stat_user_tables)
+SELECT format('Per confirmed booking (%s bookings): %s transactions, %s statements (BEGIN/COMMIT not counted), %s row versions written: %s.',
+              (SELECT c FROM n),
+              round((SELECT t FROM x) / (SELECT c FROM n), 1),
+              round((SELECT c FROM s) / (SELECT c FROM n), 1),
+              round((SELECT sum(ins + upd + del) FROM w) / (SELECT c FROM n), 1),
+              (SELECT string_agg(format('%s %s', relname, round((ins + upd + del) / (SELECT c FROM n), 2)), ', '
+                                 ORDER BY ins + upd + del DESC)
+               FROM w WHERE ins + upd + del > 0));
+SELECT '' \g /dev/null
+\pset format unaligned
+\pset tuples_only on
+SELECT E'\n| statement (first words) | calls per booking | mean µs | share of statement time |\n|---|---:|---:|---:|';
+WITH n AS (SELECT greatest(count(*), 1)::numeric AS c FROM bookings WHERE status = 'CONFIRMED'),
+     s AS (SELECT query, calls, total_exec_time FROM pg_stat_statements
+           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
+     t AS (SELECT sum(total_exec_time) AS t FROM s)
+SELECT format('| `%s` | %s | %s | %s %% |',
+              left(regexp_replace(query, '\s+', ' ', 'g'), 70),
+              round(calls / (SELECT c FROM n), 2),
+              round((total_exec_time * 1000 / greatest(calls, 1))::numeric, 0),
+              round((100 * total_exec_time / (SELECT t FROM t))::numeric, 1))
+FROM s ORDER BY total_exec_time DESC LIMIT 15;
+SQL
+}

@@ -82,6 +82,8 @@ pub struct BookingService {
     /// Payments being reconciled on this node right now: a webhook and the periodic pass
     /// never work on the same payment at once.
     pub in_flight: Arc<std::sync::Mutex<std::collections::HashSet<PaymentId>>>,
+    /// Captures are recorded a group at a time.
+    pub captures: crate::group_commit::CaptureLog,
 }
 
 /// A seat as bookings show it.
@@ -440,16 +442,7 @@ impl BookingService {
                 }
             }
         }
-        if let Err(e) = self
-            .store
-            .set_payment_status(
-                p.id,
-                &[PaymentStatus::Authorized],
-                PaymentStatus::Captured,
-                self.clock.now(),
-            )
-            .await
-        {
+        if let Err(e) = self.captures.record(&self.store, &self.clock, p.id).await {
             tracing::warn!(payment_id = %p.id, error = %e, "captured, but not recorded yet; the reconciler will");
         }
         Ok(())

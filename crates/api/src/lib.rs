@@ -18,6 +18,7 @@ pub mod booking;
 pub mod commit_queue;
 pub mod error;
 pub mod extract;
+pub mod group_commit;
 pub mod hold_gate;
 pub mod middleware;
 pub mod openapi;

@@ -301,6 +301,7 @@ pub async fn build_state(
             queued_commits: serve.queued_commits,
         },
         in_flight: Default::default(),
+        captures: Default::default(),
     };
     let state = AppState::new(
         Arc::new(Authenticator::new(&auth)),

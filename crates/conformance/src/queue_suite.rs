@@ -223,10 +223,10 @@ pub async fn a_queued_payment_is_marked(store: Arc<dyn Store>) {
 
     use crate::booking_suite::{commit_req, hold_req, seats};
     let t = now();
-    let e = rush(t);
-    store.create_event(&e).await.expect("create");
+    let plain = concert(t);
+    store.create_event(&plain).await.expect("create");
     let b = store
-        .hold(&hold_req(&e, "alice", seats(&["1-A-1"]), t))
+        .hold(&hold_req(&plain, "alice", seats(&["1-A-1"]), t))
         .await
         .expect("hold");
     let mut req = commit_req(b.id, "alice", "queued-1", t);
@@ -234,7 +234,7 @@ pub async fn a_queued_payment_is_marked(store: Arc<dyn Store>) {
     let Ok(CommitBegin::Started { payment, .. }) = store.begin_commit(&req).await else {
         panic!("the commit starts");
     };
-    assert!(payment.queued);
+    assert!(payment.queued, "queued when the node says so");
     let read = store
         .payment(payment.id)
         .await
@@ -242,7 +242,7 @@ pub async fn a_queued_payment_is_marked(store: Arc<dyn Store>) {
         .expect("exists");
     assert!(read.queued, "the mark is stored");
     let b2 = store
-        .hold(&hold_req(&e, "bob", seats(&["1-A-2"]), t))
+        .hold(&hold_req(&plain, "bob", seats(&["1-A-2"]), t))
         .await
         .expect("hold");
     let Ok(CommitBegin::Started { payment, .. }) = store
@@ -251,5 +251,23 @@ pub async fn a_queued_payment_is_marked(store: Arc<dyn Store>) {
     else {
         panic!("the commit starts");
     };
+    assert!(!payment.queued, "an ordinary commit is not queued");
     assert!(!store.payment(payment.id).await.unwrap().unwrap().queued);
+
+    // Every commit of a waiting-room event is queued, whatever the node says: the store decides
+    // it as it records the payment.
+    let room = rush(t);
+    store.create_event(&room).await.expect("create");
+    let b3 = store
+        .hold(&hold_req(&room, "carol", seats(&["1-A-1"]), t))
+        .await
+        .expect("hold");
+    let Ok(CommitBegin::Started { payment, .. }) = store
+        .begin_commit(&commit_req(b3.id, "carol", "room-1", t))
+        .await
+    else {
+        panic!("the commit starts");
+    };
+    assert!(payment.queued, "a waiting-room event's commit is queued");
+    assert!(store.payment(payment.id).await.unwrap().unwrap().queued);
 }

@@ -178,7 +178,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        Ok(self.set_payments_status(&[payment], from, to, now).await? == 1)
+    }
+
+    /// Moves each of these payments that is in one of `from` to `to`, in one atomic write;
+    /// returns how many moved (the others are left as they are). Concurrent captures are
+    /// recorded this way, a group at a time.
+    async fn set_payments_status(
+        &self,
+        payments: &[PaymentId],
+        from: &[PaymentStatus],
+        to: PaymentStatus,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
 
     /// Releases a hold at once (its owner or an admin deleting it). Releasing a booking that
     /// is already cancelled or expired returns it unchanged.
@@ -472,7 +485,9 @@ pub struct CommitRequest {
     pub provider: String,
     pub method: String,
     pub now: OffsetDateTime,
-    /// The charge is left to the commit queue (see [`crate::booking::Payment::queued`]).
+    /// The charge is left to the commit queue (see [`crate::booking::Payment::queued`]). The
+    /// store also queues every commit of an event with a waiting room, whatever this says, in
+    /// the same statement that records the payment: the returned payment tells which it was.
     pub queued: bool,
 }
 

@@ -666,16 +666,19 @@ async fn take_seats<C: GenericClient>(
     skip_locked: bool,
 ) -> Result<Vec<(String, i16, i64, bool)>> {
     let sql = format!(
-        "UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
+        // A materialized step, run once (see take_front_where).
+        "WITH o AS MATERIALIZED (
+             SELECT seat_id, state AS old_state FROM seats
+             WHERE event_id = $1 AND seat_id = ANY($2)
+               -- Written as CASE so that the planner looks these seats up by key: an OR of
+               -- states would tempt it to scan the partial indexes of free seats instead.
+               AND CASE state WHEN 'OPEN' THEN true
+                              WHEN 'HOLD' THEN hold_expires_at <= $5
+                              ELSE false END
+             ORDER BY seat_id FOR UPDATE{})
+         UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
             version = s.version + 1
-         FROM (SELECT seat_id, state AS old_state FROM seats
-               WHERE event_id = $1 AND seat_id = ANY($2)
-                 -- Written as CASE so that the planner looks these seats up by key: an OR of
-                 -- states would tempt it to scan the partial indexes of free seats instead.
-                 AND CASE state WHEN 'OPEN' THEN true
-                                WHEN 'HOLD' THEN hold_expires_at <= $5
-                                ELSE false END
-               ORDER BY seat_id FOR UPDATE{}) o
+         FROM o
          WHERE s.event_id = $1 AND s.seat_id = o.seat_id
          RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'",
         if skip_locked { " SKIP LOCKED" } else { "" }
@@ -761,12 +764,19 @@ async fn take_front_where<C: GenericClient>(
     quantity: u32,
     free: &str,
 ) -> Result<Vec<(String, i16, i64, bool)>> {
+    // The pick is a materialized step that runs once. As a subquery joined to the UPDATE it
+    // could be put on the inner side of a nested loop and scanned again for every outer row;
+    // with SKIP LOCKED and LIMIT each scan may return other rows, and the statement would take
+    // more places than asked for (seen once on a brand-new event, whose seats had no
+    // statistics yet).
     let sql = format!(
-        "UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
+        "WITH o AS MATERIALIZED (
+             SELECT seat_id, state AS old_state FROM seats
+             WHERE event_id = $1 AND section_no = $2 AND {free}
+             ORDER BY row_index, number LIMIT $5 FOR UPDATE SKIP LOCKED)
+         UPDATE seats s SET state = 'HOLD', hold_expires_at = $3, booking_id = $4,
             version = s.version + 1
-         FROM (SELECT seat_id, state AS old_state FROM seats
-               WHERE event_id = $1 AND section_no = $2 AND {free}
-               ORDER BY row_index, number LIMIT $5 FOR UPDATE SKIP LOCKED) o
+         FROM o
          WHERE s.event_id = $1 AND s.seat_id = o.seat_id
          RETURNING s.seat_id, s.section_no, s.price_cents, o.old_state = 'OPEN'"
     );
@@ -795,6 +805,13 @@ async fn take_front_where<C: GenericClient>(
             &limit
         )?
     };
+    if rows.len() > quantity as usize {
+        // Never more than asked for; the transaction rolls back.
+        return Err(StoreError::Internal(format!(
+            "a pick of {quantity} places took {}",
+            rows.len()
+        )));
+    }
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
@@ -948,9 +965,12 @@ pub async fn begin_commit<C: GenericClient>(
              INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
                  idempotency_key, method, amount_cents, currency, status, created_at, updated_at,
                  queued)
-             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2, $12)
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1)
-         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)",
+             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2,
+                 $12 OR EXISTS (SELECT 1 FROM events
+                                WHERE event_id = $3 AND waiting_room IS NOT NULL))
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING queued)
+         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p),
+                coalesce((SELECT bool_or(queued) FROM p), false)",
         &req.booking_id.0,
         &now,
         &booking.event_id.0,
@@ -964,7 +984,7 @@ pub async fn begin_commit<C: GenericClient>(
         &booking.currency.as_str(),
         &req.queued
     )?;
-    let (moved, paid): (i64, i64) = (row.get(0), row.get(1));
+    let (moved, paid, queued): (i64, i64, bool) = (row.get(0), row.get(1), row.get(2));
     if paid == 0 {
         // The key forwarded to the provider is derived from the customer's key, so it was used
         // before (its record purged since): the provider would answer with that first payment.
@@ -1004,7 +1024,7 @@ pub async fn begin_commit<C: GenericClient>(
         status: PaymentStatus::Started,
         updated_at: now,
         attempts: 0,
-        queued: req.queued,
+        queued,
     };
     let booking = Booking {
         status: BookingStatus::Pending,
@@ -1431,25 +1451,25 @@ async fn confirm<C: GenericClient>(
     Ok(true)
 }
 
-pub async fn set_payment_status<C: GenericClient>(
+pub async fn set_payments_status<C: GenericClient>(
     c: &C,
-    payment: PaymentId,
+    payments: &[PaymentId],
     from: &[PaymentStatus],
     to: PaymentStatus,
     now: OffsetDateTime,
-) -> Result<bool> {
+) -> Result<u64> {
     let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-    let n = q!(
+    let ids: Vec<uuid::Uuid> = payments.iter().map(|p| p.0).collect();
+    q!(
         c,
         execute,
         "UPDATE payments SET status = $2, updated_at = $3
-         WHERE payment_id = $1 AND status = ANY($4)",
-        &payment.0,
+         WHERE payment_id = ANY($1) AND status = ANY($4)",
+        &ids,
         &to.as_str(),
         &now,
         &from
-    )?;
-    Ok(n == 1)
+    )
 }
 
 // ---- release, cancel, details ---------------------------------------------------------------
@@ -1522,9 +1542,9 @@ pub async fn cancel_confirmed<C: GenericClient>(
     .transpose()?;
     void_confirmed(c, &b, None, now).await?;
     if let Some(p) = &paid {
-        set_payment_status(
+        set_payments_status(
             c,
-            p.id,
+            &[p.id],
             &[PaymentStatus::Authorized, PaymentStatus::Captured],
             PaymentStatus::RefundPending,
             now,

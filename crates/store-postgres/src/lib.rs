@@ -381,15 +381,15 @@ impl Store for PgStore {
         in_tx!(self, |tx| booking::finish_commit(&tx, fin).await)
     }
 
-    async fn set_payment_status(
+    async fn set_payments_status(
         &self,
-        payment: PaymentId,
+        payments: &[PaymentId],
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<u64, StoreError> {
         let c = self.client().await?;
-        booking::set_payment_status(&c, payment, from, to, now).await
+        booking::set_payments_status(&c, payments, from, to, now).await
     }
 
     async fn release(&self, id: BookingId, now: OffsetDateTime) -> Result<Booking, ReleaseError> {

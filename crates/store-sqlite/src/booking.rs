@@ -746,7 +746,9 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
             "INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
                 idempotency_key, method, amount_cents, currency, status, created_at, updated_at,
                 queued)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'STARTED', ?10, ?10, ?11)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'STARTED', ?10, ?10,
+                 ?11 OR EXISTS (SELECT 1 FROM events
+                                WHERE event_id = ?2 AND waiting_room IS NOT NULL))",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -1026,23 +1028,26 @@ fn confirm(
     Ok(true)
 }
 
-pub fn set_payment_status(
+pub fn set_payments_status(
     tx: &Transaction<'_>,
-    payment: PaymentId,
+    payments: &[PaymentId],
     from: &[PaymentStatus],
     to: PaymentStatus,
     now: OffsetDateTime,
-) -> Result<bool> {
+) -> Result<u64> {
     let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let sql = format!(
         "UPDATE payments SET status = ?2, updated_at = ?3
          WHERE payment_id = ?1 AND status IN ({})",
         from.join(", ")
     );
-    let n = sq(tx
-        .prepare_cached(&sql)
-        .and_then(|mut s| s.execute(params![id(payment.0), to.as_str(), ts(now)])))?;
-    Ok(n == 1)
+    // One transaction for all; a statement each is cheap in process.
+    let mut stmt = sq(tx.prepare_cached(&sql))?;
+    let mut moved = 0;
+    for payment in payments {
+        moved += sq(stmt.execute(params![id(payment.0), to.as_str(), ts(now)]))? as u64;
+    }
+    Ok(moved)
 }
 
 // ---- release, cancel, details ---------------------------------------------------------------
@@ -1081,9 +1086,9 @@ pub fn cancel_confirmed(
         ))
         .and_then(|mut s| s.query_row([id(b.id.0)], payment_row).optional()))?;
     if let Some(p) = &paid {
-        set_payment_status(
+        set_payments_status(
             tx,
-            p.id,
+            &[p.id],
             &[PaymentStatus::Authorized, PaymentStatus::Captured],
             PaymentStatus::RefundPending,
             now,

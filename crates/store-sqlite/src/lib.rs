@@ -260,15 +260,15 @@ impl Store for SqliteStore {
         self.write(move |tx| booking::finish_commit(tx, &fin)).await
     }
 
-    async fn set_payment_status(
+    async fn set_payments_status(
         &self,
-        payment: PaymentId,
+        payments: &[PaymentId],
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let from = from.to_vec();
-        self.write(move |tx| booking::set_payment_status(tx, payment, &from, to, now))
+    ) -> Result<u64, StoreError> {
+        let (payments, from) = (payments.to_vec(), from.to_vec());
+        self.write(move |tx| booking::set_payments_status(tx, &payments, &from, to, now))
             .await
     }
 

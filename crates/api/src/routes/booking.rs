@@ -483,17 +483,10 @@ pub async fn commit(
             "must be a payment method token such as pm_card_visa",
         )));
     }
-    // On-sales take commits through the queue: every commit of a waiting-room event, and every
-    // commit on a node told so.
-    let queued = state.booking.config.queued_commits || {
-        match state.store.booking(booking_id).await? {
-            Some(b) if b.customer == who.sub => state
-                .event(b.event_id)
-                .await?
-                .is_some_and(|e| e.spec.policies.waiting_room.is_some()),
-            _ => false,
-        }
-    };
+    // On-sales take commits through the queue: every commit on a node told so, and (decided by
+    // the store as it records the payment, without a read of its own) every commit of a
+    // waiting-room event.
+    let node_queued = state.booking.config.queued_commits;
     let req = CommitRequest {
         customer: who.sub.clone(),
         booking_id,
@@ -504,20 +497,27 @@ pub async fn commit(
         provider: state.booking.payments.name().to_owned(),
         method: method.to_owned(),
         now: state.clock.now(),
-        queued,
+        queued: node_queued,
     };
     let (booking, payment) = match state.store.begin_commit(&req).await {
         Ok(CommitBegin::Started { booking, payment }) => (*booking, *payment),
         Ok(CommitBegin::Replay(r)) => return Ok(stored(r.status, r.body, true)),
         // The same purchase, still in the queue: the same answer as the first time.
-        Err(CommitError::InFlight) if queued => {
+        Err(CommitError::InFlight) => {
             let booking = state
                 .store
                 .booking(booking_id)
                 .await?
                 .filter(|b| b.customer == who.sub)
                 .ok_or_else(|| ApiError::not_found("booking"))?;
-            return Ok(queued_reply(&booking, true));
+            let room = state
+                .event(booking.event_id)
+                .await?
+                .is_some_and(|e| e.spec.policies.waiting_room.is_some());
+            if node_queued || room {
+                return Ok(queued_reply(&booking, true));
+            }
+            return Err(commit_error(CommitError::InFlight));
         }
         Err(e) => return Err(commit_error(e)),
     };
@@ -525,7 +525,7 @@ pub async fn commit(
         .event(booking.event_id)
         .await?
         .ok_or_else(|| ApiError::Internal("booking without event".into()))?;
-    if queued {
+    if payment.queued {
         let reply = queued_reply(&booking, false);
         state
             .commits

@@ -125,6 +125,7 @@ impl TestApp {
                 ..BookingConfig::default()
             },
             in_flight: Default::default(),
+            captures: Default::default(),
         };
         let state = AppState::new(
             Arc::new(Authenticator::new(&auth)),
