@@ -118,6 +118,19 @@ pub struct ServeArgs {
     pub ticket_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub payments: PaymentArgs,
+    // --- TLS (issue 12) ---
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(long, env = "BOXOFFICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "BOXOFFICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) whose client certificates the operator and scanner routes
+    /// (`/v1/checkin`, `/v1/events/{id}/revocations`, `/metrics`) require; other routes
+    /// still work without one. Needs --tls-cert.
+    #[arg(long, env = "BOXOFFICE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    // --- end TLS ---
     /// How often lapsed holds are swept back on sale.
     #[arg(long, env = "BOXOFFICE_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
