@@ -851,7 +851,10 @@ impl<'a> InFlight<'a> {
         id: PaymentId,
     ) -> Option<Self> {
         let mut s = set.lock().ok()?;
-        s.insert(id).then_some(InFlight { set, id })
+        // Lazily: `then_some` would build the guard even when the payment is taken, and drop
+        // it at once, here, where its Drop locks the set this function still holds — a
+        // deadlock of the node's thread (and the other claimant's id removed).
+        s.insert(id).then(|| InFlight { set, id })
     }
 }
 
@@ -901,5 +904,23 @@ pub async fn run_workers(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_is_claimed_once_and_a_second_claim_leaves_the_first_alone() {
+        let set = std::sync::Mutex::new(std::collections::HashSet::new());
+        let id = PaymentId::new();
+        let first = InFlight::claim(&set, id).expect("the first claim");
+        // Used to deadlock here (the refused claim's guard dropped under the set's lock).
+        assert!(InFlight::claim(&set, id).is_none(), "taken");
+        assert!(set.lock().unwrap().contains(&id), "still the first one's");
+        drop(first);
+        assert!(set.lock().unwrap().is_empty());
+        assert!(InFlight::claim(&set, id).is_some(), "free again");
     }
 }
