@@ -36,11 +36,14 @@ impl Gate {
         let _ = self.gate.set(gate);
     }
 
-    /// Asks the gate to mark `req`'s seats for its booking for `ttl`.
+    /// Asks the gate to mark `req`'s seats for its booking for `ttl`, and never beyond the
+    /// hold's own `expires_at`: the marks lapse when the hold does, not `ttl` after this
+    /// call (which comes a little, or under load a lot, after the hold's clock was read).
     pub async fn take(&self, req: &HoldRequest, ttl: Duration) -> Passage {
         let (Some(gate), Selection::Seats(seats)) = (self.gate.get(), &req.selection) else {
             return Passage::Bypassed;
         };
+        let ttl = mark_ttl(req.expires_at, time::OffsetDateTime::now_utc(), ttl);
         match gate.take(req.event.id, seats, req.booking_id, ttl).await {
             Ok(true) => Passage::Marked,
             Ok(false) => {
@@ -72,5 +75,44 @@ impl Gate {
         if let Err(e) = gate.release(b.event_id, &seats, b.id).await {
             tracing::warn!(booking_id = %b.id, error = %e, "could not clear hold gate marks");
         }
+    }
+}
+
+/// How long a mark taken at `now` for a hold expiring at `expires_at` may live: what is left
+/// of the hold, at most `ttl`, at least a millisecond (a hold already lapsed when it reaches
+/// the gate gets a mark that is gone at once).
+fn mark_ttl(
+    expires_at: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+    ttl: Duration,
+) -> Duration {
+    let left = Duration::try_from(expires_at - now).unwrap_or(Duration::ZERO);
+    // Whole milliseconds, rounded down: Redis keeps milliseconds, and a mark may end a little
+    // before its hold, never after.
+    let left = Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+    left.min(ttl).max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_never_outlives_its_hold() {
+        let now = time::OffsetDateTime::now_utc();
+        let ttl = Duration::from_secs(300);
+        // Reached the gate 40 ms after the hold's clock was read: 40 ms less.
+        let expires = now + time::Duration::seconds(300) - time::Duration::milliseconds(40);
+        assert_eq!(mark_ttl(expires, now, ttl), Duration::from_millis(299_960));
+        // Never longer than the configured TTL (a clock behind the hold's).
+        assert_eq!(mark_ttl(now + time::Duration::hours(1), now, ttl), ttl);
+        // Lapsed already: gone at once.
+        assert_eq!(
+            mark_ttl(now - time::Duration::seconds(1), now, ttl),
+            Duration::from_millis(1)
+        );
+        // Sub-millisecond rest is dropped, not rounded up.
+        let expires = now + time::Duration::microseconds(2_900);
+        assert_eq!(mark_ttl(expires, now, ttl), Duration::from_millis(2));
     }
 }
