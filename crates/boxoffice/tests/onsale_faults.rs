@@ -512,6 +512,34 @@ async fn all_settled(cluster: &Cluster, event: &str, purchases: &[Purchase], cap
 }
 
 // ---------------------------------------------------------------------------------------------
+// Two nodes, no fault: the baseline
+// ---------------------------------------------------------------------------------------------
+
+/// Two nodes on one database, Redis and NATS sell one event (as `scaled.rs` does, here also
+/// checked at the provider): holds and commits alternate between the nodes, every purchase
+/// is settled once by a worker pulling from the shared stream, every buyer is charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_sell_one_event_and_charge_every_buyer_once() {
+    const CAPACITY: usize = 40;
+    let nats = PrivateNats::start();
+    let redis = PrivateRedis::start();
+    let cluster = Cluster::start(2, &nats, &redis, &[]).await;
+    let event = cluster.event(4, 10).await;
+    let purchases = rush(&cluster, Rush::new(&event, 150), &Progress::default()).await;
+    all_settled(&cluster, &event, &purchases, CAPACITY).await;
+    assert_eq!(
+        cluster.metric("commits_queued_settled_total").await,
+        CAPACITY as f64,
+        "every purchase settled by a queue worker, none left to the reconciler"
+    );
+    assert!(
+        cluster.metric("hold_gate_refused_total").await > 0.0,
+        "the gate turned buyers away"
+    );
+    assert_eq!(cluster.metric("hold_gate_bypassed_total").await, 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // A node killed with commits queued
 // ---------------------------------------------------------------------------------------------
 
