@@ -9,7 +9,8 @@
 # Usage: bench/onsale.sh                     (builds release binaries first)
 # Knobs: BUYERS=10000 PLACES=1000 QUANTITY=1 ADMIT_PER_MINUTE=60000 OPENS_IN=30s
 #        SEARCH_RATE=5000 SEARCH_FOR=10s BACKENDS="sqlite postgres" PGBENCH_CLIENTS=16
-# Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench.
+# Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench; for the postgres
+#        backend (scaled mode) Redis at 127.0.0.1:6379 and NATS with JetStream at 127.0.0.1:4222.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BOXOFFICE_TICKET_KEY_FILE=${BOXOFFICE_TICKET_KEY_FILE:-$PWD/crates/boxoffice/tests/fixtures/ticket-key.pem}
@@ -23,9 +24,11 @@ SEARCH_FOR=${SEARCH_FOR:-10s}
 BACKENDS=${BACKENDS:-sqlite postgres}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-16}
 PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
+REDIS=${BOXOFFICE_TEST_REDIS:-redis://127.0.0.1:6379}
+NATS=${BOXOFFICE_TEST_NATS:-nats://127.0.0.1:4222}
 SECRET=bench-secret-bench-secret
 
-cargo build --release -q -p boxoffice -p boxoffice-loadgen
+cargo build --release -q -p boxoffice -p boxoffice-loadgen -p boxoffice-fakepsp
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/boxoffice
 LOAD=$TARGET/release/boxoffice-load
@@ -50,7 +53,14 @@ for backend in $BACKENDS; do
     fi
     # A catalog to search while the rush is on (real tour dates), seeded before the node starts.
     env "${verify_env[@]}" BOXOFFICE_DATA_DIR="$dir" BOXOFFICE_LOG=warn "$BIN" seed --events 20000 --seed 1 >/dev/null
-    serve "$dir" "${verify_env[@]}"
+    if [ "$backend" = postgres ]; then
+        # Scaled mode: the Redis hold gate and the JetStream commit log (a stream of this run's
+        # own), as DESIGN.md runs them.
+        serve "$dir" "${verify_env[@]}" BOXOFFICE_REDIS_URL="$REDIS" BOXOFFICE_NATS_URL="$NATS" \
+            BOXOFFICE_NATS_STREAM="bench_onsale_$RANDOM$RANDOM"
+    else
+        serve "$dir"
+    fi
     sleep 5 # the node indexes the catalog
     echo "### $backend"
     echo

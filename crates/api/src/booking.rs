@@ -84,6 +84,8 @@ pub struct BookingService {
     pub in_flight: Arc<std::sync::Mutex<std::collections::HashSet<PaymentId>>>,
     /// Captures are recorded a group at a time.
     pub captures: crate::group_commit::CaptureLog,
+    /// The hold gate (scaled out), told when seats go back on sale here.
+    pub holds: crate::hold_gate::Gate,
 }
 
 /// A seat as bookings show it.
@@ -407,6 +409,10 @@ impl BookingService {
             }
             _ => {}
         }
+        if let CommitOutcome::Lapsed(b) = &finished.outcome {
+            // The hold ran out while the money moved: its seats are back on sale.
+            self.holds.released(b).await;
+        }
         Ok(finished.response)
     }
 
@@ -430,10 +436,14 @@ impl BookingService {
                                 .void(provider_ref, &format!("{}_void", p.idempotency_key)),
                         )
                         .await;
-                    self.store
+                    if let Some(b) = self
+                        .store
                         .revoke(p.id, Revocation::CaptureFailed, self.clock.now())
                         .await
-                        .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+                        .map_err(|e| PaymentError::Unavailable(e.to_string()))?
+                    {
+                        self.holds.released(&b).await;
+                    }
                     return Ok(());
                 }
                 Err(e) => {
@@ -702,6 +712,7 @@ impl BookingService {
         };
         if let Some(why) = revocation {
             if let Some(b) = self.store.revoke(p.id, why, self.clock.now()).await? {
+                self.holds.released(&b).await;
                 tracing::warn!(payment_id = %p.id, booking_id = %b.id, reason = why.reason(), "booking revoked by the payment provider");
             }
             return Ok(());

@@ -13,10 +13,11 @@ use std::time::Duration;
 use boxoffice_domain::booking::{Booking, HoldRequest, Selection};
 use boxoffice_domain::onsale::HoldGate;
 
-/// This node's gate, if it has one.
-#[derive(Debug, Default)]
+/// This node's gate, if it has one. Clones share it (the booking service clears the marks of
+/// seats it puts back on sale; the routes mark and clear the rest).
+#[derive(Debug, Default, Clone)]
 pub struct Gate {
-    gate: OnceLock<Arc<dyn HoldGate>>,
+    gate: Arc<OnceLock<Arc<dyn HoldGate>>>,
 }
 
 /// What the gate said about a hold.
@@ -68,7 +69,9 @@ impl Gate {
         }
     }
 
-    /// A booking's seats went back on sale (released, cancelled): clears its marks.
+    /// A booking's seats went back on sale (released, cancelled, revoked, lapsed while
+    /// paying): clears its marks, which would otherwise turn buyers away from open seats until
+    /// the hold's time is up.
     pub async fn released(&self, b: &Booking) {
         let Some(gate) = self.gate.get() else { return };
         let seats: Vec<_> = b.seats.iter().map(|s| s.seat_id.clone()).collect();

@@ -123,7 +123,7 @@ impl AppState {
             commits: commit_queue::CommitQueue::default(),
             seats: seat_stream::SeatStreams::new(booking.store.clone()),
             closing: tokio::sync::watch::Sender::new(false),
-            holds: hold_gate::Gate::default(),
+            holds: booking.holds.clone(),
             store: booking.store.clone(),
             clock: booking.clock.clone(),
             auth,

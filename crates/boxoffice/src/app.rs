@@ -307,6 +307,7 @@ pub async fn build_state(
         },
         in_flight: Default::default(),
         captures: Default::default(),
+        holds: Default::default(),
     };
     let state = AppState::new(
         Arc::new(Authenticator::new(&auth)),

@@ -895,13 +895,9 @@ async fn released_and_expired_holds_free_their_seats_in_the_gate_at_once() {
 
 /// A seat that goes back on sale before its hold's time is up in any other way than a release
 /// (here: the provider refuses the capture, so the confirmed booking is revoked and its seat
-/// reopened at once) must not stay blocked by the gate until the mark's TTL.
-///
-/// Ignored: the booking service does not tell the gate when it revokes a booking (the gate
-/// lives in the API state, out of the service's reach); see the on-sale fault report of
-/// issue 9 for the change needed in `booking.rs`. Run it with `--run-ignored all`.
+/// reopened at once) must not stay blocked by the gate until the mark's TTL. The booking
+/// service shares the node's gate and clears the marks of what it revokes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the booking service to clear gate marks when it revokes a booking"]
 async fn a_revoked_booking_frees_its_seat_in_the_gate_at_once() {
     let nats = PrivateNats::start();
     let redis = PrivateRedis::start();

@@ -255,10 +255,22 @@ pub async fn attempt(
         .detail("none were held; choose other seats")
         .into());
     }
-    let held = state.store.hold(&req).await;
-    if held.is_err() && passage == crate::hold_gate::Passage::Marked {
-        state.holds.undo(&req).await;
-    }
+    let held = if passage == crate::hold_gate::Passage::Marked {
+        // Marked seats are cleared if the store refuses, even when the buyer has gone (the
+        // request dropped mid-way): the hold and its undo run to the end on their own task.
+        let (st, rq) = (state.clone(), req.clone());
+        tokio::spawn(async move {
+            let held = st.store.hold(&rq).await;
+            if held.is_err() {
+                st.holds.undo(&rq).await;
+            }
+            held
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("hold task: {e}")))?
+    } else {
+        state.store.hold(&req).await
+    };
     let booking = match held {
         Ok(b) => b,
         Err(HoldError::Unavailable(seats)) => {
