@@ -297,7 +297,7 @@ impl Indexer {
                 }
             }
         }
-        self.maybe_commit()?;
+        self.maybe_commit().await?;
         self.record_position(feed).await;
         Ok(())
     }
@@ -504,7 +504,7 @@ impl Indexer {
         }
     }
 
-    fn maybe_commit(&mut self) -> Result<(), SearchError> {
+    async fn maybe_commit(&mut self) -> Result<(), SearchError> {
         let due = self.docs_pending
             || (!self.dirty.is_empty() && self.last_commit.elapsed() >= AVAILABILITY_COMMIT_EVERY);
         let Some(cursor) = self.cursor.clone().filter(|_| due) else {
@@ -531,11 +531,13 @@ impl Indexer {
         self.last_commit = Instant::now();
         if std::mem::take(&mut self.merge_after_commit) {
             // Fresh from a rebuild the index is a handful of segments; one is faster to search
-            // (one term dictionary per query word instead of several).
+            // (one term dictionary per query word instead of several). Awaited, not waited
+            // for: a stop lands during a long merge too (the merge is tantivy's, on its own
+            // threads, and what is committed stays consistent either way).
             let segments = self.writer.index().searchable_segment_ids()?;
             if segments.len() > 1 {
                 let started = Instant::now();
-                self.writer.merge(&segments).wait()?;
+                self.writer.merge(&segments).await?;
                 tracing::info!(
                     segments = segments.len(),
                     seconds = started.elapsed().as_secs_f64(),
