@@ -90,8 +90,12 @@ impl std::fmt::Debug for Automata {
     }
 }
 
-/// Automata kept; past this the cache starts over (they are rebuilt on demand).
-const MAX_AUTOMATA: usize = 2_000;
+/// Automata kept; past this the cache starts over (they are rebuilt on demand). Few: a
+/// two-typo automaton of a long word holds a thousand or more states of 1 KB each, so two
+/// thousand of them (distinct searches, each typo new) held gigabytes; and since each word's
+/// matches are kept per index generation ([`WordMatches`]), an automaton is needed again only
+/// after the index changes.
+const MAX_AUTOMATA: usize = 32;
 
 impl Automata {
     fn get(&self, word: &str, distance: u8, prefix: bool) -> Option<Arc<DfaWrapper>> {
