@@ -16,6 +16,7 @@
 //! ```
 
 mod booking;
+mod distinct;
 mod driver;
 mod onsale;
 mod search;
@@ -80,6 +81,23 @@ enum ScenarioCmd {
         /// Pages followed by cursor in a deep-paging query.
         #[arg(long, default_value_t = 5)]
         deep_pages: usize,
+        /// Before each load level, run `/healthz` at the same level and report the ratio.
+        #[arg(long)]
+        baseline: bool,
+    },
+    /// Distinct searches built from real data (`../shared/data`): every search is sent once,
+    /// so the answer cache cannot serve any of them. Load levels (`--users 4,16,64`) take
+    /// consecutive slices of one pool; give later runs an `--offset` past what earlier ones took.
+    Distinct {
+        /// The shared data directory (world-tours, us-zips).
+        #[arg(long, env = "BOXOFFICE_SHARED_DATA", default_value = "../shared/data")]
+        data: std::path::PathBuf,
+        /// Distinct searches in the pool (they repeat only if a run sends more).
+        #[arg(long, default_value_t = 40_000)]
+        queries: usize,
+        /// Where in the pool the first search is taken.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         /// Before each load level, run `/healthz` at the same level and report the ratio.
         #[arg(long)]
         baseline: bool,
@@ -180,6 +198,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = address(&cli.url)?;
     let mut bookings = false;
+    let mut pool: Option<Arc<distinct::DistinctMix>> = None;
     let (scenario, baseline): (Arc<dyn Scenario>, bool) = match cli.scenario {
         ScenarioCmd::Onsale {
             jwt_secret,
@@ -226,6 +245,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return onsale::run(addr, options, searches).await;
         }
         ScenarioCmd::Healthz => (Arc::new(search::Healthz), false),
+        ScenarioCmd::Distinct {
+            data,
+            queries,
+            offset,
+            baseline,
+        } => {
+            let mix = Arc::new(distinct::DistinctMix::new(
+                &data,
+                queries.max(1),
+                cli.seed,
+                offset,
+            )?);
+            eprintln!(
+                "{} distinct searches from {} ({} with a typo), starting at {offset}",
+                mix.len(),
+                data.display(),
+                mix.typos
+            );
+            pool = Some(mix.clone());
+            (mix, baseline)
+        }
         ScenarioCmd::Booking {
             jwt_secret,
             events,
@@ -319,6 +359,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 base.p99_ms(),
             ));
         }
+    }
+    if let Some(pool) = &pool {
+        let taken = pool.taken();
+        eprintln!(
+            "searches started: up to #{taken} of the pool of {}{}",
+            pool.len(),
+            if taken > pool.len() {
+                " — the pool wrapped: some searches repeated"
+            } else {
+                ", none repeated"
+            }
+        );
     }
     if !summaries.is_empty() {
         println!();

@@ -8,9 +8,13 @@
 //! straight to its row.
 //!
 //! The indexer owns the only mutable copy and publishes immutable snapshots; searches take the
-//! current snapshot (an `Arc`) and never wait for the indexer.
+//! current snapshot (an `Arc`) and never wait for the indexer. Seats left are the exception:
+//! they live in one array of atomic counters that every snapshot shares ([`Seats`]), so a
+//! seat change is one store, visible to the next search, and publishes no new snapshot (which
+//! would copy the rows and retire the sorted orders, the grid and the cached answers).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use boxoffice_domain::event::Category;
@@ -25,7 +29,6 @@ pub struct Row {
     pub max_price: i64,
     pub lat: f32,
     pub lon: f32,
-    pub available: u32,
     /// Interned zip code; 0 for none.
     pub zip: u32,
     /// Index into [`Category::ALL`].
@@ -56,9 +59,39 @@ pub struct Hit {
     pub json_head: Box<str>,
 }
 
+/// Seats left per slot, shared by the indexer's catalog and every snapshot it published: the
+/// indexer stores, searches load (relaxed: a count is a count, and each is read once per row).
+#[derive(Debug, Default)]
+pub struct Seats {
+    counts: Box<[AtomicU32]>,
+}
+
+impl Seats {
+    fn with_len(n: usize, from: &Seats) -> Self {
+        let counts = (0..n)
+            .map(|i| AtomicU32::new(from.counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed))))
+            .collect();
+        Self { counts }
+    }
+
+    fn get(&self, slot: u32) -> u32 {
+        self.counts
+            .get(slot as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, slot: u32, n: u32) -> u32 {
+        self.counts
+            .get(slot as usize)
+            .map_or(0, |c| c.swap(n, Ordering::Relaxed))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub rows: Vec<Row>,
+    /// Seats left, by slot: shared with the snapshots (see [`Seats`]).
+    seats: Arc<Seats>,
     /// Event ids as integers: the final tie-breaker of every sort, so orders are total.
     pub ids: Vec<u128>,
     pub hits: Vec<Option<Arc<Hit>>>,
@@ -79,6 +112,7 @@ impl Clone for Catalog {
             rows: self.rows.clone(),
             ids: self.ids.clone(),
             hits: self.hits.clone(),
+            seats: self.seats.clone(),
             zips: self.zips.clone(),
             live: self.live,
             by_date: OnceLock::new(),
@@ -168,6 +202,13 @@ impl Catalog {
             self.ids.resize(i + 1, 0);
             self.hits.resize(i + 1, None);
         }
+        if self.seats.counts.len() <= i {
+            // Room to grow without a copy per new event. Snapshots published before keep the
+            // old array, frozen: they are retired by the snapshot this change publishes.
+            let n = (i + 1).max(self.seats.counts.len() * 3 / 2).max(1_024);
+            self.seats = Arc::new(Seats::with_len(n, &self.seats));
+        }
+        self.seats.set(slot, s.available);
         let zip = if s.zip_code.is_empty() {
             0
         } else if let Some(z) = self.zips.get(&s.zip_code) {
@@ -187,7 +228,6 @@ impl Catalog {
             max_price: s.max_price_cents,
             lat: s.lat as f32,
             lon: s.lon as f32,
-            available: s.available,
             zip,
             category: category_index(s.category),
             alive: true,
@@ -200,10 +240,16 @@ impl Catalog {
         }));
     }
 
-    pub fn set_available(&mut self, slot: u32, available: u32) {
-        if let Some(r) = self.rows.get_mut(slot as usize) {
-            r.available = available;
-        }
+    /// Seats left at `slot`, as of now.
+    #[inline]
+    pub fn available(&self, slot: u32) -> u32 {
+        self.seats.get(slot)
+    }
+
+    /// Sets the seats left at `slot`, at once for every snapshot sharing the counts; returns
+    /// the count it replaced.
+    pub fn set_available(&self, slot: u32, available: u32) -> u32 {
+        self.seats.set(slot, available)
     }
 
     pub fn remove(&mut self, slot: u32) {

@@ -14,14 +14,15 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{
-    AutomatonWeight, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, EnableScoring,
-    FuzzyTermQuery, Occur, Query, TermQuery, Weight,
+    AutomatonWeight, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, EnableScoring,
+    FuzzyTermQuery, Query, TermQuery, Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
@@ -89,8 +90,12 @@ impl std::fmt::Debug for Automata {
     }
 }
 
-/// Automata kept; past this the cache starts over (they are rebuilt on demand).
-const MAX_AUTOMATA: usize = 2_000;
+/// Automata kept; past this the cache starts over (they are rebuilt on demand). Few: a
+/// two-typo automaton of a long word holds a thousand or more states of 1 KB each, so two
+/// thousand of them (distinct searches, each typo new) held gigabytes; and since each word's
+/// matches are kept per index generation ([`WordMatches`]), an automaton is needed again only
+/// after the index changes.
+const MAX_AUTOMATA: usize = 32;
 
 impl Automata {
     fn get(&self, word: &str, distance: u8, prefix: bool) -> Option<Arc<DfaWrapper>> {
@@ -232,49 +237,193 @@ impl SegmentCollector for SegmentSlots {
     }
 }
 
+/// What each query word matched, per index generation: `(slot, score)` sorted by slot. The
+/// same words come back in different searches (an artist with another city, filter or sort),
+/// and looking one up — typo and prefix automata walked over two term dictionaries — is the
+/// dearest part of a text search; combining the lists of a query's words is cheap.
+#[derive(Default)]
+pub struct WordMatches {
+    known: Mutex<WordMap>,
+}
+
+/// The documents a word matched, as (slot, score) sorted by slot.
+type Found = Arc<Vec<(u32, f32)>>;
+
+#[derive(Default)]
+struct WordMap {
+    generation: u64,
+    /// By (word, whether it was the query's last word: that one matches as a prefix too).
+    map: HashMap<(String, bool), Found>,
+    /// Pairs held, to bound the memory.
+    pairs: usize,
+}
+
+impl std::fmt::Debug for WordMatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WordMatches")
+            .field("words", &self.known.lock().map.len())
+            .finish()
+    }
+}
+
+/// (slot, score) pairs kept for words, in all (12 bytes each with the overhead).
+const MAX_WORD_PAIRS: usize = 2_000_000;
+
+impl WordMatches {
+    fn get(&self, word: &str, last: bool, generation: u64) -> Option<Found> {
+        let known = self.known.lock();
+        if known.generation != generation {
+            return None;
+        }
+        known.map.get(&(word.to_owned(), last)).cloned()
+    }
+
+    fn put(&self, word: &str, last: bool, generation: u64, found: Found) {
+        let mut known = self.known.lock();
+        if known.generation != generation || known.pairs + found.len() > MAX_WORD_PAIRS {
+            if generation < known.generation {
+                return;
+            }
+            known.map.clear();
+            known.pairs = 0;
+            known.generation = generation;
+        }
+        known.pairs += found.len();
+        known.map.insert((word.to_owned(), last), found);
+    }
+}
+
+/// Every document `query` matches, as (slot, score) sorted by slot.
+fn slots(searcher: &Searcher, query: &dyn Query) -> tantivy::Result<Vec<(u32, f32)>> {
+    let mut found = searcher.search(query, &Slots)?;
+    found.sort_unstable_by_key(|&(slot, _)| slot);
+    // A slot is one event: should two documents of it be alive, it counts once.
+    found.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1 = a.1.max(b.1);
+            true
+        } else {
+            false
+        }
+    });
+    Ok(found)
+}
+
+/// The slots in all of `lists` (sorted by slot), scores summed.
+fn intersect(lists: &[&[(u32, f32)]]) -> Vec<(u32, f32)> {
+    let Some((first, rest)) = lists.split_first() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, f32)> = first.to_vec();
+    for list in rest {
+        let mut j = 0;
+        out.retain_mut(|(slot, score)| {
+            while j < list.len() && list[j].0 < *slot {
+                j += 1;
+            }
+            if j < list.len() && list[j].0 == *slot {
+                *score += list[j].1;
+                true
+            } else {
+                false
+            }
+        });
+        if out.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// The slots in any of `lists`, scores summed; with `within`, only those slots (a zip code's),
+/// each scored by the words it has, none needed.
+fn union(lists: &[&[(u32, f32)]], within: Option<&[(u32, f32)]>) -> Vec<(u32, f32)> {
+    let mut scores: HashMap<u32, f32> = HashMap::new();
+    if let Some(within) = within {
+        scores.extend(within.iter().copied());
+    }
+    for list in lists {
+        for &(slot, score) in *list {
+            match scores.get_mut(&slot) {
+                Some(s) => *s += score,
+                None if within.is_none() => {
+                    scores.insert(slot, score);
+                }
+                None => {}
+            }
+        }
+    }
+    let mut out: Vec<(u32, f32)> = scores.into_iter().collect();
+    out.sort_unstable_by_key(|&(slot, _)| slot);
+    out
+}
+
 /// The events matching the query's words (and zip code, which is a term of its own), with
 /// their scores: all words first, then any. `None` when there is nothing to look up, and the
 /// caller scans every event.
+///
+/// A document's score is the sum over the words of the best way each matched (as a boolean
+/// query of one disjunction per word would score it); each word's matches come from `known`
+/// when an earlier search of this `generation` looked it up.
 pub fn matches(
     searcher: &Searcher,
     fields: &Fields,
     automata: &Automata,
+    known: &WordMatches,
+    generation: u64,
     q: Option<&str>,
     zip: Option<&str>,
 ) -> tantivy::Result<Option<Vec<(u32, f32)>>> {
     let words = q.map(words).unwrap_or_default();
-    let zip = zip.map(|z| -> Box<dyn Query> {
-        Box::new(ConstScoreQuery::new(
-            Box::new(TermQuery::new(
-                Term::from_field_text(fields.zip, z),
-                IndexRecordOption::Basic,
-            )),
-            0.0,
-        ))
-    });
     if words.is_empty() && zip.is_none() {
         return Ok(if q.is_some() { Some(Vec::new()) } else { None });
     }
-    let n = words.len();
-    let clauses = |occur: Occur| -> Vec<(Occur, Box<dyn Query>)> {
-        let mut c: Vec<(Occur, Box<dyn Query>)> = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (occur, word_query(searcher, fields, automata, w, i + 1 == n)))
-            .collect();
-        if let Some(z) = &zip {
-            c.push((Occur::Must, z.box_clone()));
-        }
-        c
+    let zip = match zip {
+        Some(z) => Some(slots(
+            searcher,
+            &TermQuery::new(
+                Term::from_field_text(fields.zip, z),
+                IndexRecordOption::Basic,
+            ),
+        )?),
+        None => None,
     };
-    let all = BooleanQuery::new(clauses(Occur::Must));
-    let found = searcher.search(&all, &Slots)?;
+    // A zip code's documents score nothing of their own.
+    let zip: Option<Vec<(u32, f32)>> =
+        zip.map(|z| z.into_iter().map(|(slot, _)| (slot, 0.0)).collect());
+    let n = words.len();
+    let (mut hits, mut misses) = (0, 0);
+    let mut lists: Vec<Found> = Vec::with_capacity(n);
+    for (i, w) in words.iter().enumerate() {
+        let last = i + 1 == n;
+        let found = match known.get(w, last, generation) {
+            Some(found) => {
+                hits += 1;
+                found
+            }
+            None => {
+                misses += 1;
+                let q = word_query(searcher, fields, automata, w, last);
+                let found = Arc::new(slots(searcher, &*q)?);
+                known.put(w, last, generation, found.clone());
+                found
+            }
+        };
+        lists.push(found);
+    }
+    crate::phases::words(hits, misses);
+    let mut all: Vec<&[(u32, f32)]> = lists.iter().map(|l| l.as_slice()).collect();
+    if let Some(z) = &zip {
+        all.push(z);
+    }
+    // Fewest first: the intersection shrinks fastest.
+    all.sort_by_key(|l| l.len());
+    let found = intersect(&all);
     if !found.is_empty() || n <= 1 {
         return Ok(Some(found));
     }
-    searcher
-        .search(&BooleanQuery::new(clauses(Occur::Should)), &Slots)
-        .map(Some)
+    let words: Vec<&[(u32, f32)]> = lists.iter().map(|l| l.as_slice()).collect();
+    Ok(Some(union(&words, zip.as_deref())))
 }
 
 /// Great-circle distance in kilometres.
@@ -335,11 +484,11 @@ impl Filters {
     }
 
     #[inline]
-    fn judge(&self, r: &Row) -> Verdict {
+    fn judge(&self, catalog: &Catalog, slot: u32, r: &Row) -> Verdict {
         if !r.alive
             || r.starts_at < self.starts_after
             || r.starts_at > self.starts_before
-            || (self.available_only && r.available == 0)
+            || (self.available_only && catalog.available(slot) == 0)
             || self.zip.is_some_and(|z| z != r.zip)
         {
             return Verdict::Out;
@@ -431,6 +580,7 @@ pub fn execute(
     matches: Option<&[(u32, f32)]>,
     now: i64,
     known: Option<Counts>,
+    timing: &mut Timing,
 ) -> Outcome {
     let mut out = Outcome {
         page: Vec::new(),
@@ -449,6 +599,7 @@ pub fn execute(
         && req.sort != Sort::Distance
         && req.geo.is_none_or(|g| g.radius_km.is_none())
     {
+        let started = Instant::now();
         let order = if req.sort == Sort::Price {
             catalog.by_price()
         } else {
@@ -464,7 +615,7 @@ pub fn execute(
                 category: true,
                 price: true,
                 ..
-            } = filters.judge(&rows[slot as usize])
+            } = filters.judge(catalog, slot, &rows[slot as usize])
             {
                 page.push((sort_key(req, catalog, slot, 0.0, None), slot));
                 if page.len() == keep {
@@ -476,42 +627,9 @@ pub fn execute(
         out.categories = counts.categories;
         out.price_bands = counts.price_bands;
         finish(req, catalog, page, &mut out);
+        timing.sort = started.elapsed();
         return out;
     }
-    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
-    let mut visit = |slot: u32, score: f32| {
-        let Some(r) = rows.get(slot as usize) else {
-            return;
-        };
-        let Verdict::In {
-            category,
-            price,
-            distance,
-        } = filters.judge(r)
-        else {
-            return;
-        };
-        if price && let Some(c) = out.categories.get_mut(r.category as usize) {
-            *c += 1;
-        }
-        if category {
-            out.price_bands[price_band(r.min_price)] += 1;
-        }
-        if !(category && price) {
-            return;
-        }
-        out.total += 1;
-        let key = sort_key(req, catalog, slot, score, distance);
-        if after.is_some_and(|a| key <= a) {
-            return;
-        }
-        if heap.len() < keep {
-            heap.push((key, slot));
-        } else if heap.peek().is_some_and(|top| key < top.0) {
-            heap.pop();
-            heap.push((key, slot));
-        }
-    };
     // Browsing within a radius: only the events in the grid cells the circle touches.
     let near = match (matches, req.geo, filters.geo) {
         (None, Some(g), Some((_, _, Some(_), lat_span, lon_span))) => {
@@ -519,25 +637,97 @@ pub fn execute(
         }
         _ => None,
     };
+    // Three passes, each timed on its own: the filters (everything but category and price,
+    // which facets count while ignoring their own filter), the facet counts, the top-k.
+    let started = Instant::now();
+    let mut passed: Vec<Passed> = Vec::new();
+    let mut judge = |slot: u32, score: f32| {
+        let Some(r) = rows.get(slot as usize) else {
+            return;
+        };
+        if let Verdict::In {
+            category,
+            price,
+            distance,
+        } = filters.judge(catalog, slot, r)
+        {
+            passed.push(Passed {
+                slot,
+                score,
+                distance: distance.unwrap_or(0.0),
+                category,
+                price,
+            });
+        }
+    };
     match (matches, near) {
         (Some(m), _) => {
             for &(slot, score) in m {
-                visit(slot, score);
+                judge(slot, score);
             }
         }
         (None, Some(slots)) => {
             for slot in slots {
-                visit(slot, 0.0);
+                judge(slot, 0.0);
             }
         }
         (None, None) => {
             for slot in 0..rows.len() as u32 {
-                visit(slot, 0.0);
+                judge(slot, 0.0);
             }
         }
     }
+    timing.filter = started.elapsed();
+    let started = Instant::now();
+    for p in &passed {
+        let r = &rows[p.slot as usize];
+        if p.price
+            && let Some(c) = out.categories.get_mut(r.category as usize)
+        {
+            *c += 1;
+        }
+        if p.category {
+            out.price_bands[price_band(r.min_price)] += 1;
+        }
+        out.total += u64::from(p.category && p.price);
+    }
+    timing.facets = started.elapsed();
+    let started = Instant::now();
+    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
+    for p in passed.iter().filter(|p| p.category && p.price) {
+        let distance = req.geo.map(|_| p.distance);
+        let key = sort_key(req, catalog, p.slot, p.score, distance);
+        if after.is_some_and(|a| key <= a) {
+            continue;
+        }
+        if heap.len() < keep {
+            heap.push((key, p.slot));
+        } else if heap.peek().is_some_and(|top| key < top.0) {
+            heap.pop();
+            heap.push((key, p.slot));
+        }
+    }
     finish(req, catalog, heap.into_sorted_vec(), &mut out);
+    timing.sort = started.elapsed();
     out
+}
+
+/// An event that passed the filters other than category and price.
+struct Passed {
+    slot: u32,
+    score: f32,
+    /// Kilometres from the search's point, when it has one.
+    distance: f64,
+    category: bool,
+    price: bool,
+}
+
+/// Where one search's time went, phase by phase (see `crate::phases`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timing {
+    pub filter: std::time::Duration,
+    pub facets: std::time::Duration,
+    pub sort: std::time::Duration,
 }
 
 /// Cuts the sorted candidates to a page, with the cursor of the next one if there is more.

@@ -44,8 +44,11 @@ const PAGE: usize = 2_000;
 const MIN_STEP: Duration = Duration::from_millis(50);
 /// How long the indexer sleeps between looks when the store does not signal.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
-/// Seat-only changes are visible at once; their documents are written this often.
-const AVAILABILITY_COMMIT_EVERY: Duration = Duration::from_secs(5);
+/// Seat-only changes are visible at once (in the shared seat counts); their documents are
+/// rewritten this often, only so that the index on disk matches the cursor it commits. Each
+/// such commit leaves a small segment that every text search then visits until merged, so not
+/// too often; a restart applies the deltas since the last commit again from the feed.
+const AVAILABILITY_COMMIT_EVERY: Duration = Duration::from_secs(30);
 /// The shortest time between two records of this reader's position, and the longest (so that
 /// a reader with nothing to apply still counts as alive).
 const RECORD_EVERY: Duration = Duration::from_secs(5);
@@ -70,14 +73,17 @@ pub(crate) struct Indexer {
     dirty: HashSet<Uuid>,
     /// Documents were added or deleted since the last commit.
     docs_pending: bool,
+    /// The catalog's rows changed (not only seat counts) since it was last published.
+    catalog_changed: bool,
+    /// Some event's seats left went to zero or back from it since searches were last told
+    /// (`availableOnly` answers depend on it).
+    sold_out_changed: bool,
     /// Merge every segment into one after the next commit (after a rebuild).
     merge_after_commit: bool,
     /// Events that got seat deltas since they were last read from the store.
     seats_touched: HashSet<Uuid>,
     last_reconcile: Instant,
     reconcile_every: Duration,
-    /// Counts pages of changes and reconciliations applied.
-    applied: u64,
     last_commit: Instant,
     /// This node's id as a feed reader; `None` records nothing.
     reader_id: Option<String>,
@@ -129,11 +135,12 @@ impl Indexer {
             cursor: None,
             dirty: HashSet::new(),
             docs_pending: false,
+            catalog_changed: false,
+            sold_out_changed: false,
             merge_after_commit: false,
             seats_touched: HashSet::new(),
             last_reconcile: Instant::now(),
             reconcile_every,
-            applied: 0,
             last_commit: Instant::now(),
             reader_id,
             committed: None,
@@ -297,7 +304,7 @@ impl Indexer {
                 }
             }
         }
-        self.maybe_commit()?;
+        self.maybe_commit().await?;
         self.record_position(feed).await;
         Ok(())
     }
@@ -364,7 +371,6 @@ impl Indexer {
         // Events read again in this read: their availability already includes every seat
         // change of the read.
         let mut reread: HashSet<EventId> = HashSet::new();
-        let applied_before = self.applied;
         if self.reconcile_due() {
             self.reconcile(&mut *read, &mut reread).await?;
         }
@@ -373,7 +379,6 @@ impl Indexer {
             if page.is_empty() {
                 break;
             }
-            self.applied += 1;
             let mut fresh = Vec::new();
             let mut deltas: Vec<(EventId, i64)> = Vec::new();
             for change in page {
@@ -409,10 +414,16 @@ impl Indexer {
             }
         }
         self.cursor = Some(read.cursor().clone());
-        // A PostgreSQL cursor moves with every transaction in the database; only a read that
-        // brought changes makes a new snapshot (and retires the cached answers).
-        if self.applied != applied_before {
+        // A PostgreSQL cursor moves with every transaction in the database, and seat deltas
+        // are already in the shared counts: only changed events make a new snapshot (and
+        // retire the cached answers); an event sold out or back retires those of
+        // `availableOnly` searches only.
+        if self.catalog_changed {
             self.publish();
+        } else if std::mem::take(&mut self.sold_out_changed)
+            && let Some(s) = self.shared.upgrade()
+        {
+            s.seats_generation.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -436,9 +447,17 @@ impl Indexer {
                 let source = Source::from_entry(entry);
                 match self.events.get(&source.id) {
                     Some((_, known)) if known.available == source.available => {}
+                    // Only the count drifted: no new document, no new snapshot.
+                    Some((_, known))
+                        if Source {
+                            available: source.available,
+                            ..known.clone()
+                        } == source =>
+                    {
+                        self.set_seats(source.id, source.available);
+                    }
                     _ => {
                         self.upsert(source)?;
-                        self.applied += 1;
                     }
                 }
             }
@@ -462,6 +481,7 @@ impl Indexer {
         self.writer
             .add_document(source.document(&self.fields, slot))?;
         self.catalog.set(slot, &source);
+        self.catalog_changed = true;
         self.dirty.remove(&source.id);
         self.seats_touched.remove(&source.id);
         self.events.insert(source.id, (slot, source));
@@ -474,6 +494,7 @@ impl Indexer {
             self.writer
                 .delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
             self.catalog.remove(slot);
+            self.catalog_changed = true;
             self.dirty.remove(&id);
             self.docs_pending = true;
         }
@@ -481,13 +502,11 @@ impl Indexer {
     }
 
     fn adjust(&mut self, id: Uuid, delta: i64) {
-        if let Some((slot, source)) = self.events.get_mut(&id)
+        if let Some((_, source)) = self.events.get(&id)
             && !source.cancelled
         {
             let n = (i64::from(source.available) + delta).clamp(0, i64::from(source.capacity));
-            source.available = n as u32;
-            self.catalog.set_available(*slot, source.available);
-            self.dirty.insert(id);
+            self.set_seats(id, n as u32);
             if self.seats_touched.is_empty() {
                 // Counted from the first change since the last reconciliation.
                 self.last_reconcile = Instant::now();
@@ -496,20 +515,35 @@ impl Indexer {
         }
     }
 
+    /// Sets an event's seats left: visible to the next search (the counts are shared with the
+    /// published snapshot); its document is rewritten at the next availability commit.
+    fn set_seats(&mut self, id: Uuid, n: u32) {
+        if let Some((slot, source)) = self.events.get_mut(&id) {
+            source.available = n;
+            let before = self.catalog.set_available(*slot, n);
+            self.sold_out_changed |= (before == 0) != (n == 0);
+            self.dirty.insert(id);
+        }
+    }
+
     /// Makes the catalog as it is now the one searches read.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.catalog_changed = false;
+        self.sold_out_changed = false;
         if let Some(s) = self.shared.upgrade() {
             s.catalog.store(Arc::new(self.catalog.clone()));
             s.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
-    fn maybe_commit(&mut self) -> Result<(), SearchError> {
+    async fn maybe_commit(&mut self) -> Result<(), SearchError> {
         let due = self.docs_pending
             || (!self.dirty.is_empty() && self.last_commit.elapsed() >= AVAILABILITY_COMMIT_EVERY);
         let Some(cursor) = self.cursor.clone().filter(|_| due) else {
             return Ok(());
         };
+        // Documents whose text changed, rather than only their stored seat counts.
+        let text_changed = self.docs_pending;
         for id in std::mem::take(&mut self.dirty) {
             if let Some((slot, source)) = self.events.get(&id) {
                 self.writer
@@ -531,11 +565,13 @@ impl Indexer {
         self.last_commit = Instant::now();
         if std::mem::take(&mut self.merge_after_commit) {
             // Fresh from a rebuild the index is a handful of segments; one is faster to search
-            // (one term dictionary per query word instead of several).
+            // (one term dictionary per query word instead of several). Awaited, not waited
+            // for: a stop lands during a long merge too (the merge is tantivy's, on its own
+            // threads, and what is committed stays consistent either way).
             let segments = self.writer.index().searchable_segment_ids()?;
             if segments.len() > 1 {
                 let started = Instant::now();
-                self.writer.merge(&segments).wait()?;
+                self.writer.merge(&segments).await?;
                 tracing::info!(
                     segments = segments.len(),
                     seconds = started.elapsed().as_secs_f64(),
@@ -545,7 +581,11 @@ impl Indexer {
         }
         if let Some(s) = self.shared.upgrade() {
             s.reader.reload()?;
-            s.generation.fetch_add(1, Ordering::AcqRel);
+            // A commit of rewritten seat counts changes no match: cached answers and word
+            // matches stay good.
+            if text_changed {
+                s.generation.fetch_add(1, Ordering::AcqRel);
+            }
         }
         Ok(())
     }

@@ -28,6 +28,7 @@
 pub mod catalog;
 pub mod engine;
 mod indexer;
+mod phases;
 pub mod query;
 mod runtime;
 pub mod schema;
@@ -45,6 +46,7 @@ use tantivy::{IndexReader, ReloadPolicy};
 
 use crate::catalog::Catalog;
 use crate::engine::{Outcome, PRICE_BANDS};
+use crate::phases::Phase;
 use crate::query::SearchRequest;
 use crate::runtime::{Cache, Pool};
 use crate::schema::Fields;
@@ -103,8 +105,12 @@ pub(crate) struct Shared {
     fields: Fields,
     reader: IndexReader,
     catalog: ArcSwap<Catalog>,
-    /// Moves on whenever what searches see changes; the cache keys on it.
+    /// Moves on whenever the events searches see change (not their seat counts, which are
+    /// read live); the caches key on it.
     generation: AtomicU64,
+    /// Moves on whenever an event sells out or comes back: `availableOnly` answers key on it
+    /// too.
+    seats_generation: AtomicU64,
     ready: AtomicBool,
     /// Whether the indexer is waiting for the store to signal a change: then the index has
     /// everything the store had when the wait began, and keeps up as long as it waits.
@@ -115,8 +121,9 @@ pub(crate) struct Shared {
     cache: Cache,
     pool: Pool,
     automata: engine::Automata,
+    words: engine::WordMatches,
     /// Facet counts of recent browsing filters, per generation, for the pages after the first.
-    counts: parking_lot::Mutex<std::collections::HashMap<u64, (u64, engine::Counts)>>,
+    counts: parking_lot::Mutex<std::collections::HashMap<(u64, u64), (u64, engine::Counts)>>,
 }
 
 /// The search handle the API holds: cheap to clone.
@@ -196,12 +203,14 @@ impl SearchIndex {
             reader,
             catalog: ArcSwap::from_pointee(Catalog::default()),
             generation: AtomicU64::new(0),
+            seats_generation: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             current_at: parking_lot::Mutex::new(std::time::Instant::now()),
             cache: Cache::new(config.cache_entries),
             pool: Pool::new(config.threads, config.queue),
             automata: engine::Automata::default(),
+            words: engine::WordMatches::default(),
             counts: Default::default(),
         });
         let indexer = indexer::Indexer::load(
@@ -263,62 +272,108 @@ impl SearchIndex {
 
     /// Runs a search and renders its answer as the JSON body of `GET /v1/events`.
     pub async fn search(&self, req: SearchRequest) -> Result<Bytes, SearchError> {
+        let started = std::time::Instant::now();
         let shared = &self.shared;
-        let generation = shared.generation.load(Ordering::Acquire);
+        let generation = shared.generation_for(&req);
         let key = req.cache_key();
-        if let Some(body) = shared.cache.get(&key, generation) {
+        if let Some(outcome) = shared.cache.get(&key, generation) {
+            phases::answer(true);
+            // Seats left and sale status are rendered as they are now.
+            let body = render_timed(&outcome, &shared.catalog.load());
+            phases::record(Phase::Total, started.elapsed());
             return Ok(body);
         }
+        phases::answer(false);
         let s = self.shared.clone();
-        let body = shared
+        let (outcome, body) = shared
             .pool
-            .run(move || run(&s, &req))
+            .run(move || {
+                phases::record(Phase::Queue, started.elapsed());
+                run(&s, &req, generation)
+            })
             .await
             .ok_or(SearchError::Overloaded)??;
-        shared.cache.put(key, generation, body.clone());
+        shared.cache.put(key, generation, outcome);
+        phases::record(Phase::Total, started.elapsed());
         Ok(body)
     }
 }
 
-fn run(shared: &Shared, req: &SearchRequest) -> Result<Bytes, SearchError> {
-    // The generation before the snapshot: counts stored under it are never newer than it.
-    let generation = shared.generation.load(Ordering::Acquire);
+impl Shared {
+    /// What a cached answer to `req` must have been computed under: the events' generation,
+    /// and for `availableOnly` which events had seats left.
+    fn generation_for(&self, req: &SearchRequest) -> (u64, u64) {
+        (
+            self.generation.load(Ordering::Acquire),
+            if req.available_only {
+                self.seats_generation.load(Ordering::Acquire)
+            } else {
+                0
+            },
+        )
+    }
+}
+
+fn run(
+    shared: &Shared,
+    req: &SearchRequest,
+    generation: (u64, u64),
+) -> Result<(Arc<Outcome>, Bytes), SearchError> {
     let catalog = shared.catalog.load_full();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let started = std::time::Instant::now();
     let matches = if req.q.is_some() || req.zip_code.is_some() {
-        engine::matches(
+        let found = engine::matches(
             &shared.reader.searcher(),
             &shared.fields,
             &shared.automata,
+            &shared.words,
+            generation.0,
             req.q.as_deref(),
             req.zip_code.as_deref(),
-        )?
+        )?;
+        phases::record(Phase::Text, started.elapsed());
+        found
     } else {
         None
     };
     let browsing = matches.is_none();
-    let key = req.filters_fingerprint();
+    let key = (req.filters_fingerprint(), generation.1);
     let known = if browsing {
         match shared.counts.lock().get(&key) {
-            Some((g, counts)) if *g == generation => Some(*counts),
+            Some((g, counts)) if *g == generation.0 => Some(*counts),
             _ => None,
         }
     } else {
         None
     };
-    let outcome = engine::execute(req, &catalog, matches.as_deref(), now, known);
+    let mut timing = engine::Timing::default();
+    let outcome = engine::execute(req, &catalog, matches.as_deref(), now, known, &mut timing);
+    phases::record(Phase::Filter, timing.filter);
+    if known.is_none() {
+        phases::record(Phase::Facets, timing.facets);
+    }
+    phases::record(Phase::Sort, timing.sort);
     if browsing && known.is_none() {
         let mut counts = shared.counts.lock();
         if counts.len() >= 10_000 {
             counts.clear();
         }
-        counts.insert(key, (generation, outcome.counts()));
+        counts.insert(key, (generation.0, outcome.counts()));
     }
-    Ok(render(
-        &outcome,
-        &catalog,
+    let body = render_timed(&outcome, &catalog);
+    Ok((Arc::new(outcome), body))
+}
+
+fn render_timed(outcome: &Outcome, catalog: &Catalog) -> Bytes {
+    let started = std::time::Instant::now();
+    let body = render(
+        outcome,
+        catalog,
         time::OffsetDateTime::now_utc().unix_timestamp(),
-    ))
+    );
+    phases::record(Phase::Render, started.elapsed());
+    body
 }
 
 /// Renders an answer; `saleStatus` is computed at `now` (unix seconds).
@@ -335,7 +390,7 @@ fn render(o: &Outcome, catalog: &Catalog, now: i64) -> Bytes {
         }
         s.push_str(&hit.json_head);
         let row = &catalog.rows[*slot as usize];
-        let left = row.available;
+        let left = catalog.available(*slot);
         let _ = write!(
             s,
             ",\"seatsLeft\":{left},\"saleStatus\":\"{}\"",

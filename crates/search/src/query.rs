@@ -106,6 +106,13 @@ impl SearchRequest {
     /// Parses decoded `name=value` pairs. Unknown and repeated parameters are errors, so that
     /// a misspelt filter is reported rather than silently ignored.
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, ParamError> {
+        let started = std::time::Instant::now();
+        let parsed = Self::parse_pairs(pairs);
+        crate::phases::record(crate::phases::Phase::Parse, started.elapsed());
+        parsed
+    }
+
+    fn parse_pairs(pairs: &[(String, String)]) -> Result<Self, ParamError> {
         let mut seen = [None::<&str>; KNOWN.len()];
         for (k, v) in pairs {
             let Some(i) = KNOWN.iter().position(|n| n == k) else {

@@ -1,11 +1,12 @@
-//! The CPU side of serving: a fixed pool of search threads, and a cache of rendered answers.
+//! The CPU side of serving: a fixed pool of search threads, and a cache of answers.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use parking_lot::Mutex as FastMutex;
+
+use crate::engine::Outcome;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -62,12 +63,19 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
 
 const SHARDS: usize = 16;
 
-/// Rendered answers by request, valid for one index generation: any applied change (a new
-/// event, a seat count) moves the generation on and so retires every entry at once. Popular
-/// searches repeat, so most of them are answered from here between changes.
+/// Which events, and for `availableOnly` which sold-out flags, an answer was computed from.
+pub type Generation = (u64, u64);
+
+/// Answers by request — the page's events, cursor and counts, not the rendered text: seats
+/// left and sale status are rendered from their live values on every hit — valid for one
+/// generation: a changed event retires every entry at once, an event sold out (or back) those
+/// of `availableOnly` searches. Popular searches repeat, so most of them are answered from
+/// here between changes.
+type Shard = FastMutex<HashMap<String, (Generation, Arc<Outcome>)>>;
+
 #[derive(Debug)]
 pub struct Cache {
-    shards: Vec<FastMutex<HashMap<String, (u64, Bytes)>>>,
+    shards: Vec<Shard>,
     per_shard: usize,
 }
 
@@ -81,7 +89,7 @@ impl Cache {
         }
     }
 
-    fn shard(&self, key: &str) -> &FastMutex<HashMap<String, (u64, Bytes)>> {
+    fn shard(&self, key: &str) -> &Shard {
         let mut h: u32 = 2_166_136_261;
         for b in key.bytes() {
             h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
@@ -89,7 +97,7 @@ impl Cache {
         &self.shards[h as usize % SHARDS]
     }
 
-    pub fn get(&self, key: &str, generation: u64) -> Option<Bytes> {
+    pub fn get(&self, key: &str, generation: Generation) -> Option<Arc<Outcome>> {
         if self.per_shard == 0 {
             return None;
         }
@@ -99,7 +107,7 @@ impl Cache {
         }
     }
 
-    pub fn put(&self, key: String, generation: u64, body: Bytes) {
+    pub fn put(&self, key: String, generation: Generation, body: Arc<Outcome>) {
         if self.per_shard == 0 {
             return;
         }
