@@ -126,7 +126,7 @@ impl TestApp {
             },
             in_flight: Default::default(),
             captures: Default::default(),
-        holds: Default::default(),
+            holds: Default::default(),
         };
         let state = AppState::new(
             Arc::new(Authenticator::new(&auth)),
