@@ -7,7 +7,7 @@
 # and the searches' p99, next to the same run's pgbench figure; then `boxoffice verify`.
 #
 # Usage: bench/onsale.sh                     (builds release binaries first)
-# Knobs: BUYERS=10000 PLACES=1000 QUANTITY=1 ADMIT_PER_MINUTE=60000 OPENS_IN=30s
+# Knobs: BUYERS=10000 PLACES=1000 QUANTITY=1 ADMIT_PER_MINUTE=60000 ADMISSION_MINUTES=1 OPENS_IN=30s
 #        SEARCH_RATE=5000 SEARCH_FOR=10s BACKENDS="sqlite postgres" PGBENCH_CLIENTS=16
 # Needs: PostgreSQL at 127.0.0.1:5432 (the test service), psql and pgbench; for the postgres
 #        backend (scaled mode) Redis at 127.0.0.1:6379 and NATS with JetStream at 127.0.0.1:4222.
@@ -18,6 +18,8 @@ BUYERS=${BUYERS:-10000}
 PLACES=${PLACES:-1000}
 QUANTITY=${QUANTITY:-1}
 ADMIT_PER_MINUTE=${ADMIT_PER_MINUTE:-60000}
+# An admitted buyer who leaves (a failed stream) keeps the last places reserved this long.
+ADMISSION_MINUTES=${ADMISSION_MINUTES:-1}
 OPENS_IN=${OPENS_IN:-30s}
 SEARCH_RATE=${SEARCH_RATE:-5000}
 SEARCH_FOR=${SEARCH_FOR:-10s}
@@ -65,7 +67,7 @@ for backend in $BACKENDS; do
     echo "### $backend"
     echo
     "$LOAD" --url "$BASE" onsale --jwt-secret "$SECRET" --buyers "$BUYERS" --places "$PLACES" \
-        --quantity "$QUANTITY" --admit-per-minute "$ADMIT_PER_MINUTE" --opens-in "$OPENS_IN" \
+        --quantity "$QUANTITY" --admit-per-minute "$ADMIT_PER_MINUTE" --admission-minutes "$ADMISSION_MINUTES" --opens-in "$OPENS_IN" \
         --search-rate "$SEARCH_RATE" --search-for "$SEARCH_FOR"
     echo
     fivexx=$(curl -s "$BASE/metrics" | awk '/^http_requests_total\{/ && /status="5/ {s += $NF} END {print s + 0}')

@@ -122,6 +122,8 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // What is still waiting once this batch is taken (push sets it as purchases come in).
+        metrics::gauge!("commit_queue_depth").set(rx.len() as f64);
         metrics::histogram!("commit_queue_batch_size").record(batch.len() as f64);
         // One event's purchases together: they share the event and its hot rows.
         let mut by_event: HashMap<EventId, Vec<Queued>> = HashMap::new();

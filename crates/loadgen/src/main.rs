@@ -142,6 +142,10 @@ enum ScenarioCmd {
         quantity: u32,
         #[arg(long, default_value_t = 60_000)]
         admit_per_minute: u32,
+        /// How long an admitted buyer may take to buy: a buyer who leaves keeps a place
+        /// reserved that long.
+        #[arg(long, default_value_t = 10)]
+        admission_minutes: u32,
         /// Time for everyone to join before the sale opens.
         #[arg(long, default_value = "20s", value_parser = parse_duration)]
         opens_in: Duration,
@@ -206,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             places,
             quantity,
             admit_per_minute,
+            admission_minutes,
             opens_in,
             search_rate,
             search_for,
@@ -215,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 places: places.max(1),
                 quantity: quantity.max(1),
                 admit_per_minute: admit_per_minute.max(1),
+                admission_minutes: admission_minutes.max(1),
                 opens_in,
                 jwt_secret,
             };

@@ -32,6 +32,8 @@ pub struct OnsaleOptions {
     pub places: u32,
     pub quantity: u32,
     pub admit_per_minute: u32,
+    /// The room's `admissionMinutes`.
+    pub admission_minutes: u32,
     /// The sale opens this long after the event is created (everyone joins before).
     pub opens_in: Duration,
     pub jwt_secret: String,
@@ -68,7 +70,7 @@ where
         "sections": [{"name": "Floor", "capacity": o.places, "priceCents": 9900}],
         "policies": {"maxTicketsPerCustomer": o.quantity, "waitingRoom": {
             "opensAt": fmt(now - time::Duration::minutes(1)),
-            "admitPerMinute": o.admit_per_minute, "admissionMinutes": 10}}
+            "admitPerMinute": o.admit_per_minute, "admissionMinutes": o.admission_minutes}}
     });
     let mut setup = Http::for_setup(addr)?;
     let auth = format!("Bearer {org}");
