@@ -450,7 +450,8 @@ async fn rush(cluster: &Cluster, r: Rush<'_>, progress: &Progress) -> Vec<Purcha
                         .commit(
                             commit_node.unwrap_or(i + 1),
                             &token,
-                            &format!("k-{i}"),
+                            // One key per purchase (a buyer may come back in a later rush).
+                            &format!("k-{i}-{booking}"),
                             &booking,
                             method,
                         )
