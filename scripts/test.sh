@@ -88,9 +88,20 @@ ensure_nats() {
 }
 # --- end scaled on-sale services ---
 
+# pgbouncer: the store's conformance suite runs a second time through a private pgbouncer in
+# transaction pooling mode (crates/store-postgres/tests/conformance_pooled.rs starts it).
+ensure_pgbouncer() {
+    if ! command -v pgbouncer >/dev/null 2>&1 && ! [ -x /usr/sbin/pgbouncer ]; then
+        log "installing pgbouncer"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq pgbouncer >/dev/null
+    fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_nats
+ensure_pgbouncer
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -14,12 +14,14 @@ use boxoffice_domain::payments::PaymentProvider;
 use boxoffice_domain::ports::{Clock, Store, SystemClock};
 use boxoffice_payments::{Sandbox, SandboxOptions, Stripe, StripeConfig};
 use boxoffice_search::{SearchConfig, SearchIndex};
-use boxoffice_store_postgres::{ClusterKey, PgOptions, PgStore};
+use boxoffice_store_postgres::{ClusterKey, PgOptions, PgStore, Pooler};
 use boxoffice_store_sqlite::SqliteStore;
 use rand::RngExt;
 use tokio::net::TcpListener;
 
-use crate::cli::{PaymentArgs, PaymentsArg, SeedArgs, ServeArgs, StoreArgs, TokenArgs};
+use crate::cli::{
+    DatabasePooler, PaymentArgs, PaymentsArg, SeedArgs, ServeArgs, StoreArgs, TokenArgs,
+};
 use crate::tls;
 
 /// The store the flags select: PostgreSQL for a `postgres://` URL, otherwise SQLite in the data
@@ -61,6 +63,19 @@ async fn open_backend(args: &StoreArgs) -> anyhow::Result<Backend> {
                 url,
                 PgOptions {
                     pool_size: args.db_pool_size,
+                    pooler: match args.database_pooler {
+                        DatabasePooler::None => Pooler::None,
+                        DatabasePooler::Transaction => Pooler::Transaction,
+                    },
+                    listen_url: args
+                        .database_listen_url
+                        .as_ref()
+                        .map(|u| u.expose().to_string()),
+                    replica_url: args
+                        .database_replica_url
+                        .as_ref()
+                        .map(|u| u.expose().to_string()),
+                    replica_max_lag: args.database_replica_max_lag,
                     ..PgOptions::default()
                 },
             )

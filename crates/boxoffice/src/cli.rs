@@ -50,6 +50,36 @@ pub struct StoreArgs {
         global = true
     )]
     pub db_pool_size: usize,
+    /// What `--database-url` reaches: `none` (PostgreSQL itself, or a pooler in session
+    /// mode) or `transaction` (a pooler that lends a connection per transaction, such as
+    /// pgbouncer's `pool_mode = transaction`: statements are sent unnamed, nothing is kept in
+    /// the session, and the node checks the schema instead of migrating it — run `migrate`
+    /// against the primary directly).
+    #[arg(long, env = "BOXOFFICE_DATABASE_POOLER", value_enum, default_value_t = DatabasePooler::None, global = true)]
+    pub database_pooler: DatabasePooler,
+    /// A direct `postgres://` URL (not through a transaction pooler) on which the node listens
+    /// for change notifications. Default: `--database-url`; behind a transaction pooler
+    /// without it, the change feed is polled (about once a second).
+    #[arg(
+        long,
+        env = "BOXOFFICE_DATABASE_LISTEN_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_listen_url: Option<Secret>,
+    /// A streaming replica (`postgres://…`) that serves catalog reads — event detail, seat
+    /// maps, the search index's rebuild scan — while it keeps up; holds, commits, bookings and
+    /// tickets always use the primary. A replica that is down or too far behind is skipped.
+    #[arg(
+        long,
+        env = "BOXOFFICE_DATABASE_REPLICA_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_replica_url: Option<Secret>,
+    /// How far behind the primary the replica may be and still serve reads.
+    #[arg(long, env = "BOXOFFICE_DATABASE_REPLICA_MAX_LAG", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub database_replica_max_lag: Duration,
     /// HS256 secret for tokens. Generated into the data directory on first start when unset.
     #[arg(
         long,
@@ -61,6 +91,12 @@ pub struct StoreArgs {
     /// Log format.
     #[arg(long, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatabasePooler {
+    None,
+    Transaction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -332,6 +368,13 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => app::serve(&cli.store, &args).await,
+            // Migrating takes a session-level advisory lock: not through a transaction pooler.
+            Command::Migrate if cli.store.database_pooler == DatabasePooler::Transaction => {
+                Err(anyhow::anyhow!(
+                    "`migrate` needs a direct connection to the primary: run it with \
+                     --database-pooler none and the primary's URL"
+                ))
+            }
             Command::Migrate => app::open_store(&cli.store).await.map(|_| {
                 println!("migrations applied");
             }),

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::exec::Exec;
 use boxoffice_domain::booking::{
     BookedSeat, Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus,
     Pick, Selection, Ticket, TicketStatus, candidate_windows, pick as choose,
@@ -31,7 +32,6 @@ use boxoffice_domain::rules::{
     self, CancelAction, ReleaseAction, Revocation, RevokeAction, SettleAction,
 };
 use boxoffice_domain::seat::SeatState;
-use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -48,16 +48,13 @@ const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, 
         listing_id IS NOT NULL
     FROM bookings";
 
-pub async fn load_booking<C: GenericClient>(
-    c: &C,
-    booking_id: BookingId,
-) -> Result<Option<Booking>> {
+pub async fn load_booking<C: Exec>(c: &C, booking_id: BookingId) -> Result<Option<Booking>> {
     read_booking(c, booking_id, false, true).await
 }
 
 /// Reads a booking in one round trip (its row, seats and tickets pipelined), optionally
 /// locking its row first.
-async fn read_booking<C: GenericClient>(
+async fn read_booking<C: Exec>(
     c: &C,
     booking_id: BookingId,
     lock: bool,
@@ -69,20 +66,17 @@ async fn read_booking<C: GenericClient>(
         format!("{BOOKING_SELECT} WHERE booking_id = $1")
     };
     let tickets_sql = format!("{TICKET_SELECT} WHERE booking_id = $1");
-    let (row_stmt, seats_stmt, tickets_stmt) = tokio::try_join!(
-        c.prepare_cached(&row_sql),
-        c.prepare_cached("SELECT seat_id, price_cents FROM booking_seats WHERE booking_id = $1"),
-        c.prepare_cached(&tickets_sql),
-    )
-    .map_err(pg_error)?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&booking_id.0];
     // Pipelined: all go out before the first answer comes back, and run in this order.
     let (row, seats, tickets) = tokio::try_join!(
-        c.query_opt(&row_stmt, &params),
-        c.query(&seats_stmt, &params),
+        c.query_opt(&row_sql, &params),
+        c.query(
+            "SELECT seat_id, price_cents FROM booking_seats WHERE booking_id = $1",
+            &params
+        ),
         async {
             if with_tickets {
-                c.query(&tickets_stmt, &params).await
+                c.query(&tickets_sql, &params).await
             } else {
                 Ok(Vec::new())
             }
@@ -149,7 +143,7 @@ fn ticket_row(r: &Row) -> Result<Ticket> {
     })
 }
 
-pub async fn tickets_of<C: GenericClient>(c: &C, customer: &CustomerId) -> Result<Vec<Ticket>> {
+pub async fn tickets_of<C: Exec>(c: &C, customer: &CustomerId) -> Result<Vec<Ticket>> {
     q!(
         c,
         query,
@@ -186,7 +180,7 @@ fn payment_row(r: &Row) -> Result<Payment> {
     })
 }
 
-pub async fn load_payment<C: GenericClient>(c: &C, id: PaymentId) -> Result<Option<Payment>> {
+pub async fn load_payment<C: Exec>(c: &C, id: PaymentId) -> Result<Option<Payment>> {
     q!(
         c,
         query_opt,
@@ -198,7 +192,7 @@ pub async fn load_payment<C: GenericClient>(c: &C, id: PaymentId) -> Result<Opti
     .transpose()
 }
 
-pub async fn unsettled_payments<C: GenericClient>(
+pub async fn unsettled_payments<C: Exec>(
     c: &C,
     before: OffsetDateTime,
     now: OffsetDateTime,
@@ -221,7 +215,7 @@ pub async fn unsettled_payments<C: GenericClient>(
     .collect()
 }
 
-pub async fn defer_payment<C: GenericClient>(
+pub async fn defer_payment<C: Exec>(
     c: &C,
     id: PaymentId,
     next_attempt_at: OffsetDateTime,
@@ -239,7 +233,7 @@ pub async fn defer_payment<C: GenericClient>(
     Ok(())
 }
 
-pub async fn payment_backlog<C: GenericClient>(c: &C) -> Result<PaymentBacklog> {
+pub async fn payment_backlog<C: Exec>(c: &C) -> Result<PaymentBacklog> {
     let r = q!(
         c,
         query_one,
@@ -252,7 +246,7 @@ pub async fn payment_backlog<C: GenericClient>(c: &C) -> Result<PaymentBacklog> 
     })
 }
 
-pub async fn payment_by_ref<C: GenericClient>(
+pub async fn payment_by_ref<C: Exec>(
     c: &C,
     provider_ref: &str,
     provider_key: Option<&str>,
@@ -292,7 +286,7 @@ pub(crate) fn delta_payload(deltas: &BTreeMap<u16, i32>) -> Result<Option<serde_
         .map_err(|e| StoreError::Internal(format!("encoding delta: {e}")))
 }
 
-pub(crate) async fn record_delta<C: GenericClient>(
+pub(crate) async fn record_delta<C: Exec>(
     c: &C,
     event_id: EventId,
     deltas: &BTreeMap<u16, i32>,
@@ -312,7 +306,7 @@ pub(crate) async fn record_delta<C: GenericClient>(
 }
 
 /// Returns the seats `booking` holds in one of `states` to OPEN; counts them per section.
-async fn free_seats<C: GenericClient>(
+async fn free_seats<C: Exec>(
     c: &C,
     event_id: EventId,
     booking_id: BookingId,
@@ -341,7 +335,7 @@ async fn free_seats<C: GenericClient>(
     Ok(out)
 }
 
-async fn adjust_counter<C: GenericClient>(
+async fn adjust_counter<C: Exec>(
     c: &C,
     event_id: EventId,
     customer: &CustomerId,
@@ -361,7 +355,7 @@ async fn adjust_counter<C: GenericClient>(
 
 /// Adds `quantity` to the customer's counter if that stays within `max`. The row lock this
 /// takes is what serialises one customer's parallel holds. `Err(already)` when over.
-async fn take_from_limit<C: GenericClient>(
+async fn take_from_limit<C: Exec>(
     c: &C,
     event_id: EventId,
     customer: &CustomerId,
@@ -414,7 +408,7 @@ enum LimitRefusal {
 /// money) as `to`: frees its held seats and gives its places back to the customer's limit.
 /// The status is re-checked by the update itself, so a booking that moved on meanwhile (a
 /// hold that became PENDING while this waited for its row) is left alone.
-pub(crate) async fn end_booking<C: GenericClient>(
+pub(crate) async fn end_booking<C: Exec>(
     c: &C,
     booking_id: BookingId,
     from: BookingStatus,
@@ -450,7 +444,7 @@ pub(crate) async fn end_booking<C: GenericClient>(
     Ok(true)
 }
 
-pub(crate) async fn must_load<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Booking> {
+pub(crate) async fn must_load<C: Exec>(c: &C, booking_id: BookingId) -> Result<Booking> {
     load_booking(c, booking_id)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("booking {booking_id} vanished")))
@@ -461,7 +455,7 @@ pub(crate) async fn must_load<C: GenericClient>(c: &C, booking_id: BookingId) ->
 /// Holds seats for a new booking. A best-available pick that loses seats to concurrent
 /// buyers fails with [`HoldError::Busy`] (the caller rolls back and tries again) unless this
 /// is the `last_try`, which takes whatever free seats it can get, adjacent or not.
-pub async fn hold<C: GenericClient>(
+pub async fn hold<C: Exec>(
     c: &C,
     req: &HoldRequest,
     last_try: bool,
@@ -642,7 +636,7 @@ pub async fn hold<C: GenericClient>(
     Ok(write_booking(c, req, &taken).await?)
 }
 
-async fn finish_front<C: GenericClient>(
+async fn finish_front<C: Exec>(
     c: &C,
     req: &HoldRequest,
     section_no: i16,
@@ -659,7 +653,7 @@ async fn finish_front<C: GenericClient>(
 }
 
 /// Conditionally takes exactly these seats for the booking; returns those it got.
-async fn take_seats<C: GenericClient>(
+async fn take_seats<C: Exec>(
     c: &C,
     req: &HoldRequest,
     ids: &[String],
@@ -701,7 +695,7 @@ async fn take_seats<C: GenericClient>(
 
 /// The front-most `window` free seats of a section (open ones through the partial index of
 /// open seats, plus lapsed holds), without locking: (seat id, row index, number).
-async fn free_front<C: GenericClient>(
+async fn free_front<C: Exec>(
     c: &C,
     req: &HoldRequest,
     section_no: i16,
@@ -736,7 +730,7 @@ async fn free_front<C: GenericClient>(
 
 /// Takes the front-most `quantity` free places of a section that nobody else is taking:
 /// open seats first (through the partial index of open seats), then lapsed holds.
-async fn take_front<C: GenericClient>(
+async fn take_front<C: Exec>(
     c: &C,
     req: &HoldRequest,
     section_no: i16,
@@ -757,7 +751,7 @@ async fn take_front<C: GenericClient>(
     Ok(taken)
 }
 
-async fn take_front_where<C: GenericClient>(
+async fn take_front_where<C: Exec>(
     c: &C,
     req: &HoldRequest,
     section_no: i16,
@@ -820,7 +814,7 @@ async fn take_front_where<C: GenericClient>(
 
 /// Writes the booking, its seats and the availability change (pipelined), and returns the
 /// booking as it now stands.
-async fn write_booking<C: GenericClient>(
+async fn write_booking<C: Exec>(
     c: &C,
     req: &HoldRequest,
     taken: &[(String, i16, i64, bool)],
@@ -888,10 +882,7 @@ async fn write_booking<C: GenericClient>(
 
 // ---- commit ---------------------------------------------------------------------------------
 
-pub async fn begin_commit<C: GenericClient>(
-    c: &C,
-    req: &CommitRequest,
-) -> Result<CommitBegin, CommitError> {
+pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitBegin, CommitError> {
     // Claim the key first: a concurrent request with the same key waits here on the unique
     // index until this transaction ends, then finds the key taken.
     let claimed = q!(
@@ -1036,19 +1027,14 @@ pub async fn begin_commit<C: GenericClient>(
     })
 }
 
-pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Result<FinishedCommit> {
+pub async fn finish_commit<C: Exec>(c: &C, fin: &CommitFinish) -> Result<FinishedCommit> {
     // Lock order everywhere: booking, then payment, then seats. Both locks and the reads go
     // out in one round trip.
-    let pay_stmt = c
-        .prepare_cached(&format!(
-            "{PAYMENT_SELECT} WHERE payment_id = $1 FOR UPDATE"
-        ))
-        .await
-        .map_err(pg_error)?;
+    let pay_sql = format!("{PAYMENT_SELECT} WHERE payment_id = $1 FOR UPDATE");
     let (booking, payment, stored) = tokio::try_join!(
         read_booking(c, fin.booking_id, true, true),
         async {
-            c.query_opt(&pay_stmt, &[&fin.payment_id.0])
+            c.query_opt(&pay_sql, &[&fin.payment_id.0])
                 .await
                 .map_err(pg_error)
         },
@@ -1203,7 +1189,7 @@ pub async fn finish_commit<C: GenericClient>(c: &C, fin: &CommitFinish) -> Resul
 
 /// The common case, in one round trip: a pending booking whose payment was approved. The
 /// outcome and its stored response are computed first, then every write goes out together.
-async fn confirm_pending<C: GenericClient>(
+async fn confirm_pending<C: Exec>(
     c: &C,
     fin: &CommitFinish,
     booking: Booking,
@@ -1305,10 +1291,7 @@ async fn confirm_pending<C: GenericClient>(
     })
 }
 
-async fn stored_response<C: GenericClient>(
-    c: &C,
-    payment_id: PaymentId,
-) -> Result<Option<StoredResponse>> {
+async fn stored_response<C: Exec>(c: &C, payment_id: PaymentId) -> Result<Option<StoredResponse>> {
     Ok(q!(
         c,
         query_opt,
@@ -1323,7 +1306,7 @@ async fn stored_response<C: GenericClient>(
 }
 
 /// Sells the booking's seats and issues its tickets; see the SQLite store for the rules.
-async fn confirm<C: GenericClient>(
+async fn confirm<C: Exec>(
     c: &C,
     booking: &Booking,
     tickets: &[NewTicket],
@@ -1451,7 +1434,7 @@ async fn confirm<C: GenericClient>(
     Ok(true)
 }
 
-pub async fn set_payments_status<C: GenericClient>(
+pub async fn set_payments_status<C: Exec>(
     c: &C,
     payments: &[PaymentId],
     from: &[PaymentStatus],
@@ -1474,7 +1457,7 @@ pub async fn set_payments_status<C: GenericClient>(
 
 // ---- release, cancel, details ---------------------------------------------------------------
 
-async fn lock_booking<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<Option<Booking>> {
+async fn lock_booking<C: Exec>(c: &C, booking_id: BookingId) -> Result<Option<Booking>> {
     let found = q!(
         c,
         query_opt,
@@ -1487,7 +1470,7 @@ async fn lock_booking<C: GenericClient>(c: &C, booking_id: BookingId) -> Result<
     }
 }
 
-pub async fn release<C: GenericClient>(
+pub async fn release<C: Exec>(
     c: &C,
     booking_id: BookingId,
     now: OffsetDateTime,
@@ -1505,7 +1488,7 @@ pub async fn release<C: GenericClient>(
     }
 }
 
-pub async fn cancel_confirmed<C: GenericClient>(
+pub async fn cancel_confirmed<C: Exec>(
     c: &C,
     booking_id: BookingId,
     now: OffsetDateTime,
@@ -1556,7 +1539,7 @@ pub async fn cancel_confirmed<C: GenericClient>(
 
 /// CONFIRMED → CANCELLED: every ticket VOID, the SOLD seats back on sale, the places back to
 /// the customer's limit, with an optional reason shown on the booking.
-pub(crate) async fn void_confirmed<C: GenericClient>(
+pub(crate) async fn void_confirmed<C: Exec>(
     c: &C,
     b: &Booking,
     reason: Option<&str>,
@@ -1603,7 +1586,7 @@ pub(crate) async fn void_confirmed<C: GenericClient>(
 }
 
 /// See [`boxoffice_domain::ports::Store::revoke`].
-pub async fn revoke<C: GenericClient>(
+pub async fn revoke<C: Exec>(
     c: &C,
     payment_id: PaymentId,
     why: Revocation,
@@ -1642,7 +1625,7 @@ pub async fn revoke<C: GenericClient>(
     Ok(Some(must_load(c, b.id).await?))
 }
 
-pub async fn update_details<C: GenericClient>(
+pub async fn update_details<C: Exec>(
     c: &C,
     booking_id: BookingId,
     contact_email: Option<String>,
@@ -1691,7 +1674,7 @@ pub async fn update_details<C: GenericClient>(
 
 // ---- background work ------------------------------------------------------------------------
 
-pub async fn expire_holds<C: GenericClient>(c: &C, now: OffsetDateTime, limit: u32) -> Result<u32> {
+pub async fn expire_holds<C: Exec>(c: &C, now: OffsetDateTime, limit: u32) -> Result<u32> {
     // SKIP LOCKED: several nodes sweep at once without queueing on each other's rows.
     let ids = q!(
         c,
@@ -1724,7 +1707,7 @@ pub async fn expire_holds<C: GenericClient>(c: &C, now: OffsetDateTime, limit: u
     Ok(n)
 }
 
-pub async fn check_in<C: GenericClient>(
+pub async fn check_in<C: Exec>(
     c: &C,
     ticket: TicketId,
     event: EventId,
@@ -1911,10 +1894,10 @@ const CHECKS: &[(&str, &str)] = &[
     ),
 ];
 
-pub async fn verify<C: GenericClient>(c: &C) -> Result<Vec<Finding>> {
+pub async fn verify<C: Exec>(c: &C) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for (rule, sql) in CHECKS {
-        for r in c.query(*sql, &[]).await.map_err(pg_error)? {
+        for r in c.query(sql, &[]).await.map_err(pg_error)? {
             findings.push(Finding {
                 rule: (*rule).to_owned(),
                 detail: r.get(0),

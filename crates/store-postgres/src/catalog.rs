@@ -1,18 +1,18 @@
 //! Events, venues, sections and seat maps.
 
+use crate::exec::Exec;
 use boxoffice_domain::event::{Category, Event, EventSpec, Policies, Section, SectionKind, Venue};
 use boxoffice_domain::ids::{CustomerId, EventId, SeatId};
 use boxoffice_domain::money::PriceCents;
 use boxoffice_domain::ports::{SeatMap, StoreError, change};
 use boxoffice_domain::seat::SeatState;
-use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
 use crate::{corrupt, pg_error};
 
 /// Inserts events with their venues, sections, optionally their seats, and one outbox row
 /// each, as a handful of set-based statements whatever the number of events.
-pub async fn insert_events<C: GenericClient>(
+pub async fn insert_events<C: Exec>(
     c: &C,
     events: &[Event],
     lay_out: bool,
@@ -116,7 +116,7 @@ pub async fn insert_events<C: GenericClient>(
 }
 
 /// Sections, seats and outbox rows of events just inserted.
-async fn insert_dependents<C: GenericClient>(
+async fn insert_dependents<C: Exec>(
     c: &C,
     events: &[Event],
     lay_out: bool,
@@ -174,7 +174,7 @@ async fn insert_dependents<C: GenericClient>(
 }
 
 /// Writes one row per seat of the event, in one statement.
-pub async fn lay_out_seats<C: GenericClient>(c: &C, e: &Event) -> Result<(), StoreError> {
+pub async fn lay_out_seats<C: Exec>(c: &C, e: &Event) -> Result<(), StoreError> {
     let capacity = e.spec.capacity() as usize;
     let mut seat_id = Vec::with_capacity(capacity);
     let mut section = Vec::with_capacity(capacity);
@@ -206,34 +206,21 @@ pub async fn lay_out_seats<C: GenericClient>(c: &C, e: &Event) -> Result<(), Sto
     Ok(())
 }
 
-pub async fn load_event<C: GenericClient>(
-    c: &C,
-    event_id: EventId,
-) -> Result<Option<Event>, StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT e.organizer_id, e.name, e.performers, e.category, e.description,
+pub async fn load_event<C: Exec>(c: &C, event_id: EventId) -> Result<Option<Event>, StoreError> {
+    let stmt = "SELECT e.organizer_id, e.name, e.performers, e.category, e.description,
                 e.starts_at, e.on_sale_at, e.currency, e.max_tickets_per_customer,
                 e.refund_window_hours, e.resale_max_price_percent, e.created_at,
                 v.name, v.address, v.city, v.zip_code, v.country, v.lat, v.lon, e.cancelled_at,
                 e.waiting_room
              FROM events e JOIN venues v ON v.venue_id = e.venue_id
-             WHERE e.event_id = $1",
-        )
-        .await
-        .map_err(pg_error)?;
-    let Some(r) = c.query_opt(&stmt, &[&event_id.0]).await.map_err(pg_error)? else {
+             WHERE e.event_id = $1";
+    let Some(r) = c.query_opt(stmt, &[&event_id.0]).await.map_err(pg_error)? else {
         return Ok(None);
     };
-    let sections_stmt = c
-        .prepare_cached(
-            "SELECT section_no, name, kind, rows, seats_per_row, capacity, price_cents
-             FROM sections WHERE event_id = $1 ORDER BY section_no",
-        )
-        .await
-        .map_err(pg_error)?;
+    let sections_stmt = "SELECT section_no, name, kind, rows, seats_per_row, capacity, price_cents
+             FROM sections WHERE event_id = $1 ORDER BY section_no";
     let sections = c
-        .query(&sections_stmt, &[&event_id.0])
+        .query(sections_stmt, &[&event_id.0])
         .await
         .map_err(pg_error)?
         .iter()
@@ -291,7 +278,7 @@ pub async fn load_event<C: GenericClient>(
     }))
 }
 
-pub async fn seat_map<C: GenericClient>(
+pub async fn seat_map<C: Exec>(
     c: &C,
     event: &Event,
     now: OffsetDateTime,
@@ -308,14 +295,9 @@ pub async fn seat_map<C: GenericClient>(
     if !laid_out {
         return Ok(SeatMap::all_open(event, now));
     }
-    let stmt = c
-        .prepare_cached(
-            "SELECT seat_id, section_no, row_label, number, price_cents, state, hold_expires_at
-             FROM seats WHERE event_id = $1",
-        )
-        .await
-        .map_err(pg_error)?;
-    let rows = c.query(&stmt, &[&event_id.0]).await.map_err(pg_error)?;
+    let stmt = "SELECT seat_id, section_no, row_label, number, price_cents, state, hold_expires_at
+             FROM seats WHERE event_id = $1";
+    let rows = c.query(stmt, &[&event_id.0]).await.map_err(pg_error)?;
     let mut map = SeatMap::builder(event);
     for r in rows {
         map.push(

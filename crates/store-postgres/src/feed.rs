@@ -42,6 +42,7 @@ use tokio::sync::{OnceCell, watch};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
+use crate::exec::{Conn, Exec};
 use crate::{PgStore, corrupt, pg_error};
 
 /// The channel the outbox trigger of migration V2 notifies.
@@ -86,12 +87,14 @@ impl Snapshot {
 /// The LISTEN side: one connection per process, started on first use, that bumps a counter on
 /// every notification.
 pub(crate) struct Listener {
-    config: tokio_postgres::Config,
+    /// Where to listen; `None` behind a transaction pooler without a direct URL: waits then
+    /// last their whole timeout (the caller polls).
+    config: Option<tokio_postgres::Config>,
     wakeups: OnceCell<watch::Receiver<u64>>,
 }
 
 impl Listener {
-    pub(crate) fn new(config: tokio_postgres::Config) -> Self {
+    pub(crate) fn new(config: Option<tokio_postgres::Config>) -> Self {
         Self {
             config,
             wakeups: OnceCell::new(),
@@ -102,7 +105,12 @@ impl Listener {
         self.wakeups
             .get_or_init(|| async {
                 let (tx, rx) = watch::channel(0u64);
-                tokio::spawn(listen(self.config.clone(), tx));
+                match self.config.clone() {
+                    Some(config) => drop(tokio::spawn(listen(config, tx))),
+                    // Nobody will send; keep the sender so that waits time out rather than
+                    // end at once.
+                    None => drop(tokio::spawn(async move { tx.closed().await })),
+                }
                 rx
             })
             .await
@@ -157,7 +165,12 @@ async fn listen(config: tokio_postgres::Config, tx: watch::Sender<u64>) {
 #[async_trait]
 impl ChangeFeed for PgStore {
     async fn read(&self, since: Option<&FeedCursor>) -> Result<Box<dyn FeedRead>, StoreError> {
-        let client = self.client().await?;
+        // A rebuild scan (no cursor) may come from the replica: its snapshot is a cursor of
+        // the primary's too (transaction ids are the cluster's), from an instant earlier.
+        let client = match since {
+            None => self.catalog_client().await?.0,
+            Some(_) => self.client().await?,
+        };
         let mut read = PgRead {
             client: Some(client),
             cursor: FeedCursor {
@@ -169,7 +182,7 @@ impl ChangeFeed for PgStore {
             behind: false,
         };
         let c = read.client()?;
-        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        c.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(pg_error)?;
         // The first statement fixes the transaction's snapshot; name it.
@@ -342,7 +355,7 @@ impl ChangeFeed for PgStore {
 }
 
 struct PgRead {
-    client: Option<deadpool_postgres::Object>,
+    client: Option<Conn>,
     cursor: FeedCursor,
     /// The snapshot changes are read after; `None` when opened without a usable cursor.
     since: Option<String>,
@@ -374,7 +387,7 @@ impl Drop for PgRead {
 }
 
 impl PgRead {
-    fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
+    fn client(&self) -> Result<&Conn, StoreError> {
         self.client
             .as_ref()
             .ok_or_else(|| StoreError::Internal("feed read already closed".into()))
@@ -396,19 +409,14 @@ impl FeedRead for PgRead {
             return Ok(Vec::new());
         };
         let c = self.client()?;
-        let stmt = c
-            .prepare_cached(
-                "SELECT tx_id::text, position, event_id, kind, payload::text FROM outbox
+        let stmt = "SELECT tx_id::text, position, event_id, kind, payload::text FROM outbox
                  WHERE tx_id >= pg_snapshot_xmin($1::text::pg_snapshot)
                    AND NOT pg_visible_in_snapshot(tx_id, $1::text::pg_snapshot)
                    AND (tx_id, position) > ($2::text::xid8, $3)
                  ORDER BY tx_id, position
-                 LIMIT $4",
-            )
-            .await
-            .map_err(pg_error)?;
+                 LIMIT $4";
         let rows = c
-            .query(&stmt, &[since, &self.next.0, &self.next.1, &(limit as i64)])
+            .query(stmt, &[since, &self.next.0, &self.next.1, &(limit as i64)])
             .await
             .map_err(pg_error)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -427,13 +435,8 @@ impl FeedRead for PgRead {
         }
         let ids: Vec<Uuid> = ids.iter().map(|e| e.0).collect();
         let c = self.client()?;
-        let stmt = c
-            .prepare_cached(&format!(
-                "{EVENT_COLUMNS} WHERE e.event_id = ANY($1) ORDER BY e.event_id"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let rows = c.query(&stmt, &[&ids]).await.map_err(pg_error)?;
+        let stmt = &format!("{EVENT_COLUMNS} WHERE e.event_id = ANY($1) ORDER BY e.event_id");
+        let rows = c.query(stmt, &[&ids]).await.map_err(pg_error)?;
         entries(c, rows).await
     }
 
@@ -444,14 +447,9 @@ impl FeedRead for PgRead {
     ) -> Result<Vec<CatalogEntry>, StoreError> {
         let after = after.map(|e| e.0).unwrap_or(Uuid::nil());
         let c = self.client()?;
-        let stmt = c
-            .prepare_cached(&format!(
-                "{EVENT_COLUMNS} WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2"
-            ))
-            .await
-            .map_err(pg_error)?;
+        let stmt = &format!("{EVENT_COLUMNS} WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2");
         let rows = c
-            .query(&stmt, &[&after, &(limit as i64)])
+            .query(stmt, &[&after, &(limit as i64)])
             .await
             .map_err(pg_error)?;
         entries(c, rows).await
@@ -466,10 +464,7 @@ const EVENT_COLUMNS: &str = "SELECT e.event_id, e.organizer_id, e.name, e.perfor
     FROM events e JOIN venues v ON v.venue_id = e.venue_id";
 
 /// Completes event rows with their sections and availability, in two more statements.
-async fn entries(
-    c: &deadpool_postgres::Object,
-    rows: Vec<Row>,
-) -> Result<Vec<CatalogEntry>, StoreError> {
+async fn entries(c: &Conn, rows: Vec<Row>) -> Result<Vec<CatalogEntry>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -479,15 +474,10 @@ async fn entries(
         .filter(|r| r.get::<_, bool>(20))
         .map(|r| r.get(0))
         .collect();
-    let stmt = c
-        .prepare_cached(
-            "SELECT event_id, section_no, name, kind, rows, seats_per_row, capacity, price_cents
-             FROM sections WHERE event_id = ANY($1) ORDER BY event_id, section_no",
-        )
-        .await
-        .map_err(pg_error)?;
+    let stmt = "SELECT event_id, section_no, name, kind, rows, seats_per_row, capacity, price_cents
+             FROM sections WHERE event_id = ANY($1) ORDER BY event_id, section_no";
     let mut sections: HashMap<Uuid, Vec<Section>> = HashMap::with_capacity(ids.len());
-    for s in c.query(&stmt, &[&ids]).await.map_err(pg_error)? {
+    for s in c.query(stmt, &[&ids]).await.map_err(pg_error)? {
         let kind = match s.get::<_, &str>(3) {
             "SEATED" => SectionKind::Seated {
                 rows: s.get::<_, i32>(4) as u32,
@@ -506,20 +496,15 @@ async fn entries(
     }
     let mut available: HashMap<Uuid, i64> = HashMap::new();
     if !laid_out.is_empty() {
-        let stmt = c
-            .prepare_cached(
-                // OPEN only: an expired hold counts as taken until the sweeper frees it, as
+        let stmt = // OPEN only: an expired hold counts as taken until the sweeper frees it, as
                 // the outbox deltas count it (see the SQLite feed).
                 // Resale listings on offer (ACTIVE on the books) are available too.
                 "SELECT event_id, count(*) FROM (
                      SELECT event_id FROM seats WHERE event_id = ANY($1) AND state = 'OPEN'
                      UNION ALL
                      SELECT event_id FROM listings WHERE event_id = ANY($1) AND status = 'ACTIVE'
-                 ) a GROUP BY event_id",
-            )
-            .await
-            .map_err(pg_error)?;
-        for r in c.query(&stmt, &[&laid_out]).await.map_err(pg_error)? {
+                 ) a GROUP BY event_id";
+        for r in c.query(stmt, &[&laid_out]).await.map_err(pg_error)? {
             available.insert(r.get(0), r.get(1));
         }
     }

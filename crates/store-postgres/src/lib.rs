@@ -5,19 +5,21 @@
 //! `migrations/` and are applied at start while holding a PostgreSQL advisory lock, so nodes
 //! starting together apply them exactly once.
 
-/// Prepares a statement (cached per connection) and runs it with `$method` (`query`,
-/// `query_one`, `query_opt`, `execute`), mapping driver errors to [`StoreError`].
+/// Runs a statement with `$method` (`query`, `query_one`, `query_opt`, `execute`) of
+/// [`exec::Exec`] (prepared once per connection, or unnamed behind a transaction pooler),
+/// mapping driver errors to [`StoreError`].
 macro_rules! q {
     ($c:expr, $method:ident, $sql:expr, $($arg:expr),* $(,)?) => {{
-        let stmt = $c.prepare_cached($sql).await.map_err($crate::pg_error)?;
-        $c.$method(&stmt, &[$($arg),*]).await.map_err($crate::pg_error)
+        $c.$method($sql, &[$($arg),*]).await.map_err($crate::pg_error)
     }};
 }
 
 mod booking;
 mod catalog;
+mod exec;
 mod feed;
 mod queue;
+mod replica;
 mod reports;
 mod resale;
 pub mod testing;
@@ -39,6 +41,7 @@ use boxoffice_domain::ports::{
 use boxoffice_domain::resale::{ListError, Listing, Payout, WithdrawError};
 use boxoffice_domain::rules::Revocation;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use exec::Exec;
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 
@@ -56,6 +59,17 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// How long a request may wait for a free connection before it is told to come back.
     pub acquire_timeout: Duration,
+    /// What sits between the node and PostgreSQL.
+    pub pooler: Pooler,
+    /// A direct connection (not through a transaction pooler) to listen for change
+    /// notifications on; `None`: the database URL itself, unless behind a transaction pooler,
+    /// where the change feed is polled instead.
+    pub listen_url: Option<String>,
+    /// A streaming replica to serve catalog reads (event detail, seat maps, the search
+    /// index's rebuild scan) while it keeps up; see [`replica`](crate::replica).
+    pub replica_url: Option<String>,
+    /// How far behind the primary the replica may be and still serve reads.
+    pub replica_max_lag: Duration,
 }
 
 impl Default for PgOptions {
@@ -63,14 +77,34 @@ impl Default for PgOptions {
         Self {
             pool_size: 16,
             acquire_timeout: Duration::from_secs(5),
+            pooler: Pooler::None,
+            listen_url: None,
+            replica_url: None,
+            replica_max_lag: Duration::from_secs(2),
         }
     }
+}
+
+/// What the database URL reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// PostgreSQL itself, or a pooler that gives each client a server connection for the
+    /// whole session: statements are prepared once per connection, migrations run at start.
+    #[default]
+    None,
+    /// A pooler that lends a server connection for one transaction at a time (pgbouncer's
+    /// `pool_mode = transaction`): statements are unnamed (typed, one round trip each),
+    /// nothing is kept in the session, and migrations are not run through it — the node only
+    /// checks the schema is current (run `boxoffice migrate` against the primary directly).
+    Transaction,
 }
 
 /// The PostgreSQL-backed [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    statements: exec::Statements,
+    replica: Option<Arc<replica::Replica>>,
     /// Events known to have their seats laid out (a fact that never reverts), so holds skip
     /// asking.
     laid_out: Arc<std::sync::RwLock<std::collections::HashSet<EventId>>>,
@@ -92,27 +126,84 @@ impl PgStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Internal("the PostgreSQL URL is malformed".into()))?;
-        migrate(&config).await?;
-        let feed = std::sync::Arc::new(feed::Listener::new(config.clone()));
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(opts.pool_size)
-            .wait_timeout(Some(opts.acquire_timeout))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building pool: {e}")))?;
+        let statements = match opts.pooler {
+            Pooler::None => {
+                migrate(&config).await?;
+                exec::Statements::default()
+            }
+            Pooler::Transaction => {
+                check_schema(&config).await?;
+                exec::Statements::unnamed()
+            }
+        };
+        let listen = match (&opts.listen_url, opts.pooler) {
+            (Some(url), _) => Some(url.parse().map_err(|_| {
+                StoreError::Internal("the PostgreSQL listen URL is malformed".into())
+            })?),
+            (None, Pooler::None) => Some(config.clone()),
+            (None, Pooler::Transaction) => {
+                tracing::warn!(
+                    "behind a transaction pooler without a listen URL: the change feed is \
+                     polled, not woken by notifications"
+                );
+                None
+            }
+        };
+        let feed = std::sync::Arc::new(feed::Listener::new(listen));
+        let pool = build_pool(config, opts.pool_size, opts.acquire_timeout)?;
+        let replica = match &opts.replica_url {
+            None => None,
+            Some(url) => {
+                let config: tokio_postgres::Config = url.parse().map_err(|_| {
+                    StoreError::Internal("the PostgreSQL replica URL is malformed".into())
+                })?;
+                // Short waits: a replica that does not answer is skipped, not waited for.
+                let replica_pool = build_pool(config, opts.pool_size, Duration::from_millis(500))?;
+                let r =
+                    replica::Replica::new(replica_pool, statements.clone(), opts.replica_max_lag);
+                tokio::spawn(replica::monitor(
+                    Arc::downgrade(&r),
+                    pool.clone(),
+                    statements.clone(),
+                ));
+                Some(r)
+            }
+        };
         Ok(Self {
             pool,
+            statements,
+            replica,
             feed,
             laid_out: Arc::default(),
         })
+    }
+
+    /// A connection for a catalog read: the replica's when it may serve it (`true`), else
+    /// the primary's.
+    pub(crate) async fn catalog_client(&self) -> Result<(exec::Conn, bool), StoreError> {
+        if let Some(r) = &self.replica
+            && let Some(c) = r.conn().await
+        {
+            return Ok((c, true));
+        }
+        Ok((self.client().await?, false))
+    }
+
+    /// After a catalog write (committed): this node's catalog reads wait for the replica to
+    /// have replayed it.
+    pub(crate) async fn wrote_catalog(&self) {
+        if let Some(r) = &self.replica {
+            match self.client().await {
+                Ok(c) => r.wrote(Some(&c)).await,
+                Err(_) => r.wrote(None::<&exec::Conn>).await,
+            }
+        }
+    }
+
+    fn fell_back(&self) {
+        if let Some(r) = &self.replica {
+            r.fell_back();
+        }
     }
 
     fn laid_out(&self, id: EventId) -> bool {
@@ -128,11 +219,13 @@ impl PgStore {
         }
     }
 
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
+    pub(crate) async fn client(&self) -> Result<exec::Conn, StoreError> {
+        let obj = self
+            .pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
+        Ok(exec::Conn::new(obj, self.statements.clone()))
     }
 
     /// Registers the *public* half of a key every node of the cluster must share (`purpose`,
@@ -173,6 +266,29 @@ impl PgStore {
             }
         })
     }
+}
+
+fn build_pool(
+    config: tokio_postgres::Config,
+    size: usize,
+    acquire_timeout: Duration,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(acquire_timeout))
+        .create_timeout(Some(
+            Duration::from_secs(5).min(acquire_timeout.max(Duration::from_secs(1))),
+        ))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Internal(format!("building pool: {e}")))
 }
 
 /// How a node's key compares with the one its cluster registered.
@@ -227,6 +343,36 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5 + jitter)).await;
 }
 
+async fn read_seat_map(
+    c: &exec::Conn,
+    event: &Event,
+    now: OffsetDateTime,
+) -> Result<SeatMap, StoreError> {
+    let (map, listings) = tokio::try_join!(
+        catalog::seat_map(c, event, now),
+        resale::event_listings(c, event.id, now)
+    )?;
+    let mut map = map;
+    map.add_resale(&listings, now);
+    Ok(map)
+}
+
+impl PgStore {
+    async fn create_events_bulk_or_one(
+        &self,
+        events: &[Event],
+        one: bool,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_error)?;
+        catalog::insert_events(&tx, events, one).await?;
+        tx.commit().await.map_err(pg_error)?;
+        drop(c);
+        self.wrote_catalog().await;
+        Ok(())
+    }
+}
+
 /// Applies pending migrations, holding an advisory lock for the duration.
 pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
@@ -253,6 +399,46 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> 
         result.map_err(|e| StoreError::Internal(format!("postgres migration failed: {e}")))?;
     for m in report.applied_migrations() {
         tracing::info!(migration = %m, "applied postgres migration");
+    }
+    Ok(())
+}
+
+/// Behind a transaction pooler the node does not migrate (the migration's advisory lock is
+/// session state): it checks that someone has, and refuses to start on an older schema.
+async fn check_schema(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+    let conn_task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let wanted = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0);
+    // The simple protocol: no statement is prepared on the pooler's server connection.
+    let applied = client
+        .simple_query("SELECT coalesce(max(version), 0)::text FROM refinery_schema_history")
+        .await;
+    drop(client);
+    let _ = conn_task.await;
+    let applied = match applied {
+        Ok(rows) => rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i64>().ok(),
+                _ => None,
+            })
+            .unwrap_or(0),
+        // No history table: nothing was ever migrated.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+        Err(e) => return Err(pg_error(e)),
+    };
+    if applied < wanted {
+        return Err(StoreError::Internal(format!(
+            "the database schema is at migration {applied}, this node needs {wanted}: run \
+             `boxoffice migrate` against the primary directly (not through the pooler)"
+        )));
     }
     Ok(())
 }
@@ -301,33 +487,37 @@ impl Store for PgStore {
     }
 
     async fn create_event(&self, event: &Event) -> Result<(), StoreError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(pg_error)?;
-        catalog::insert_events(&tx, std::slice::from_ref(event), true).await?;
-        tx.commit().await.map_err(pg_error)
+        self.create_events_bulk_or_one(std::slice::from_ref(event), true)
+            .await
     }
 
     async fn create_events_bulk(&self, events: &[Event]) -> Result<(), StoreError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(pg_error)?;
-        catalog::insert_events(&tx, events, false).await?;
-        tx.commit().await.map_err(pg_error)
+        self.create_events_bulk_or_one(events, false).await
     }
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        let c = self.client().await?;
-        catalog::load_event(&c, id).await
+        let (c, from_replica) = self.catalog_client().await?;
+        match catalog::load_event(&c, id).await {
+            // Created on another node an instant ago, or the replica failed: the primary.
+            Ok(None) | Err(_) if from_replica => {
+                drop(c);
+                self.fell_back();
+                catalog::load_event(&self.client().await?, id).await
+            }
+            r => r,
+        }
     }
 
     async fn seat_map(&self, event: &Event, now: OffsetDateTime) -> Result<SeatMap, StoreError> {
-        let c = self.client().await?;
-        let (map, listings) = tokio::try_join!(
-            catalog::seat_map(&c, event, now),
-            resale::event_listings(&c, event.id, now)
-        )?;
-        let mut map = map;
-        map.add_resale(&listings, now);
-        Ok(map)
+        let (c, from_replica) = self.catalog_client().await?;
+        match read_seat_map(&c, event, now).await {
+            Err(_) if from_replica => {
+                drop(c);
+                self.fell_back();
+                read_seat_map(&self.client().await?, event, now).await
+            }
+            r => r,
+        }
     }
 
     async fn hold(&self, req: &HoldRequest) -> Result<Booking, HoldError> {
@@ -356,13 +546,7 @@ impl Store for PgStore {
         // One snapshot for the booking, its seats and its tickets: never CONFIRMED without
         // the tickets committed with it.
         let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_error)?;
+        let tx = c.read_only_snapshot().await.map_err(pg_error)?;
         let b = booking::load_booking(&tx, id).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(b)
@@ -552,7 +736,9 @@ impl Store for PgStore {
         event: EventId,
         now: OffsetDateTime,
     ) -> Result<Vec<Payment>, StoreError> {
-        in_tx!(self, |tx| resale::cancel_event(&tx, event, now).await)
+        let voided = in_tx!(self, |tx| resale::cancel_event(&tx, event, now).await)?;
+        self.wrote_catalog().await;
+        Ok(voided)
     }
 
     // ---- transfers ------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 //! several nodes at once take turns and never let in more than the rate and the free seats
 //! allow; `boxoffice_domain::queue` decides how many, this module reads and writes.
 
+use crate::exec::Exec;
 use boxoffice_domain::ids::{CustomerId, EventId, QueueId};
 use boxoffice_domain::ports::StoreError;
 use boxoffice_domain::queue::{self, AdmitRound, QueueEntry, QueueJoin, RoomCounts};
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::corrupt;
@@ -27,7 +27,7 @@ fn entry_row(r: &Row) -> Result<QueueEntry> {
     })
 }
 
-pub async fn entry<C: GenericClient>(c: &C, id: QueueId) -> Result<Option<QueueEntry>> {
+pub async fn entry<C: Exec>(c: &C, id: QueueId) -> Result<Option<QueueEntry>> {
     q!(
         c,
         query_opt,
@@ -39,7 +39,7 @@ pub async fn entry<C: GenericClient>(c: &C, id: QueueId) -> Result<Option<QueueE
     .transpose()
 }
 
-pub async fn join<C: GenericClient>(c: &C, j: &QueueJoin) -> Result<QueueEntry> {
+pub async fn join<C: Exec>(c: &C, j: &QueueJoin) -> Result<QueueEntry> {
     // One statement: insert the place, or queue a lapsed admission again at the back, or leave
     // the existing place as it is; then read it.
     q!(
@@ -67,7 +67,7 @@ pub async fn join<C: GenericClient>(c: &C, j: &QueueJoin) -> Result<QueueEntry> 
     entry_row(&row)
 }
 
-pub async fn position<C: GenericClient>(c: &C, e: &QueueEntry) -> Result<u64> {
+pub async fn position<C: Exec>(c: &C, e: &QueueEntry) -> Result<u64> {
     let n: i64 = q!(
         c,
         query_one,
@@ -81,7 +81,7 @@ pub async fn position<C: GenericClient>(c: &C, e: &QueueEntry) -> Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-pub async fn admit<C: GenericClient>(c: &C, round: &AdmitRound) -> Result<RoomCounts> {
+pub async fn admit<C: Exec>(c: &C, round: &AdmitRound) -> Result<RoomCounts> {
     let event = round.event_id.0;
     q!(
         c,
@@ -146,7 +146,7 @@ pub async fn admit<C: GenericClient>(c: &C, round: &AdmitRound) -> Result<RoomCo
     })
 }
 
-pub async fn waiting_keys<C: GenericClient>(c: &C, event: EventId) -> Result<Vec<i64>> {
+pub async fn waiting_keys<C: Exec>(c: &C, event: EventId) -> Result<Vec<i64>> {
     Ok(q!(
         c,
         query,

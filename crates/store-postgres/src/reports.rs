@@ -1,12 +1,12 @@
 //! Reads for the organizer's pages: their events, and what an event has sold.
 
+use crate::exec::Exec;
 use boxoffice_domain::ids::{CustomerId, EventId};
 use boxoffice_domain::ports::{EventSales, StoreError};
-use deadpool_postgres::GenericClient;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub async fn organizer_events<C: GenericClient>(
+pub async fn organizer_events<C: Exec>(
     c: &C,
     organizer: &CustomerId,
     limit: u32,
@@ -24,7 +24,7 @@ pub async fn organizer_events<C: GenericClient>(
     .collect())
 }
 
-pub async fn event_sales<C: GenericClient>(c: &C, event: EventId) -> Result<EventSales> {
+pub async fn event_sales<C: Exec>(c: &C, event: EventId) -> Result<EventSales> {
     let r = q!(
         c,
         query_one,

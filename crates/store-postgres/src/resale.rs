@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::exec::Exec;
 use boxoffice_domain::booking::{
     Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus, TicketStatus,
 };
@@ -15,7 +16,6 @@ use boxoffice_domain::ports::{ListRequest, StoreError};
 use boxoffice_domain::resale::{
     self, ListError, Listing, ListingCheck, ListingStatus, Payout, PayoutStatus, WithdrawError,
 };
-use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -56,10 +56,7 @@ fn delta(section: u16, by: i32) -> BTreeMap<u16, i32> {
     BTreeMap::from([(section, by)])
 }
 
-pub async fn list_ticket<C: GenericClient>(
-    c: &C,
-    req: &ListRequest,
-) -> Result<Result<Listing, ListError>> {
+pub async fn list_ticket<C: Exec>(c: &C, req: &ListRequest) -> Result<Result<Listing, ListError>> {
     let Some(t) = q!(
         c,
         query_opt,
@@ -148,7 +145,7 @@ pub async fn list_ticket<C: GenericClient>(
     Ok(Ok(listing))
 }
 
-pub async fn listing<C: GenericClient>(c: &C, id: ListingId) -> Result<Option<Listing>> {
+pub async fn listing<C: Exec>(c: &C, id: ListingId) -> Result<Option<Listing>> {
     q!(
         c,
         query_opt,
@@ -160,7 +157,7 @@ pub async fn listing<C: GenericClient>(c: &C, id: ListingId) -> Result<Option<Li
     .transpose()
 }
 
-pub async fn event_listings<C: GenericClient>(
+pub async fn event_listings<C: Exec>(
     c: &C,
     event: EventId,
     now: OffsetDateTime,
@@ -181,7 +178,7 @@ pub async fn event_listings<C: GenericClient>(
     .collect()
 }
 
-pub async fn seller_listings<C: GenericClient>(c: &C, seller: &CustomerId) -> Result<Vec<Listing>> {
+pub async fn seller_listings<C: Exec>(c: &C, seller: &CustomerId) -> Result<Vec<Listing>> {
     q!(
         c,
         query,
@@ -193,7 +190,7 @@ pub async fn seller_listings<C: GenericClient>(c: &C, seller: &CustomerId) -> Re
     .collect()
 }
 
-pub async fn withdraw<C: GenericClient>(
+pub async fn withdraw<C: Exec>(
     c: &C,
     id: ListingId,
     seller: &CustomerId,
@@ -227,7 +224,7 @@ pub async fn withdraw<C: GenericClient>(
 /// WITHDRAWN, its ticket VALID again if still LISTED, and its place no longer available if it
 /// was counted so: ACTIVE on the books (a lapsed reservation still RESERVED never was given
 /// back).
-async fn close_listing<C: GenericClient>(c: &C, l: &Listing, now: OffsetDateTime) -> Result<()> {
+async fn close_listing<C: Exec>(c: &C, l: &Listing, now: OffsetDateTime) -> Result<()> {
     q!(
         c,
         execute,
@@ -248,7 +245,7 @@ async fn close_listing<C: GenericClient>(c: &C, l: &Listing, now: OffsetDateTime
 }
 
 /// Withdraws the open listings of a booking's tickets (it is being cancelled).
-pub async fn close_listings_of_booking<C: GenericClient>(
+pub async fn close_listings_of_booking<C: Exec>(
     c: &C,
     booking: BookingId,
     now: OffsetDateTime,
@@ -270,7 +267,7 @@ pub async fn close_listings_of_booking<C: GenericClient>(
 }
 
 /// Withdraws the open listing of a ticket that was just used at the door.
-pub async fn withdraw_for_ticket<C: GenericClient>(
+pub async fn withdraw_for_ticket<C: Exec>(
     c: &C,
     ticket: TicketId,
     now: OffsetDateTime,
@@ -297,7 +294,7 @@ pub async fn withdraw_for_ticket<C: GenericClient>(
 
 /// Holds resale listings for a new booking, all or none. The customer's limit is already
 /// taken by the caller.
-pub async fn hold_listings<C: GenericClient>(
+pub async fn hold_listings<C: Exec>(
     c: &C,
     req: &HoldRequest,
     ids: &[ListingId],
@@ -383,7 +380,7 @@ pub async fn hold_listings<C: GenericClient>(
 }
 
 /// Gives the listings a resale booking held back to sale (its hold ended without a sale).
-pub async fn release_listings<C: GenericClient>(
+pub async fn release_listings<C: Exec>(
     c: &C,
     booking: BookingId,
     event: EventId,
@@ -409,7 +406,7 @@ pub async fn release_listings<C: GenericClient>(
 /// buyer's new tickets VALID (the seat now belongs to the buyer's booking), one payout per
 /// listing SCHEDULED. Returns false if the booking can no longer take the listings (it lapsed,
 /// or the event was cancelled): the caller voids the payment.
-pub async fn confirm_resale<C: GenericClient>(
+pub async fn confirm_resale<C: Exec>(
     c: &C,
     booking: &Booking,
     tickets: &[NewTicket],
@@ -549,7 +546,7 @@ fn payout_row(r: &Row) -> Result<Payout> {
     })
 }
 
-pub async fn payouts_of<C: GenericClient>(c: &C, seller: &CustomerId) -> Result<Vec<Payout>> {
+pub async fn payouts_of<C: Exec>(c: &C, seller: &CustomerId) -> Result<Vec<Payout>> {
     q!(
         c,
         query,
@@ -561,11 +558,7 @@ pub async fn payouts_of<C: GenericClient>(c: &C, seller: &CustomerId) -> Result<
     .collect()
 }
 
-pub async fn due_payouts<C: GenericClient>(
-    c: &C,
-    now: OffsetDateTime,
-    limit: u32,
-) -> Result<Vec<Payout>> {
+pub async fn due_payouts<C: Exec>(c: &C, now: OffsetDateTime, limit: u32) -> Result<Vec<Payout>> {
     q!(
         c,
         query,
@@ -581,7 +574,7 @@ pub async fn due_payouts<C: GenericClient>(
     .collect()
 }
 
-pub async fn mark_payout_paid<C: GenericClient>(
+pub async fn mark_payout_paid<C: Exec>(
     c: &C,
     id: PayoutId,
     provider_ref: &str,
@@ -603,7 +596,7 @@ pub async fn mark_payout_paid<C: GenericClient>(
 /// CANCELLED (`event-cancelled`) with its tickets VOID and its payment owed back
 /// (REFUND_PENDING); holds ended; scheduled payouts clawed back. Returns the payments to refund.
 /// Doing it again changes nothing more.
-pub async fn cancel_event<C: GenericClient>(
+pub async fn cancel_event<C: Exec>(
     c: &C,
     event: EventId,
     now: OffsetDateTime,
@@ -694,10 +687,7 @@ pub async fn cancel_event<C: GenericClient>(
     Ok(out)
 }
 
-pub async fn cancelled_events<C: GenericClient>(
-    c: &C,
-    since: OffsetDateTime,
-) -> Result<Vec<EventId>> {
+pub async fn cancelled_events<C: Exec>(c: &C, since: OffsetDateTime) -> Result<Vec<EventId>> {
     Ok(q!(
         c,
         query,

@@ -6,6 +6,7 @@
 //! the ticket after its lock was granted (a fresh statement), so an accept racing a check-in,
 //! a listing or a cancellation sees what the other one wrote.
 
+use crate::exec::Exec;
 use boxoffice_domain::booking::{Ticket, TicketStatus};
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, SeatId, TicketId, TransferId};
 use boxoffice_domain::ports::StoreError;
@@ -14,7 +15,6 @@ use boxoffice_domain::transfers::{
     self, AcceptCheck, AcceptDecision, AcceptRequest, OfferCheck, OfferRequest, RevocationCursor,
     RevokedTicket, TransferError,
 };
-use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -42,7 +42,7 @@ fn ticket_row(r: &Row) -> Result<Ticket> {
     })
 }
 
-pub async fn ticket<C: GenericClient>(c: &C, id: TicketId) -> Result<Option<Ticket>> {
+pub async fn ticket<C: Exec>(c: &C, id: TicketId) -> Result<Option<Ticket>> {
     q!(
         c,
         query_opt,
@@ -72,7 +72,7 @@ fn transfer_row(r: &Row) -> Result<Transfer> {
     })
 }
 
-pub async fn transfer<C: GenericClient>(c: &C, id: TransferId) -> Result<Option<Transfer>> {
+pub async fn transfer<C: Exec>(c: &C, id: TransferId) -> Result<Option<Transfer>> {
     q!(
         c,
         query_opt,
@@ -84,7 +84,7 @@ pub async fn transfer<C: GenericClient>(c: &C, id: TransferId) -> Result<Option<
     .transpose()
 }
 
-pub async fn transfers_of<C: GenericClient>(c: &C, customer: &CustomerId) -> Result<Vec<Transfer>> {
+pub async fn transfers_of<C: Exec>(c: &C, customer: &CustomerId) -> Result<Vec<Transfer>> {
     q!(
         c,
         query,
@@ -100,7 +100,7 @@ pub async fn transfers_of<C: GenericClient>(c: &C, customer: &CustomerId) -> Res
 }
 
 /// Locks the event row for share and says when it starts and whether it was cancelled.
-async fn lock_event<C: GenericClient>(c: &C, event: EventId) -> Result<(OffsetDateTime, bool)> {
+async fn lock_event<C: Exec>(c: &C, event: EventId) -> Result<(OffsetDateTime, bool)> {
     let r = q!(
         c,
         query_one,
@@ -110,7 +110,7 @@ async fn lock_event<C: GenericClient>(c: &C, event: EventId) -> Result<(OffsetDa
     Ok((r.get(0), r.get(1)))
 }
 
-async fn set_status<C: GenericClient>(
+async fn set_status<C: Exec>(
     c: &C,
     id: TransferId,
     status: TransferStatus,
@@ -136,10 +136,7 @@ async fn set_status<C: GenericClient>(
     transfer_row(&r)
 }
 
-pub async fn offer<C: GenericClient>(
-    c: &C,
-    req: &OfferRequest,
-) -> Result<Result<Transfer, TransferError>> {
+pub async fn offer<C: Exec>(c: &C, req: &OfferRequest) -> Result<Result<Transfer, TransferError>> {
     let Some(event) = q!(
         c,
         query_opt,
@@ -201,7 +198,7 @@ pub async fn offer<C: GenericClient>(
     Ok(Ok(transfer_row(&r)?))
 }
 
-pub async fn accept<C: GenericClient>(
+pub async fn accept<C: Exec>(
     c: &C,
     req: &AcceptRequest,
 ) -> Result<Result<(Transfer, Ticket), TransferError>> {
@@ -291,7 +288,7 @@ pub async fn accept<C: GenericClient>(
     Ok(Ok((tr, new)))
 }
 
-pub async fn cancel<C: GenericClient>(
+pub async fn cancel<C: Exec>(
     c: &C,
     id: TransferId,
     sender: &CustomerId,
@@ -326,7 +323,7 @@ pub async fn cancel<C: GenericClient>(
     .await?))
 }
 
-pub async fn revocations<C: GenericClient>(
+pub async fn revocations<C: Exec>(
     c: &C,
     event: EventId,
     after: Option<RevocationCursor>,

@@ -2,11 +2,18 @@
 //! node of a scaled-out deployment talks to one and the same sandbox PSP. It is not part of the
 //! booking schema and has no migrations: it is created idempotently at start, and a change to
 //! it would need a new table rather than an edit.
+//!
+//! Its statements are unnamed and typed (`query_typed`: parse, bind and run in one round
+//! trip) rather than prepared per connection, so that it works unchanged behind a
+//! transaction pooler (pgbouncer in `pool_mode = transaction`), where a prepared statement
+//! would not outlive the transaction; and its schema lock is transaction-scoped for the same
+//! reason.
 
 use std::time::Duration;
 
 use boxoffice_domain::payments::PaymentError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
 use super::SandboxError;
@@ -79,9 +86,12 @@ impl PgLedger {
     async fn create_schema(&self) -> Result<(), PaymentError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await
-            .map_err(pg)?;
+        tx.execute_typed(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[(&SCHEMA_LOCK, Type::INT8)],
+        )
+        .await
+        .map_err(pg)?;
         tx.batch_execute(SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)
     }
@@ -100,30 +110,24 @@ impl PgLedger {
         let client = self.client().await?;
         // ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit, so
         // of any number of simultaneous callers exactly one inserts and the rest read its row.
-        let insert = client
-            .prepare_cached(
+        let inserted = client
+            .execute_typed(
                 "INSERT INTO psp_sandbox.payments (idempotency_key, provider_ref, amount_cents,
                      currency, method, description, booking_ref, status, decline_reason,
                      capture_failures_left)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        let inserted = client
-            .execute(
-                &insert,
                 &[
-                    &fresh.key,
-                    &fresh.provider_ref,
-                    &fresh.amount_cents,
-                    &fresh.currency,
-                    &fresh.method,
-                    &fresh.description,
-                    &fresh.booking_ref,
-                    &fresh.status.as_str(),
-                    &fresh.decline_reason,
-                    &fresh.capture_failures_left,
+                    (&fresh.key, Type::TEXT),
+                    (&fresh.provider_ref, Type::TEXT),
+                    (&fresh.amount_cents, Type::INT8),
+                    (&fresh.currency, Type::TEXT),
+                    (&fresh.method, Type::TEXT),
+                    (&fresh.description, Type::TEXT),
+                    (&fresh.booking_ref, Type::TEXT),
+                    (&fresh.status.as_str(), Type::TEXT),
+                    (&fresh.decline_reason, Type::TEXT),
+                    (&fresh.capture_failures_left, Type::INT8),
                 ],
             )
             .await
@@ -145,14 +149,9 @@ impl PgLedger {
 
     pub(crate) async fn by_ref(&self, provider_ref: &str) -> Result<Option<Record>, PaymentError> {
         let client = self.client().await?;
-        let select = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM psp_sandbox.payments WHERE provider_ref = $1"
-            ))
-            .await
-            .map_err(pg)?;
+        let select = format!("SELECT {COLUMNS} FROM psp_sandbox.payments WHERE provider_ref = $1");
         match client
-            .query_opt(&select, &[&provider_ref])
+            .query_typed_opt(&select, &[(&provider_ref, Type::TEXT)])
             .await
             .map_err(pg)?
         {
@@ -164,13 +163,14 @@ impl PgLedger {
     pub(crate) async fn apply(&self, provider_ref: &str, op: Op) -> Result<(), PaymentError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let select = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM psp_sandbox.payments WHERE provider_ref = $1 FOR UPDATE"
-            ))
+        let select = format!(
+            "SELECT {COLUMNS} FROM psp_sandbox.payments WHERE provider_ref = $1 FOR UPDATE"
+        );
+        let rec = match tx
+            .query_typed_opt(&select, &[(&provider_ref, Type::TEXT)])
             .await
-            .map_err(pg)?;
-        let rec = match tx.query_opt(&select, &[&provider_ref]).await.map_err(pg)? {
+            .map_err(pg)?
+        {
             Some(row) => read_row(&row)?,
             None => {
                 return Err(PaymentError::Rejected(format!(
@@ -180,20 +180,14 @@ impl PgLedger {
         };
         let decision = decide(op, &rec);
         if let Some(change) = decision.change {
-            let update = tx
-                .prepare_cached(
-                    "UPDATE psp_sandbox.payments
-                     SET status = $2, capture_failures_left = $3, updated_at = now()
-                     WHERE provider_ref = $1",
-                )
-                .await
-                .map_err(pg)?;
-            tx.execute(
-                &update,
+            tx.execute_typed(
+                "UPDATE psp_sandbox.payments
+                 SET status = $2, capture_failures_left = $3, updated_at = now()
+                 WHERE provider_ref = $1",
                 &[
-                    &provider_ref,
-                    &change.status.as_str(),
-                    &change.capture_failures_left,
+                    (&provider_ref, Type::TEXT),
+                    (&change.status.as_str(), Type::TEXT),
+                    (&change.capture_failures_left, Type::INT8),
                 ],
             )
             .await
@@ -208,13 +202,12 @@ async fn select_by_key(
     client: &deadpool_postgres::Client,
     key: &str,
 ) -> Result<Option<Record>, PaymentError> {
-    let select = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM psp_sandbox.payments WHERE idempotency_key = $1"
-        ))
+    let select = format!("SELECT {COLUMNS} FROM psp_sandbox.payments WHERE idempotency_key = $1");
+    match client
+        .query_typed_opt(&select, &[(&key, Type::TEXT)])
         .await
-        .map_err(pg)?;
-    match client.query_opt(&select, &[&key]).await.map_err(pg)? {
+        .map_err(pg)?
+    {
         Some(row) => read_row(&row).map(Some),
         None => Ok(None),
     }
