@@ -8,6 +8,8 @@
 #   scripts/cluster.sh up      start everything; the last line printed is the load balancer URL
 #   scripts/cluster.sh down    stop exactly what `up` started (by the PID files it wrote)
 #   scripts/cluster.sh status  what is running
+#   scripts/cluster.sh replica stop|start
+#                              stop or restart the streaming replica (nodes skip it meanwhile)
 #
 # Everything lives under CLUSTER_DIR (default target/cluster): data directories, PID files,
 # logs, configuration, the generated ticket key and `env` (the URLs, for tests and tools).
@@ -16,17 +18,13 @@
 #
 # Environment: BOXOFFICE_JWT_SECRET (used when set, else generated into the state dir),
 # BOXOFFICE_BIN (default: build and use the debug binary), CLUSTER_DIR, CLUSTER_PORT_BASE,
-# CLUSTER_POOL_MODE (pgbouncer pool mode: `transaction`, `session`, or `auto`, the default:
-# transaction pooling when pgbouncer can keep the nodes' prepared statements, see below).
+# CLUSTER_POOL_MODE (pgbouncer pool mode: `transaction`, the default, or `session`).
 #
-# Transaction pooling and prepared statements: the PostgreSQL store prepares every statement
-# once per connection (deadpool's statement cache; protocol-level named statements "s0", "s1",
-# … numbered per process). pgbouncer 1.21+ with max_prepared_statements tracks those and
-# prepares them on whichever server connection a transaction gets. Older pgbouncer (Debian 12
-# ships 1.18) passes them through: a statement prepared on one server connection is missing on
-# the next ("prepared statement \"s3\" does not exist") or collides with another node's
-# ("already exists"), and nodes fail at start. `auto` then falls back to session pooling, with
-# a warning; CLUSTER_POOL_MODE=transaction forces transaction pooling anyway.
+# Transaction pooling: the nodes run with BOXOFFICE_DATABASE_POOLER=transaction — statements
+# unnamed and typed (no prepared statement outlives a transaction, so any pgbouncer works,
+# Debian 12's 1.18 included), nothing kept in the session; they LISTEN for change
+# notifications on a direct connection to the primary (BOXOFFICE_DATABASE_LISTEN_URL), and the
+# schema is migrated once, directly on the primary, before they start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,7 +41,7 @@ REPLICA_PORT=$((BASE + 33))
 BOUNCER_PORT=$((BASE + 64))
 REDIS_PORT=$((BASE + 79))
 NATS_PORT=$((BASE + 22))
-POOL_MODE=${CLUSTER_POOL_MODE:-auto}
+POOL_MODE=${CLUSTER_POOL_MODE:-transaction}
 
 # Messages go to fd 3 (stderr), which stays visible inside conditions whose output is hidden.
 exec 3>&2
@@ -93,7 +91,6 @@ ensure_tools() {
 }
 
 # "1.18.0" → 1018000, for comparisons.
-version_number() { awk -F. '{ printf "%d%03d%03d\n", $1, $2, $3 }' <<<"$1"; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(head -n 1 "$1")" 2>/dev/null; }
 
@@ -132,31 +129,13 @@ replica_streaming() {
 }
 
 start_pgbouncer() {
-    local dir=$STATE/pg/pgbouncer version extra=""
+    local dir=$STATE/pg/pgbouncer version
     mkdir -p "$dir"
     version=$(pgbouncer --version | awk 'NR == 1 { print $2 }')
-    local tracks_statements=0
-    [ "$(version_number "$version")" -ge "$(version_number 1.21.0)" ] && tracks_statements=1
-    if [ "$POOL_MODE" = auto ]; then
-        if [ "$tracks_statements" = 1 ]; then
-            POOL_MODE=transaction
-        else
-            POOL_MODE=session
-            log "WARNING: pgbouncer $version predates max_prepared_statements (1.21): transaction" \
-                "pooling would break the nodes' prepared statements, so this cluster pools by" \
-                "session (CLUSTER_POOL_MODE=transaction to force it; see README, Scaling out)"
-        fi
-    fi
-    if [ "$POOL_MODE" = transaction ]; then
-        if [ "$tracks_statements" = 1 ]; then
-            # Protocol-level named prepared statements (tokio-postgres, deadpool's statement
-            # cache) are tracked by pgbouncer itself from 1.21 on.
-            extra="max_prepared_statements = 500"
-        else
-            log "WARNING: transaction pooling forced on pgbouncer $version: expect" \
-                "'prepared statement \"sN\" does not exist' errors from the nodes"
-        fi
-    fi
+    case $POOL_MODE in
+        transaction | session) ;;
+        *) die "CLUSTER_POOL_MODE must be transaction or session, not $POOL_MODE" ;;
+    esac
     log "pgbouncer $version ($POOL_MODE pooling) on 127.0.0.1:$BOUNCER_PORT"
     printf '"postgres" ""\n' >"$dir/userlist.txt"
     cat >"$dir/pgbouncer.ini" <<EOF
@@ -178,7 +157,6 @@ server_reset_query = DISCARD ALL
 pidfile = $dir/pgbouncer.pid
 logfile = $dir/pgbouncer.log
 admin_users = postgres
-$extra
 EOF
     [ "$(id -u)" = 0 ] && chown -R postgres: "$dir"
     as_pg pgbouncer -d -q "$dir/pgbouncer.ini" 3>&-
@@ -219,6 +197,13 @@ boxoffice_bin() {
 node_env() {
     # Run in a subshell per node: exports stay there.
     export BOXOFFICE_DATABASE_URL="postgres://postgres@127.0.0.1:$BOUNCER_PORT/boxoffice"
+    if [ "$POOL_MODE" = transaction ]; then
+        export BOXOFFICE_DATABASE_POOLER=transaction
+    else
+        export BOXOFFICE_DATABASE_POOLER=none
+    fi
+    export BOXOFFICE_DATABASE_LISTEN_URL="postgres://postgres@127.0.0.1:$PG_PORT/boxoffice"
+    export BOXOFFICE_DATABASE_REPLICA_URL="postgres://postgres@127.0.0.1:$REPLICA_PORT/boxoffice"
     export BOXOFFICE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
     export BOXOFFICE_NATS_URL="nats://127.0.0.1:$NATS_PORT"
     export BOXOFFICE_JWT_SECRET
@@ -239,7 +224,7 @@ start_nodes() {
     # pooling: apply them once, straight on the primary, before the nodes start.
     log "migrating (directly on the primary)"
     (node_env && BOXOFFICE_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/boxoffice" \
-        BOXOFFICE_DATA_DIR="$STATE/migrate" BOXOFFICE_LOG=warn "$bin" migrate >/dev/null)
+        BOXOFFICE_DATABASE_POOLER=none BOXOFFICE_DATA_DIR="$STATE/migrate" BOXOFFICE_LOG=warn "$bin" migrate >/dev/null)
     for i in 0 1 2; do
         port=${NODE_PORTS[$i]}
         log "boxoffice node $((i + 1)) on 127.0.0.1:$port"
@@ -331,6 +316,8 @@ export BOXOFFICE_CLUSTER_NATS_URL=nats://127.0.0.1:$NATS_PORT
 export BOXOFFICE_CLUSTER_JWT_SECRET_FILE=$STATE/jwt-secret
 export BOXOFFICE_CLUSTER_TICKET_KEY_FILE=$STATE/ticket-key.pem
 export BOXOFFICE_CLUSTER_POOL_MODE=$POOL_MODE
+export BOXOFFICE_CLUSTER_DIR=$STATE
+export BOXOFFICE_CLUSTER_PORT_BASE=$BASE
 EOF
 }
 
@@ -436,12 +423,30 @@ status() {
     done
 }
 
+replica() {
+    PG_BIN=$(pg_bin) || die "no PostgreSQL binaries under /usr/lib/postgresql"
+    case "${1:-}" in
+        stop)
+            log "stopping the replica"
+            stop_pg "$STATE/pg/replica"
+            ;;
+        start)
+            log "starting the replica"
+            as_pg "$PG_BIN/pg_ctl" -D "$STATE/pg/replica" -l "$STATE/pg/logs/replica.log" -w -t 60 \
+                start >/dev/null 3>&-
+            wait_for 60 "the replica to stream from the primary" replica_streaming
+            ;;
+        *) die "usage: scripts/cluster.sh replica stop|start" ;;
+    esac
+}
+
 case "${1:-}" in
     up) up ;;
     down) down ;;
     status) status ;;
+    replica) replica "${2:-}" ;;
     *)
-        echo "usage: scripts/cluster.sh up|down|status" >&2
+        echo "usage: scripts/cluster.sh up|down|status|replica stop|start" >&2
         exit 2
         ;;
 esac

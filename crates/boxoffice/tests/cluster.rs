@@ -127,16 +127,9 @@ impl Cluster {
     async fn attempts_per_node(&self) -> Vec<f64> {
         let mut counts = Vec::new();
         for node in &self.nodes {
-            let text = self
-                .http
-                .get(format!("{node}/metrics"))
-                .send()
+            let n: f64 = self
+                .metrics_text(node)
                 .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("metrics body");
-            let n: f64 = text
                 .lines()
                 .filter(|l| l.starts_with("http_requests_total{") && l.contains("/v1/attempt"))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -144,6 +137,80 @@ impl Cluster {
             counts.push(n);
         }
         counts
+    }
+
+    /// `node`'s `/metrics`.
+    async fn metrics_text(&self, node: &str) -> String {
+        self.http
+            .get(format!("{node}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The sum of every sample of `metric` (a name, or a name and labels up to `{…`) on
+    /// `node`'s `/metrics`.
+    async fn metric(&self, node: &str, metric: &str) -> f64 {
+        self.metrics_text(node)
+            .await
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(metric)
+                    .is_some_and(|rest| rest.starts_with([' ', '{', ',']) || metric.ends_with('"'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits up to `within` until `metric` on every node satisfies `ok`.
+    async fn every_node_shows(&self, metric: &str, within: Duration, ok: impl Fn(f64) -> bool) {
+        let deadline = Instant::now() + within;
+        for node in &self.nodes {
+            loop {
+                let v = self.metric(node, metric).await;
+                if ok(v) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{node}: {metric} is {v} after {within:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// `scripts/cluster.sh replica stop|start` for this cluster.
+    fn replica(&self, action: &str) {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let status = std::process::Command::new("bash")
+            .arg(format!("{root}/scripts/cluster.sh"))
+            .args(["replica", action])
+            .env(
+                "CLUSTER_DIR",
+                std::env::var("BOXOFFICE_CLUSTER_DIR").expect("BOXOFFICE_CLUSTER_DIR"),
+            )
+            .env(
+                "CLUSTER_PORT_BASE",
+                std::env::var("BOXOFFICE_CLUSTER_PORT_BASE").expect("BOXOFFICE_CLUSTER_PORT_BASE"),
+            )
+            .status()
+            .expect("scripts/cluster.sh");
+        assert!(status.success(), "scripts/cluster.sh replica {action}");
+    }
+
+    /// `GET path` on `node` (no token): the status.
+    async fn get_status(&self, node: &str, path: &str) -> u16 {
+        let res = self
+            .http
+            .get(format!("{node}{path}"))
+            .send()
+            .await
+            .expect("request");
+        res.status().as_u16()
     }
 
     /// Waits until the streaming replica shows `sold` seats of `event` sold (read straight
@@ -334,5 +401,254 @@ async fn general_admission_race_through_the_load_balancer() {
     assert_eq!(sold_out.load(Ordering::SeqCst), buyers - 120);
     let map = cluster.seat_map(&event).await;
     assert_eq!(map["sections"][0]["sold"], 120, "{map}");
+    cluster.verify();
+}
+
+/// Catalog reads come from the streaming replica while it keeps up: an organizer reads back
+/// the event they just created on the node that created it (read-your-writes) and on the
+/// others (an event the replica does not know yet is looked up on the primary); the nodes
+/// report the replica's lag and count replica reads; with the replica stopped every read is
+/// still answered (from the primary) and the nodes say the replica is skipped; once it is
+/// back they use it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_reads_use_the_replica_and_skip_it_when_it_is_down() {
+    let Some(cluster) =
+        Cluster::from_env("catalog_reads_use_the_replica_and_skip_it_when_it_is_down")
+    else {
+        return;
+    };
+    cluster
+        .every_node_shows("database_replica_usable", Duration::from_secs(30), |v| {
+            v == 1.0
+        })
+        .await;
+    let lag = cluster
+        .metric(&cluster.nodes[0], "database_replica_lag_seconds")
+        .await;
+    assert!(lag < 2.0, "replica lag {lag}");
+    let before: Vec<f64> = {
+        let mut v = Vec::new();
+        for node in &cluster.nodes {
+            v.push(
+                cluster
+                    .metric(node, "database_catalog_reads_total{from=\"replica\"")
+                    .await,
+            );
+        }
+        v
+    };
+    let org = cluster.token("replica-org", &[Role::Organizer]);
+    for round in 0..5 {
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            // Created on one node, read at once on it and on the next.
+            let body = json!({
+                "name": format!("Replica Night {round}-{i}"), "category": "concert",
+                "startsAt": "2099-06-01T19:30:00Z", "currency": "USD",
+                "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S",
+                          "city": "Seattle", "zipCode": "98134", "country": "US",
+                          "lat": 47.5952, "lon": -122.3316},
+                "sections": [{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 5000}]
+            });
+            let res = cluster
+                .http
+                .post(format!("{node}/v1/events"))
+                .bearer_auth(&org)
+                .json(&body)
+                .send()
+                .await
+                .expect("create");
+            assert_eq!(res.status().as_u16(), 201);
+            let id = res.json::<Value>().await.expect("json")["eventId"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+            let next = &cluster.nodes[(i + 1) % cluster.nodes.len()];
+            for n in [node, next] {
+                assert_eq!(
+                    cluster.get_status(n, &format!("/v1/events/{id}")).await,
+                    200
+                );
+                assert_eq!(
+                    cluster
+                        .get_status(n, &format!("/v1/events/{id}/seats"))
+                        .await,
+                    200
+                );
+            }
+        }
+    }
+    // Once the replica has the events, their pages are read there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let event = cluster
+        .event(
+            "Replica Reads",
+            json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 5000}]),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in &cluster.nodes {
+        for _ in 0..5 {
+            assert_eq!(
+                cluster
+                    .get_status(node, &format!("/v1/events/{event}/seats"))
+                    .await,
+                200
+            );
+        }
+    }
+    for (node, before) in cluster.nodes.iter().zip(&before) {
+        let after = cluster
+            .metric(node, "database_catalog_reads_total{from=\"replica\"")
+            .await;
+        assert!(after > *before, "{node} read nothing from the replica");
+    }
+
+    cluster.replica("stop");
+    let down = async {
+        for node in &cluster.nodes {
+            for _ in 0..5 {
+                assert_eq!(
+                    cluster
+                        .get_status(node, &format!("/v1/events/{event}"))
+                        .await,
+                    200,
+                    "event detail with the replica down"
+                );
+                assert_eq!(
+                    cluster
+                        .get_status(node, &format!("/v1/events/{event}/seats"))
+                        .await,
+                    200,
+                    "seat map with the replica down"
+                );
+            }
+        }
+        cluster
+            .every_node_shows("database_replica_usable", Duration::from_secs(10), |v| {
+                v == 0.0
+            })
+            .await;
+    };
+    // Bring it back whatever happened, for the tests after this one.
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(down)).await;
+    cluster.replica("start");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    cluster
+        .every_node_shows("database_replica_usable", Duration::from_secs(30), |v| {
+            v == 1.0
+        })
+        .await;
+}
+
+/// The on-sale rush through the load balancer: 300 buyers join the waiting room of an event
+/// with 60 seats before its sale opens; once admitted (admission tokens are checked by
+/// whichever node the hold lands on) each holds one best-available seat and commits (202,
+/// queued through NATS, charged by whichever node's worker takes it) and waits for
+/// CONFIRMED. Exactly 60 are sold, everyone else is told the event sold out (by the room or
+/// by a refused hold), nobody is answered 5xx, and `verify` is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_on_sale_rush_through_the_waiting_room_sells_exactly_the_capacity() {
+    let Some(cluster) =
+        Cluster::from_env("an_on_sale_rush_through_the_waiting_room_sells_exactly_the_capacity")
+    else {
+        return;
+    };
+    let rfc3339 = |offset: time::Duration| {
+        (time::OffsetDateTime::now_utc() + offset)
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("time")
+    };
+    let body = json!({
+        "name": "Cluster On-Sale", "category": "concert", "startsAt": "2099-06-01T19:30:00Z",
+        "onSaleAt": rfc3339(time::Duration::seconds(5)), "currency": "USD",
+        "venue": {"name": "Lumen Field", "address": "800 Occidental Ave S", "city": "Seattle",
+                  "zipCode": "98134", "country": "US", "lat": 47.5952, "lon": -122.3316},
+        "sections": [{"name": "Floor", "rows": 3, "seatsPerRow": 20, "priceCents": 9900}],
+        "policies": {"maxTicketsPerCustomer": 4, "waitingRoom": {
+            "opensAt": rfc3339(time::Duration::minutes(-1)),
+            "admitPerMinute": 6000, "admissionMinutes": 5}}
+    });
+    let org = cluster.token("onsale-org", &[Role::Organizer]);
+    let (status, e) = cluster.post("/v1/events", &org, &body).await;
+    assert_eq!(status, 201, "{e}");
+    let event = e["eventId"].as_str().expect("id").to_owned();
+
+    let sold = Arc::new(AtomicUsize::new(0));
+    let told_sold_out = Arc::new(AtomicUsize::new(0));
+    futures_util::stream::iter(0..300)
+        .for_each_concurrent(300, |i| {
+            let cluster = cluster.clone();
+            let event = event.clone();
+            let sold = sold.clone();
+            let told_sold_out = told_sold_out.clone();
+            async move {
+                let token = cluster.token(&format!("fan-{i}"), &[Role::Customer]);
+                let (status, q) = cluster
+                    .post(&format!("/v1/events/{event}/queue"), &token, &json!({}))
+                    .await;
+                assert_eq!(status, 201, "{q}");
+                let queue = q["queueId"].as_str().expect("queueId").to_owned();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let place = loop {
+                    let req = cluster
+                        .http
+                        .get(format!("{}/v1/queue/{queue}", cluster.url))
+                        .bearer_auth(&token);
+                    let (status, place) = cluster.send(req).await;
+                    assert_eq!(status, 200, "{place}");
+                    match place["status"].as_str() {
+                        Some("ADMITTED" | "SOLD_OUT") => break place,
+                        Some("WAITING") => {}
+                        other => panic!("fan {i}: queue status {other:?}: {place}"),
+                    }
+                    assert!(Instant::now() < deadline, "fan {i} never admitted: {place}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                if place["status"] == "SOLD_OUT" {
+                    told_sold_out.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                let admission = place["admissionToken"].as_str().expect("admissionToken");
+                let req = cluster
+                    .http
+                    .post(format!("{}/v1/attempt", cluster.url))
+                    .bearer_auth(&token)
+                    .header("Admission-Token", admission)
+                    .json(&json!({"eventId": event, "section": "Floor", "quantity": 1}));
+                let (status, held) = cluster.send(req).await;
+                if status == 409 {
+                    told_sold_out.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                assert_eq!(status, 201, "fan {i}: {held}");
+                let booking = held["bookingId"].as_str().expect("bookingId").to_owned();
+                let (status, queued) = cluster
+                    .commit(&token, &format!("fan-{i}-{:x}", cluster.run), &booking)
+                    .await;
+                assert_eq!(status, 202, "a waiting-room commit is queued: {queued}");
+                loop {
+                    let req = cluster
+                        .http
+                        .get(format!("{}/v1/booking/{booking}", cluster.url))
+                        .bearer_auth(&token);
+                    let (status, b) = cluster.send(req).await;
+                    assert_eq!(status, 200, "{b}");
+                    if b["status"] == "CONFIRMED" {
+                        assert_eq!(b["tickets"].as_array().map(Vec::len), Some(1), "{b}");
+                        sold.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    assert_eq!(b["status"], "PENDING", "fan {i}: {b}");
+                    assert!(Instant::now() < deadline, "fan {i}: not confirmed: {b}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        })
+        .await;
+    assert_eq!(sold.load(Ordering::SeqCst), 60, "exactly the capacity sold");
+    assert_eq!(told_sold_out.load(Ordering::SeqCst), 240);
+    cluster.replica_shows_sold(&event, 60).await;
     cluster.verify();
 }
