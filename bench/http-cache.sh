@@ -295,7 +295,7 @@ v1=$(get "$NOVARY/v1/events/$probe"); v2=$(get "$NOVARY/v1/events/$probe")
 checks+=("- (seen) the same event detail through a cache with HAProxy's default \`process-vary off\`: $(hdr x-cache-status <<<"$v1") then $(hdr x-cache-status <<<"$v2") — with \`Vary: $vary\` on the answer, HAProxy caches it only with \`process-vary on\`")
 
 seat_sizes=$(while read -r id; do curl -s -o /dev/null -w '%{http_code} %{size_download}\n' "$NODE/v1/events/$id/seats"; done <"$work/seat-ids" \
-    | awk '{ printf "%s%s KiB%s", NR > 1 ? ", " : "", sprintf("%.1f", $2 / 1024), $1 == 200 ? "" : " (HTTP " $1 ")" }')
+    | awk '{ printf "%s%.1f KiB%s", (NR > 1 ? ", " : ""), $2 / 1024, ($1 == 200 ? "" : " (HTTP " $1 ")") }')
 detail_size=$(curl -s -o /dev/null -w '%{size_download}' "$NODE/v1/events/$probe")
 
 # --- load ---------------------------------------------------------------------------------------
