@@ -291,7 +291,7 @@ q1=$(get "$CACHED$q"); q2=$(get "$CACHED$q")
 { [ "$(hdr x-cache-status <<<"$q2")" = HIT ]; } && r=0 || r=1
 check "$r" "search \`$q\` through the cache: $(hdr x-cache-status <<<"$q1") then $(hdr x-cache-status <<<"$q2")"
 g1=$(get -H 'Accept-Encoding: gzip' "$CACHED$q")
-checks+=("- (seen) the same search with \`Accept-Encoding: gzip\`: $(hdr x-cache-status <<<"$g1"), Content-Encoding \`$(hdr content-encoding <<<"$g1")\` (the node does not compress API answers; HAProxy serves the identity copy to a client that accepts gzip)")
+checks+=("- (seen) the same search with \`Accept-Encoding: gzip\`: $(hdr x-cache-status <<<"$g1"), Content-Encoding \`$(hdr content-encoding <<<"$g1" | grep . || echo none)\` (the node does not compress API answers; HAProxy serves the identity copy to a client that accepts gzip)")
 
 v1=$(get "$NOVARY/v1/events/$probe"); v2=$(get "$NOVARY/v1/events/$probe")
 checks+=("- (seen) the same event detail through a cache with HAProxy's default \`process-vary off\`: $(hdr x-cache-status <<<"$v1") then $(hdr x-cache-status <<<"$v2") — with \`Vary: $vary\` on the answer, HAProxy caches it only with \`process-vary on\`")
