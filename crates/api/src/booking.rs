@@ -310,7 +310,7 @@ impl BookingService {
             .seats
             .iter()
             .map(|s| {
-                let id = TicketId::new();
+                let id = TicketId::new_in(event.id.slot());
                 NewTicket {
                     id,
                     seat_id: s.seat_id.clone(),

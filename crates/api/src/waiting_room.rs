@@ -143,7 +143,7 @@ impl WaitingRooms {
         if now < room.opens_at {
             return Err(JoinError::NotOpen(room.opens_at));
         }
-        let id = QueueId::new();
+        let id = QueueId::new_in(event.id.slot());
         let random: u64 = rand::rng().random();
         let entry = self
             .store

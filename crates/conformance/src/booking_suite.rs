@@ -17,11 +17,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::fixtures::{concert, event_with, now};
 
-pub(crate) fn customer(name: &str) -> CustomerId {
+pub fn customer(name: &str) -> CustomerId {
     CustomerId::parse(name).expect("valid id")
 }
 
-pub(crate) fn seats(ids: &[&str]) -> Selection {
+pub fn seats(ids: &[&str]) -> Selection {
     Selection::Seats(
         ids.iter()
             .map(|s| SeatId::parse(s).expect("seat id"))
@@ -29,14 +29,9 @@ pub(crate) fn seats(ids: &[&str]) -> Selection {
     )
 }
 
-pub(crate) fn hold_req(
-    e: &Event,
-    who: &str,
-    selection: Selection,
-    at: OffsetDateTime,
-) -> HoldRequest {
+pub fn hold_req(e: &Event, who: &str, selection: Selection, at: OffsetDateTime) -> HoldRequest {
     HoldRequest {
-        booking_id: BookingId::new(),
+        booking_id: BookingId::new_in(e.id.slot()),
         event: Arc::new(e.clone()),
         customer: customer(who),
         selection,
@@ -45,18 +40,13 @@ pub(crate) fn hold_req(
     }
 }
 
-pub(crate) fn commit_req(
-    booking: BookingId,
-    who: &str,
-    key: &str,
-    at: OffsetDateTime,
-) -> CommitRequest {
+pub fn commit_req(booking: BookingId, who: &str, key: &str, at: OffsetDateTime) -> CommitRequest {
     CommitRequest {
         customer: customer(who),
         booking_id: booking,
         idempotency_key: key.to_owned(),
         fingerprint: format!("fp-{booking}"),
-        payment_id: PaymentId::new(),
+        payment_id: PaymentId::new_in(booking.slot()),
         provider_key: format!("psp-{}", uuid::Uuid::new_v4()),
         provider: "sandbox".into(),
         method: "pm_card_visa".into(),
@@ -66,7 +56,7 @@ pub(crate) fn commit_req(
 }
 
 /// A renderer that writes the outcome's kind and booking status, like an API would.
-pub(crate) fn render() -> RenderCommit {
+pub fn render() -> RenderCommit {
     Arc::new(|o: &CommitOutcome| {
         let (status, text) = match o {
             CommitOutcome::Confirmed(b) => (200, format!("confirmed {} {}", b.id, b.tickets.len())),
@@ -84,14 +74,14 @@ pub(crate) fn render() -> RenderCommit {
     })
 }
 
-pub(crate) fn approved(booking: &boxoffice_domain::booking::Booking) -> Settlement {
+pub fn approved(booking: &boxoffice_domain::booking::Booking) -> Settlement {
     Settlement::Approved {
         provider_ref: format!("pi_{}", uuid::Uuid::new_v4().simple()),
         tickets: booking
             .seats
             .iter()
             .map(|s| {
-                let id = TicketId::new();
+                let id = TicketId::new_in(booking.event_id.slot());
                 NewTicket {
                     id,
                     seat_id: s.seat_id.clone(),
@@ -102,7 +92,7 @@ pub(crate) fn approved(booking: &boxoffice_domain::booking::Booking) -> Settleme
     }
 }
 
-pub(crate) fn finish(
+pub fn finish(
     booking: &boxoffice_domain::booking::Booking,
     payment: PaymentId,
     settlement: Settlement,
@@ -163,7 +153,7 @@ pub(crate) async fn start(
 }
 
 /// Begins and settles a commit as approved; returns the confirmed booking.
-pub(crate) async fn buy(
+pub async fn buy(
     store: &Arc<dyn Store>,
     booking: &boxoffice_domain::booking::Booking,
     who: &str,

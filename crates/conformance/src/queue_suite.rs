@@ -31,7 +31,7 @@ async fn join(
 ) -> QueueEntry {
     store
         .join_queue(&QueueJoin {
-            id: QueueId::new(),
+            id: QueueId::new_in(e.id.slot()),
             event_id: e.id,
             customer: customer(who),
             sort_key: key,

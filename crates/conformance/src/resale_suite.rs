@@ -27,7 +27,7 @@ async fn list(
 ) -> Result<Listing, ListError> {
     store
         .list_ticket(&ListRequest {
-            listing_id: ListingId::new(),
+            listing_id: ListingId::new_in(ticket.slot()),
             ticket_id: ticket,
             seller: customer(seller),
             price_cents: price,

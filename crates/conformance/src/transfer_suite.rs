@@ -39,7 +39,7 @@ async fn offer(
 ) -> Result<Transfer, TransferError> {
     store
         .offer_transfer(&OfferRequest {
-            transfer_id: TransferId::new(),
+            transfer_id: TransferId::new_in(ticket.slot()),
             ticket_id: ticket,
             from: customer(from),
             to: customer(to),
@@ -60,7 +60,7 @@ async fn accept(
         .await
         .unwrap()
         .expect("ticket");
-    let id = TicketId::new();
+    let id = TicketId::new_in(transfer.ticket_id.slot());
     store
         .accept_transfer(&AcceptRequest {
             transfer_id: transfer.id,
@@ -109,7 +109,7 @@ pub async fn offer_accept_reissues_the_ticket(store: Arc<dyn Store>) {
     // Pending: the ticket is still alice's, and cannot be listed meanwhile.
     let listed = store
         .list_ticket(&ListRequest {
-            listing_id: ListingId::new(),
+            listing_id: ListingId::new_in(old.id.slot()),
             ticket_id: old.id,
             seller: customer("alice"),
             price_cents: 20_000,

@@ -23,6 +23,23 @@ macro_rules! uuid_id {
             }
         }
 
+        impl $name {
+            /// A new id that carries `slot`: the shard slot of the event it belongs to, so
+            /// that a sharded store finds it on that event's shard without asking around.
+            pub fn new_in(slot: ShardSlot) -> Self {
+                let mut bytes = *Uuid::now_v7().as_bytes();
+                bytes[14..].copy_from_slice(&slot.0.to_be_bytes());
+                Self(Uuid::from_bytes(bytes))
+            }
+
+            /// The shard slot this id carries: its last two bytes (random in a UUIDv7, so
+            /// event ids spread evenly over the slots).
+            pub fn slot(&self) -> ShardSlot {
+                let b = self.0.as_bytes();
+                ShardSlot(u16::from_be_bytes([b[14], b[15]]))
+            }
+        }
+
         impl Default for $name {
             fn default() -> Self {
                 Self::new()
@@ -43,6 +60,12 @@ macro_rules! uuid_id {
         }
     };
 }
+
+/// Which of 65,536 slots an id belongs to. Every id that belongs to an event (its bookings,
+/// tickets, payments, listings, transfers, waiting-room places, payouts) carries the event's
+/// slot, and a sharded deployment maps slots to shards, so any id leads straight to its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardSlot(pub u16);
 
 uuid_id!(
     /// An event (one performance at one venue on one date).
@@ -206,5 +229,21 @@ mod tests {
         assert!(CustomerId::parse("").is_err());
         assert!(CustomerId::parse("a\u{0}b").is_err());
         assert!(CustomerId::parse(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn ids_made_for_an_event_carry_its_slot_and_stay_time_ordered_uuid_v7() {
+        let event = EventId::new();
+        let mut last = BookingId::new_in(event.slot());
+        for _ in 0..100 {
+            let b = BookingId::new_in(event.slot());
+            assert_eq!(b.slot(), event.slot());
+            assert_eq!(b.0.get_version_num(), 7);
+            assert_eq!(b.0.get_variant(), uuid::Variant::RFC4122);
+            assert!(b >= last || b.0.get_timestamp() == last.0.get_timestamp());
+            last = b;
+        }
+        let t = TicketId::new_in(last.slot());
+        assert_eq!(t.slot(), event.slot());
     }
 }

@@ -508,7 +508,7 @@ pub async fn confirm_resale<C: Exec>(
             &now,
             &l.ticket_id.0,
             &l.id.0,
-            &PayoutId::new().0,
+            &PayoutId::new_in(booking.event_id.slot()).0,
             &l.seller.as_str(),
             &l.seller_proceeds_cents(),
             &l.currency.as_str(),

@@ -501,7 +501,7 @@ pub fn confirm_resale(
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    id(PayoutId::new().0),
+                    id(PayoutId::new_in(booking.event_id.slot()).0),
                     id(booking.event_id.0),
                     id(l.id.0),
                     l.seller.as_str(),

@@ -237,7 +237,7 @@ pub async fn attempt(
     let hold_ttl = time::Duration::try_from(state.booking.config.hold_ttl)
         .unwrap_or(time::Duration::minutes(5));
     let req = HoldRequest {
-        booking_id: BookingId::new(),
+        booking_id: BookingId::new_in(event.id.slot()),
         event: event.clone(),
         customer: who.sub.clone(),
         selection,
@@ -505,7 +505,7 @@ pub async fn commit(
         fingerprint: fingerprint(booking_id, method),
         provider_key: provider_key(who.sub.as_str(), &key),
         idempotency_key: key,
-        payment_id: boxoffice_domain::ids::PaymentId::new(),
+        payment_id: boxoffice_domain::ids::PaymentId::new_in(booking_id.slot()),
         provider: state.booking.payments.name().to_owned(),
         method: method.to_owned(),
         now: state.clock.now(),

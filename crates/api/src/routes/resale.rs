@@ -247,7 +247,7 @@ pub async fn post_ticket(
     let listing = state
         .store
         .list_ticket(&ListRequest {
-            listing_id: ListingId::new(),
+            listing_id: ListingId::new_in(ticket.slot()),
             ticket_id: ticket,
             seller: who.sub.clone(),
             price_cents: body.resale_price_cents,

@@ -321,7 +321,7 @@ pub async fn offer_transfer(
     let t = state
         .store
         .offer_transfer(&OfferRequest {
-            transfer_id: TransferId::new(),
+            transfer_id: TransferId::new_in(ticket.slot()),
             ticket_id: ticket,
             from: who.sub.clone(),
             to,
@@ -371,7 +371,7 @@ pub async fn accept_transfer(
         .ok_or_else(not_found)?;
     let event = state.event(t.event_id).await?.ok_or_else(not_found)?;
     let now = state.clock.now();
-    let new_id = TicketId::new();
+    let new_id = TicketId::new_in(t.event_id.slot());
     let token = state.booking.tickets.sign(&TicketClaims::new(
         new_id,
         &event,
