@@ -14,7 +14,7 @@ use boxoffice_domain::payments::PaymentProvider;
 use boxoffice_domain::ports::{Clock, Store, SystemClock};
 use boxoffice_payments::{Sandbox, SandboxOptions, Stripe, StripeConfig};
 use boxoffice_search::{SearchConfig, SearchIndex};
-use boxoffice_store_postgres::{ClusterKey, PgOptions, PgStore, Pooler};
+use boxoffice_store_postgres::{ClusterKey, PgOptions, PgStore, Pooler, ShardedStore};
 use boxoffice_store_sqlite::SqliteStore;
 use rand::RngExt;
 use tokio::net::TcpListener;
@@ -41,6 +41,8 @@ pub async fn open_store_and_feed(
 enum Backend {
     Sqlite(SqliteStore),
     Postgres(PgStore),
+    /// Several `--database-url`s: events sharded over them.
+    Sharded(ShardedStore),
 }
 
 impl Backend {
@@ -48,41 +50,64 @@ impl Backend {
         match self {
             Backend::Sqlite(s) => (Arc::new(s.clone()), Arc::new(s.clone())),
             Backend::Postgres(s) => (Arc::new(s.clone()), Arc::new(s.clone())),
+            Backend::Sharded(s) => (Arc::new(s.clone()), Arc::new(s.clone())),
         }
     }
 }
 
 async fn open_backend(args: &StoreArgs) -> anyhow::Result<Backend> {
     match &args.database_url {
-        Some(url) => {
-            let url = url.expose();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                bail!("--database-url must be a postgres:// URL");
+        Some(urls) => {
+            let urls = list(urls.expose());
+            for url in &urls {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!("--database-url must be postgres:// URLs, separated by commas");
+                }
             }
-            let store = PgStore::connect(
-                url,
-                PgOptions {
-                    pool_size: args.db_pool_size,
-                    pooler: match args.database_pooler {
-                        DatabasePooler::None => Pooler::None,
-                        DatabasePooler::Transaction => Pooler::Transaction,
-                    },
-                    listen_url: args
-                        .database_listen_url
-                        .as_ref()
-                        .map(|u| u.expose().to_string()),
-                    replica_url: args
-                        .database_replica_url
-                        .as_ref()
-                        .map(|u| u.expose().to_string()),
-                    replica_max_lag: args.database_replica_max_lag,
-                    ..PgOptions::default()
+            let per_shard =
+                |flag: &str, value: &Option<Secret>| -> anyhow::Result<Vec<Option<String>>> {
+                    let Some(v) = value else {
+                        return Ok(vec![None; urls.len()]);
+                    };
+                    let v = list(v.expose());
+                    if v.len() != urls.len() {
+                        bail!(
+                            "{flag} must name one URL per --database-url ({} of them)",
+                            urls.len()
+                        );
+                    }
+                    Ok(v.into_iter().map(Some).collect())
+                };
+            let listen = per_shard("--database-listen-url", &args.database_listen_url)?;
+            let replicas = per_shard("--database-replica-url", &args.database_replica_url)?;
+            let options = |i: usize| PgOptions {
+                pool_size: args.db_pool_size,
+                pooler: match args.database_pooler {
+                    DatabasePooler::None => Pooler::None,
+                    DatabasePooler::Transaction => Pooler::Transaction,
                 },
-            )
-            .await
-            .context("opening the PostgreSQL store")?;
-            tracing::info!("using PostgreSQL");
-            Ok(Backend::Postgres(store))
+                listen_url: listen[i].clone(),
+                replica_url: replicas[i].clone(),
+                replica_max_lag: args.database_replica_max_lag,
+                ..PgOptions::default()
+            };
+            if urls.len() == 1 {
+                let store = PgStore::connect(&urls[0], options(0))
+                    .await
+                    .context("opening the PostgreSQL store")?;
+                tracing::info!("using PostgreSQL");
+                return Ok(Backend::Postgres(store));
+            }
+            let each: Vec<(String, PgOptions)> = urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.clone(), options(i)))
+                .collect();
+            let store = ShardedStore::connect_each(&each)
+                .await
+                .context("opening the sharded PostgreSQL store")?;
+            tracing::info!(shards = urls.len(), "using PostgreSQL, events sharded");
+            Ok(Backend::Sharded(store))
         }
         None => {
             let path = args.data_dir.join("boxoffice.db");
@@ -93,6 +118,15 @@ async fn open_backend(args: &StoreArgs) -> anyhow::Result<Backend> {
             Ok(Backend::Sqlite(store))
         }
     }
+}
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The HS256 secret: from the flag or environment, else the one kept in the data directory,
@@ -136,8 +170,10 @@ async fn ticket_signer(
     store: &StoreArgs,
     serve: &ServeArgs,
 ) -> anyhow::Result<TicketSigner> {
-    let Backend::Postgres(pg) = backend else {
-        return local_ticket_signer(store, serve);
+    let databases: Vec<&PgStore> = match backend {
+        Backend::Sqlite(_) => return local_ticket_signer(store, serve),
+        Backend::Postgres(pg) => vec![pg],
+        Backend::Sharded(s) => s.shards().collect(),
     };
     let Some(path) = &serve.ticket_key_file else {
         bail!(
@@ -147,25 +183,28 @@ async fn ticket_signer(
         );
     };
     let signer = read_ticket_key(path)?;
-    match pg
-        .claim_cluster_key(TICKET_KEY_PURPOSE, signer.kid(), &signer.public_key())
-        .await
-        .context("checking the ticket key against the cluster's")?
-    {
-        ClusterKey::Registered => {
-            tracing::info!(
-                key_id = signer.kid(),
-                "registered this cluster's ticket key"
-            );
+    // Every shard registers the same key: a ticket is checked by any node.
+    for pg in databases {
+        match pg
+            .claim_cluster_key(TICKET_KEY_PURPOSE, signer.kid(), &signer.public_key())
+            .await
+            .context("checking the ticket key against the cluster's")?
+        {
+            ClusterKey::Registered => {
+                tracing::info!(
+                    key_id = signer.kid(),
+                    "registered this cluster's ticket key"
+                );
+            }
+            ClusterKey::Same => {}
+            ClusterKey::Different { registered_key_id } => bail!(
+                "the ticket key in {} (key id {}) is not this cluster's ticket key (key id {}): \
+                 every node sharing the database must use the same --ticket-key-file",
+                path.display(),
+                signer.kid(),
+                registered_key_id
+            ),
         }
-        ClusterKey::Same => {}
-        ClusterKey::Different { registered_key_id } => bail!(
-            "the ticket key in {} (key id {}) is not this cluster's ticket key (key id {}): \
-             every node sharing the database must use the same --ticket-key-file",
-            path.display(),
-            signer.kid(),
-            registered_key_id
-        ),
     }
     Ok(signer)
 }
@@ -223,7 +262,11 @@ pub async fn payment_provider(
                 ..SandboxOptions::default()
             };
             let sandbox = match &store.database_url {
-                Some(url) => Sandbox::postgres_with(url.expose(), options).await,
+                // With shards, the sandbox's ledger lives in the first database named.
+                Some(urls) => {
+                    let urls = list(urls.expose());
+                    Sandbox::postgres_with(urls.first().map_or("", String::as_str), options).await
+                }
                 None => {
                     std::fs::create_dir_all(&store.data_dir)?;
                     Sandbox::sqlite_with(store.data_dir.join("psp-sandbox.db"), options).await
@@ -533,6 +576,48 @@ pub async fn verify(store: &StoreArgs) -> anyhow::Result<()> {
         println!("{}: {}", f.rule, f.detail);
     }
     bail!("{} broken invariant(s)", findings.len())
+}
+
+async fn sharded(store: &StoreArgs) -> anyhow::Result<ShardedStore> {
+    match open_backend(store).await? {
+        Backend::Sharded(s) => Ok(s),
+        _ => bail!(
+            "not sharded: pass several PostgreSQL URLs to --database-url, separated by commas"
+        ),
+    }
+}
+
+/// `boxoffice shard status`.
+pub async fn shard_status(store: &StoreArgs) -> anyhow::Result<()> {
+    let db = sharded(store).await?;
+    let misplaced = db.misplaced().await?;
+    for (i, shard) in db.shards().enumerate() {
+        let events = shard.event_ids().await?.len();
+        let leaving = misplaced.iter().filter(|m| m.1 == i).count();
+        println!(
+            "shard {i} ({}): {events} events, {leaving} of them belong on another shard",
+            shard.store_id().await?
+        );
+    }
+    if !misplaced.is_empty() {
+        println!(
+            "run `boxoffice shard rebalance` to move {} events",
+            misplaced.len()
+        );
+    }
+    Ok(())
+}
+
+/// `boxoffice shard rebalance`.
+pub async fn shard_rebalance(store: &StoreArgs) -> anyhow::Result<()> {
+    let db = sharded(store).await?;
+    let done = db.rebalance().await?;
+    println!(
+        "moved {} events ({} rows) to the shards that own them",
+        done.moved.len(),
+        done.rows
+    );
+    Ok(())
 }
 
 /// `boxoffice seed`.

@@ -34,7 +34,8 @@ pub struct StoreArgs {
         global = true
     )]
     pub data_dir: PathBuf,
-    /// `postgres://…` to run on PostgreSQL instead of the embedded SQLite store.
+    /// `postgres://…` to run on PostgreSQL instead of the embedded SQLite store; several,
+    /// separated by commas, to shard events over them.
     #[arg(
         long,
         env = "BOXOFFICE_DATABASE_URL",
@@ -118,6 +119,20 @@ pub enum Command {
     /// Check the booking invariants (no seat sold twice, money and tickets agree, …) over the
     /// whole database; exits non-zero if anything is wrong.
     Verify,
+    /// Events sharded over several databases (`--database-url a,b,…`).
+    #[command(subcommand)]
+    Shard(ShardCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ShardCommand {
+    /// How many events each shard holds, and how many belong on another (after a shard was
+    /// added).
+    Status,
+    /// Move every event that belongs on another shard there, with its seats, bookings,
+    /// tickets, payments, listings, transfers and waiting room. Run it after adding a shard,
+    /// before the moving events go on sale (or with the nodes stopped); safe to run again.
+    Rebalance,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -381,6 +396,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Token(args) => app::token(&cli.store, &args).map(|t| println!("{t}")),
             Command::Seed(args) => app::seed(&cli.store, &args).await,
             Command::Verify => app::verify(&cli.store).await,
+            Command::Shard(ShardCommand::Status) => app::shard_status(&cli.store).await,
+            Command::Shard(ShardCommand::Rebalance) => app::shard_rebalance(&cli.store).await,
         }
     });
     match result {

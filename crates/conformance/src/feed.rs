@@ -52,10 +52,14 @@ pub async fn feed_reports_each_created_event_once(
         })
         .collect();
     assert_eq!(ids.len(), 6, "{changes:?}");
-    assert_eq!(
-        ids[0], one.id,
-        "changes come in the order they were written"
-    );
+    // In the order they were written. A sharded store (cursor `shards:…`) has an order within
+    // each database only: its events lie on different shards, read one shard after another.
+    if !start.store_id.starts_with("shards:") {
+        assert_eq!(
+            ids[0], one.id,
+            "changes come in the order they were written"
+        );
+    }
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 6);

@@ -165,9 +165,14 @@ impl Conn {
     }
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
     pub(crate) async fn commit(self) -> Result<(), Error> {
         self.tx.commit().await
+    }
+
+    /// The driver's transaction, for what [`Exec`] does not cover (`COPY`).
+    pub(crate) fn raw(&self) -> &deadpool_postgres::Transaction<'a> {
+        &self.tx
     }
 
     /// The parameter types of `sql`, prepared and closed inside this transaction.

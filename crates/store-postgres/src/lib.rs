@@ -22,6 +22,7 @@ mod queue;
 mod replica;
 mod reports;
 mod resale;
+pub mod sharded;
 pub mod testing;
 mod transfers;
 
@@ -42,6 +43,7 @@ use boxoffice_domain::resale::{ListError, Listing, Payout, WithdrawError};
 use boxoffice_domain::rules::Revocation;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use exec::Exec;
+pub use sharded::ShardedStore;
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 
@@ -226,6 +228,22 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
         Ok(exec::Conn::new(obj, self.statements.clone()))
+    }
+
+    /// This database's identity (generated when its schema was created): what the change
+    /// feed's cursors and shard placement are keyed by.
+    pub async fn store_id(&self) -> Result<String, StoreError> {
+        let c = self.client().await?;
+        Ok(q!(c, query_one, "SELECT store_id::text FROM feed_identity",)?.get(0))
+    }
+
+    /// Every event's id (for checks over the whole catalog).
+    pub async fn event_ids(&self) -> Result<Vec<EventId>, StoreError> {
+        let c = self.client().await?;
+        Ok(q!(c, query, "SELECT event_id FROM events",)?
+            .iter()
+            .map(|r| EventId(r.get(0)))
+            .collect())
     }
 
     /// Registers the *public* half of a key every node of the cluster must share (`purpose`,
