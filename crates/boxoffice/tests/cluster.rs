@@ -251,13 +251,19 @@ impl Cluster {
         }
     }
 
-    /// `boxoffice verify` over the cluster's database, through pgbouncer.
+    /// `boxoffice verify` over the cluster's database, through pgbouncer (told when it pools
+    /// by transaction, as the nodes are).
     fn verify(&self) {
         let dir = tempfile::tempdir().expect("tempdir");
+        let pooler = match std::env::var("BOXOFFICE_CLUSTER_POOL_MODE").as_deref() {
+            Ok("session") => "none",
+            _ => "transaction",
+        };
         let out = common::boxoffice(
             &["verify"],
             &[
                 ("BOXOFFICE_DATABASE_URL", &self.database_url),
+                ("BOXOFFICE_DATABASE_POOLER", pooler),
                 ("BOXOFFICE_DATA_DIR", dir.path().to_str().expect("utf-8")),
                 ("BOXOFFICE_TICKET_KEY_FILE", &self.ticket_key),
             ],
