@@ -875,6 +875,11 @@ impl FeedRead for CompositeRead {
     }
 
     async fn changes(&mut self, limit: usize) -> Result<Vec<Change>, StoreError> {
+        // Behind on any shard: the reader rebuilds, so changes after the cursor mean nothing
+        // (as on one database, a read that fell behind gives none).
+        if self.fell_behind() {
+            return Ok(Vec::new());
+        }
         while self.current < self.reads.len() {
             let got = self.reads[self.current].changes(limit).await?;
             if !got.is_empty() {
