@@ -483,30 +483,34 @@ async fn catalog_reads_use_the_replica_and_skip_it_when_it_is_down() {
             }
         }
     }
-    // Once the replica has the events, their pages are read there.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the replica has replayed an event, its pages are read there, on every node.
     let event = cluster
         .event(
             "Replica Reads",
             json!([{"name": "Floor", "rows": 2, "seatsPerRow": 10, "priceCents": 5000}]),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for node in &cluster.nodes {
-        for _ in 0..5 {
+    for (node, before) in cluster.nodes.iter().zip(&before) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
             assert_eq!(
                 cluster
                     .get_status(node, &format!("/v1/events/{event}/seats"))
                     .await,
                 200
             );
+            let after = cluster
+                .metric(node, "database_catalog_reads_total{from=\"replica\"")
+                .await;
+            if after > *before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{node} read nothing from the replica"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-    for (node, before) in cluster.nodes.iter().zip(&before) {
-        let after = cluster
-            .metric(node, "database_catalog_reads_total{from=\"replica\"")
-            .await;
-        assert!(after > *before, "{node} read nothing from the replica");
     }
 
     cluster.replica("stop");
