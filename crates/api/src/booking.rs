@@ -382,6 +382,7 @@ impl BookingService {
             .store
             .finish_commit(&CommitFinish {
                 booking_id: booking.id,
+                event_id: booking.event_id,
                 payment_id: payment.id,
                 settlement,
                 now: self.clock.now(),
@@ -438,7 +439,7 @@ impl BookingService {
                         .await;
                     if let Some(b) = self
                         .store
-                        .revoke(p.id, Revocation::CaptureFailed, self.clock.now())
+                        .revoke(p.key(), Revocation::CaptureFailed, self.clock.now())
                         .await
                         .map_err(|e| PaymentError::Unavailable(e.to_string()))?
                     {
@@ -452,7 +453,11 @@ impl BookingService {
                 }
             }
         }
-        if let Err(e) = self.captures.record(&self.store, &self.clock, p.id).await {
+        if let Err(e) = self
+            .captures
+            .record(&self.store, &self.clock, p.key())
+            .await
+        {
             tracing::warn!(payment_id = %p.id, error = %e, "captured, but not recorded yet; the reconciler will");
         }
         Ok(())
@@ -472,7 +477,7 @@ impl BookingService {
         let _ = self
             .store
             .set_payment_status(
-                p.id,
+                p.key(),
                 &[PaymentStatus::Authorized],
                 PaymentStatus::Voided,
                 self.clock.now(),
@@ -521,7 +526,12 @@ impl BookingService {
         };
         if let Err(e) = self
             .store
-            .set_payment_status(p.id, &[PaymentStatus::RefundPending], to, self.clock.now())
+            .set_payment_status(
+                p.key(),
+                &[PaymentStatus::RefundPending],
+                to,
+                self.clock.now(),
+            )
             .await
         {
             tracing::warn!(payment_id = %p.id, error = %e, "refunded, but not recorded yet");
@@ -661,7 +671,7 @@ impl BookingService {
 
     async fn defer(&self, p: &Payment, error: &str) -> Result<(), StoreError> {
         let next = self.clock.now() + retry_delay(p.attempts, self.config.reconcile_after);
-        self.store.defer_payment(p.id, next, error).await
+        self.store.defer_payment(p.key(), next, error).await
     }
 
     /// Publishes the unsettled backlog and its oldest age in `/metrics`, and alerts in the
@@ -711,7 +721,7 @@ impl BookingService {
             other => other,
         };
         if let Some(why) = revocation {
-            if let Some(b) = self.store.revoke(p.id, why, self.clock.now()).await? {
+            if let Some(b) = self.store.revoke(p.key(), why, self.clock.now()).await? {
                 self.holds.released(&b).await;
                 tracing::warn!(payment_id = %p.id, booking_id = %b.id, reason = why.reason(), "booking revoked by the payment provider");
             }

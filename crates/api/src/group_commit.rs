@@ -9,15 +9,15 @@
 
 use std::sync::{Arc, OnceLock};
 
+use boxoffice_domain::booking::PaymentKey;
 use boxoffice_domain::booking::PaymentStatus;
-use boxoffice_domain::ids::PaymentId;
 use boxoffice_domain::ports::{Clock, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most captures one statement records.
 const MAX_GROUP: usize = 512;
 
-type Waiter = (PaymentId, oneshot::Sender<Result<(), StoreError>>);
+type Waiter = (PaymentKey, oneshot::Sender<Result<(), StoreError>>);
 
 /// Records captures a group at a time; cheap to clone (clones share the writer).
 #[derive(Debug, Default, Clone)]
@@ -32,7 +32,7 @@ impl CaptureLog {
         &self,
         store: &Arc<dyn Store>,
         clock: &Arc<dyn Clock>,
-        payment: PaymentId,
+        payment: PaymentKey,
     ) -> Result<(), StoreError> {
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -65,7 +65,7 @@ async fn write_groups(
 ) {
     let mut group: Vec<Waiter> = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let ids: Vec<PaymentId> = group.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<PaymentKey> = group.iter().map(|(key, _)| *key).collect();
         let written = store
             .set_payments_status(
                 &ids,

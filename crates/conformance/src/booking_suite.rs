@@ -100,6 +100,7 @@ pub fn finish(
 ) -> CommitFinish {
     CommitFinish {
         booking_id: booking.id,
+        event_id: booking.event_id,
         payment_id: payment,
         settlement,
         now: at,
@@ -174,7 +175,7 @@ pub async fn buy(
     assert!(
         store
             .set_payment_status(
-                payment.id,
+                payment.key(),
                 &[PaymentStatus::Authorized],
                 PaymentStatus::Captured,
                 at
@@ -556,7 +557,7 @@ pub async fn commit_is_idempotent_and_settles_once(store: Arc<dyn Store>) {
     ));
     store
         .set_payment_status(
-            payment.id,
+            payment.key(),
             &[PaymentStatus::Authorized],
             PaymentStatus::Captured,
             t,
@@ -652,7 +653,7 @@ pub async fn declines_return_the_hold_and_lapsed_approvals_retake_seats(store: A
     assert_eq!(seat_state(&store, &e, "1-A-1", late).await, SeatState::Sold);
     store
         .set_payment_status(
-            payment.id,
+            payment.key(),
             &[PaymentStatus::Authorized],
             PaymentStatus::Captured,
             late,
@@ -704,7 +705,7 @@ pub async fn approval_after_release_is_lapsed_when_seats_are_gone(store: Arc<dyn
     );
     store
         .set_payment_status(
-            payment.id,
+            payment.key(),
             &[PaymentStatus::Authorized],
             PaymentStatus::Voided,
             late,
@@ -789,7 +790,7 @@ pub async fn release_and_cancel(store: Arc<dyn Store>) {
     assert!(
         store
             .set_payment_status(
-                payment.id,
+                payment.key(),
                 &[PaymentStatus::RefundPending],
                 PaymentStatus::Refunded,
                 t

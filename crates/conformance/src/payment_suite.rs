@@ -88,7 +88,7 @@ pub async fn unresolved_payments_free_the_seats_but_stay_open(store: Arc<dyn Sto
     ));
     store
         .set_payment_status(
-            payment.id,
+            payment.key(),
             &[PaymentStatus::Authorized],
             PaymentStatus::Captured,
             late,
@@ -127,7 +127,7 @@ pub async fn deferred_payments_wait_their_turn(store: Arc<dyn Store>) {
     assert_eq!(due(later).await.len(), 2);
     store
         .defer_payment(
-            payments[0].id,
+            payments[0].key(),
             t + Duration::hours(1),
             "provider unavailable",
         )
@@ -291,7 +291,7 @@ pub async fn revocations_void_tickets_and_reopen_seats(store: Arc<dyn Store>) {
     // A refund at the provider cannot revoke a capture that never happened … but a refused
     // capture can.
     let revoked = store
-        .revoke(payment.id, Revocation::CaptureFailed, t)
+        .revoke(payment.key(), Revocation::CaptureFailed, t)
         .await
         .expect("revoke")
         .expect("changed");
@@ -313,7 +313,7 @@ pub async fn revocations_void_tickets_and_reopen_seats(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .revoke(payment.id, Revocation::CaptureFailed, t)
+            .revoke(payment.key(), Revocation::CaptureFailed, t)
             .await
             .expect("again")
             .is_none(),
@@ -333,14 +333,14 @@ pub async fn revocations_void_tickets_and_reopen_seats(store: Arc<dyn Store>) {
             .expect("confirm");
         store
             .set_payment_status(
-                payment.id,
+                payment.key(),
                 &[PaymentStatus::Authorized],
                 PaymentStatus::Captured,
                 t,
             )
             .await
             .expect("capture");
-        payment.id
+        payment.key()
     };
     assert!(
         store
@@ -358,7 +358,7 @@ pub async fn revocations_void_tickets_and_reopen_seats(store: Arc<dyn Store>) {
     assert_eq!(disputed.status, BookingStatus::Cancelled);
     assert_eq!(disputed.status_reason.as_deref(), Some("payment-disputed"));
     assert_eq!(
-        store.payment(c_payment).await.unwrap().unwrap().status,
+        store.payment(c_payment.id).await.unwrap().unwrap().status,
         PaymentStatus::Refunded
     );
     assert_eq!(seat_state(&store, &e, "1-B-1", t).await, SeatState::Open);

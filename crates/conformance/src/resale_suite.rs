@@ -325,7 +325,7 @@ pub async fn the_door_and_a_sale_never_both_win(store: Arc<dyn Store>) {
     );
     store
         .set_payment_status(
-            payment.id,
+            payment.key(),
             &[PaymentStatus::Authorized],
             PaymentStatus::Voided,
             t,
@@ -455,7 +455,7 @@ pub async fn a_paying_buyer_keeps_the_listing_and_refunds_claw_back(store: Arc<d
     ));
     store
         .set_payment_status(
-            payment.id,
+            payment.key(),
             &[PaymentStatus::Authorized],
             PaymentStatus::Captured,
             late,
@@ -474,7 +474,7 @@ pub async fn a_paying_buyer_keeps_the_listing_and_refunds_claw_back(store: Arc<d
         .unwrap();
     store
         .revoke(
-            found.id,
+            found.key(),
             boxoffice_domain::rules::Revocation::Disputed,
             late,
         )

@@ -385,6 +385,24 @@ pub struct Payment {
     pub queued: bool,
 }
 
+/// A payment named together with the event it pays for. A payment lives with its event (on
+/// the event's shard), and every statement that changes one filters by the event, so a write
+/// to a payment names both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PaymentKey {
+    pub event_id: EventId,
+    pub id: PaymentId,
+}
+
+impl Payment {
+    pub fn key(&self) -> PaymentKey {
+        PaymentKey {
+            event_id: self.event_id,
+            id: self.id,
+        }
+    }
+}
+
 /// Picks the best `quantity` seats from `open` (seats of one section that are free, in any
 /// order): the front-most row that has `quantity` adjacent seats, taking the run closest to
 /// the row's centre; failing that, the front-most seats wherever they are. `None` if there

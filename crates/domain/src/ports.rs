@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use std::sync::Arc;
 
 use crate::booking::{
-    Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentStatus, Ticket,
+    Booking, BookingStatus, HoldError, HoldRequest, NewTicket, Payment, PaymentKey, PaymentStatus,
+    Ticket,
 };
 use crate::event::Event;
 use crate::ids::{BookingId, CustomerId, EventId, ListingId, PaymentId, SeatId, TicketId};
@@ -174,7 +175,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Moves a payment to `to` if it is in one of `from`; returns whether it moved.
     async fn set_payment_status(
         &self,
-        payment: PaymentId,
+        payment: PaymentKey,
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
@@ -187,7 +188,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// recorded this way, a group at a time.
     async fn set_payments_status(
         &self,
-        payments: &[PaymentId],
+        payments: &[PaymentKey],
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
@@ -232,7 +233,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `next_attempt_at`, and the error (for operators; never shown to customers).
     async fn defer_payment(
         &self,
-        id: PaymentId,
+        payment: PaymentKey,
         next_attempt_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError>;
@@ -257,7 +258,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// booking as it now stands, if it changed.
     async fn revoke(
         &self,
-        payment: PaymentId,
+        payment: PaymentKey,
         why: crate::rules::Revocation,
         now: OffsetDateTime,
     ) -> Result<Option<Booking>, StoreError>;
@@ -583,6 +584,8 @@ pub type RenderCommit = Arc<dyn Fn(&CommitOutcome) -> StoredResponse + Send + Sy
 #[derive(Clone)]
 pub struct CommitFinish {
     pub booking_id: BookingId,
+    /// The booking's event (from [`CommitBegin::Started`]): every statement filters by it.
+    pub event_id: EventId,
     pub payment_id: PaymentId,
     pub settlement: Settlement,
     pub now: OffsetDateTime,

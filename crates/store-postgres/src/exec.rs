@@ -24,15 +24,54 @@ use tokio_postgres::{Error, IsolationLevel, Row, SimpleQueryMessage};
 /// Statement parameters, as tokio-postgres takes them.
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// How this store sends statements: prepared and cached per connection (`None`), or unnamed
-/// with the parameter types learnt once per SQL text.
+/// How this store sends statements: prepared and cached per connection (no type cache), or
+/// unnamed with the parameter types learnt once per SQL text; and whether their texts are
+/// recorded.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Statements(Option<Arc<TypeCache>>);
+pub(crate) struct Statements {
+    types: Option<Arc<TypeCache>>,
+    log: Option<StatementLog>,
+}
 
 impl Statements {
     /// Statements for a connection through a transaction pooler.
     pub(crate) fn unnamed() -> Self {
-        Self(Some(Arc::default()))
+        Self {
+            types: Some(Arc::default()),
+            log: None,
+        }
+    }
+
+    /// The same, recording every statement's text in `log`.
+    pub(crate) fn logged(self, log: Option<StatementLog>) -> Self {
+        Self { log, ..self }
+    }
+
+    fn record(&self, sql: &str) {
+        if let Some(log) = &self.log {
+            log.push(sql);
+        }
+    }
+}
+
+/// The text of every statement a store sent, in the order sent: tests read it to check which
+/// tables a use case touches and how its statements find their rows.
+#[derive(Debug, Clone, Default)]
+pub struct StatementLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl StatementLog {
+    fn push(&self, sql: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(sql.to_owned());
+        }
+    }
+
+    /// Everything recorded since the last call, oldest first.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }
 
@@ -86,7 +125,7 @@ pub(crate) struct Tx<'a> {
 impl Conn {
     /// Shares the gate with other statements (unnamed statements only).
     async fn shared(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
-        match self.statements.0 {
+        match self.statements.types {
             Some(_) => Some(self.gate.read().await),
             None => None,
         }
@@ -199,7 +238,8 @@ macro_rules! exec_impl {
         impl $ty {
             /// `None` when statements are prepared; else the parameter types of `sql`.
             async fn param_types(&self, sql: &str) -> Result<Option<Arc<[Type]>>, Error> {
-                let Some(cache) = &self.statements.0 else {
+                self.statements.record(sql);
+                let Some(cache) = &self.statements.types else {
                     return Ok(None);
                 };
                 if let Some(types) = cache.get(sql) {

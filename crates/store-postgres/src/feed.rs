@@ -447,7 +447,9 @@ impl FeedRead for PgRead {
     ) -> Result<Vec<CatalogEntry>, StoreError> {
         let after = after.map(|e| e.0).unwrap_or(Uuid::nil());
         let c = self.client()?;
-        let stmt = &format!("{EVENT_COLUMNS} WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2");
+        let stmt = &format!(
+            "/* scan */ {EVENT_COLUMNS} WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2"
+        );
         let rows = c
             .query(stmt, &[&after, &(limit as i64)])
             .await

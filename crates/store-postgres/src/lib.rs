@@ -17,6 +17,7 @@ macro_rules! q {
 mod booking;
 mod catalog;
 mod exec;
+pub use exec::StatementLog;
 mod feed;
 mod queue;
 mod replica;
@@ -30,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
+use boxoffice_domain::booking::{
+    Booking, HoldError, HoldRequest, Payment, PaymentKey, PaymentStatus, Ticket,
+};
 use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
 use boxoffice_domain::ids::{ListingId, PayoutId};
@@ -72,6 +75,8 @@ pub struct PgOptions {
     pub replica_url: Option<String>,
     /// How far behind the primary the replica may be and still serve reads.
     pub replica_max_lag: Duration,
+    /// Records every statement the store sends (tests check how statements find their rows).
+    pub statement_log: Option<StatementLog>,
 }
 
 impl Default for PgOptions {
@@ -83,6 +88,7 @@ impl Default for PgOptions {
             listen_url: None,
             replica_url: None,
             replica_max_lag: Duration::from_secs(2),
+            statement_log: None,
         }
     }
 }
@@ -137,7 +143,8 @@ impl PgStore {
                 check_schema(&config).await?;
                 exec::Statements::unnamed()
             }
-        };
+        }
+        .logged(opts.statement_log.clone());
         let listen = match (&opts.listen_url, opts.pooler) {
             (Some(url), _) => Some(url.parse().map_err(|_| {
                 StoreError::Internal("the PostgreSQL listen URL is malformed".into())
@@ -585,7 +592,7 @@ impl Store for PgStore {
 
     async fn set_payments_status(
         &self,
-        payments: &[PaymentId],
+        payments: &[PaymentKey],
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
@@ -634,12 +641,12 @@ impl Store for PgStore {
 
     async fn defer_payment(
         &self,
-        id: PaymentId,
+        payment: PaymentKey,
         next_attempt_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
         let c = self.client().await?;
-        booking::defer_payment(&c, id, next_attempt_at, error).await
+        booking::defer_payment(&c, payment, next_attempt_at, error).await
     }
 
     async fn payment_backlog(&self) -> Result<PaymentBacklog, StoreError> {
@@ -663,7 +670,7 @@ impl Store for PgStore {
 
     async fn revoke(
         &self,
-        payment: PaymentId,
+        payment: PaymentKey,
         why: Revocation,
         now: OffsetDateTime,
     ) -> Result<Option<Booking>, StoreError> {

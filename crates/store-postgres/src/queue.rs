@@ -31,7 +31,7 @@ pub async fn entry<C: Exec>(c: &C, id: QueueId) -> Result<Option<QueueEntry>> {
     q!(
         c,
         query_opt,
-        &format!("{ENTRY_SELECT} WHERE queue_id = $1"),
+        &format!("/* by key */ {ENTRY_SELECT} WHERE queue_id = $1"),
         &id.0
     )?
     .as_ref()

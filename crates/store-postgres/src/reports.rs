@@ -14,7 +14,7 @@ pub async fn organizer_events<C: Exec>(
     Ok(q!(
         c,
         query,
-        "SELECT event_id FROM events WHERE organizer_id = $1
+        "/* fan-out */ SELECT event_id FROM events WHERE organizer_id = $1
          ORDER BY starts_at DESC, event_id LIMIT $2",
         &organizer.as_str(),
         &i64::from(limit)

@@ -62,12 +62,13 @@ pub async fn list_ticket<C: Exec>(c: &C, req: &ListRequest) -> Result<Result<Lis
         query_opt,
         // The cap is a percentage of the seat's face value, never of what the last owner paid
         // on resale (a chain of resales cannot compound it).
-        "SELECT t.customer_id, t.status, t.event_id, t.seat_id, s.price_cents, b.currency,
-                e.starts_at, e.cancelled_at IS NOT NULL, e.resale_max_price_percent,
-                EXISTS (SELECT 1 FROM transfers x WHERE x.ticket_id = t.ticket_id
-                          AND x.status = 'PENDING')
+        // The entry (by the ticket's id); its joins stay within the ticket's event.
+        "/* by key */ SELECT t.customer_id, t.status, t.event_id, t.seat_id, s.price_cents,
+                b.currency, e.starts_at, e.cancelled_at IS NOT NULL, e.resale_max_price_percent,
+                EXISTS (SELECT 1 FROM transfers x WHERE x.event_id = t.event_id
+                          AND x.ticket_id = t.ticket_id AND x.status = 'PENDING')
          FROM tickets t
-         JOIN bookings b ON b.booking_id = t.booking_id
+         JOIN bookings b ON b.event_id = t.event_id AND b.booking_id = t.booking_id
          JOIN seats s ON s.event_id = t.event_id AND s.seat_id = t.seat_id
          JOIN events e ON e.event_id = t.event_id
          WHERE t.ticket_id = $1 FOR UPDATE OF t",
@@ -124,7 +125,8 @@ pub async fn list_ticket<C: Exec>(c: &C, req: &ListRequest) -> Result<Result<Lis
                  price_cents, fee_cents, face_value_cents, currency, status, created_at,
                  updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'ACTIVE', $11, $11) RETURNING 1),
-         t AS (UPDATE tickets SET status = 'LISTED' WHERE ticket_id = $3 RETURNING 1),
+         t AS (UPDATE tickets SET status = 'LISTED' WHERE event_id = $2 AND ticket_id = $3
+               RETURNING 1),
          o AS (INSERT INTO outbox (event_id, kind, payload)
                SELECT $2, $12, $13::jsonb WHERE $13::jsonb IS NOT NULL RETURNING 1)
          SELECT 1",
@@ -149,7 +151,7 @@ pub async fn listing<C: Exec>(c: &C, id: ListingId) -> Result<Option<Listing>> {
     q!(
         c,
         query_opt,
-        &format!("{LISTING_SELECT} WHERE listing_id = $1"),
+        &format!("/* by key */ {LISTING_SELECT} WHERE listing_id = $1"),
         &id.0
     )?
     .as_ref()
@@ -182,7 +184,7 @@ pub async fn seller_listings<C: Exec>(c: &C, seller: &CustomerId) -> Result<Vec<
     q!(
         c,
         query,
-        &format!("{LISTING_SELECT} WHERE seller_id = $1 ORDER BY created_at DESC"),
+        &format!("/* fan-out */ {LISTING_SELECT} WHERE seller_id = $1 ORDER BY created_at DESC"),
         &seller.as_str()
     )?
     .iter()
@@ -199,7 +201,7 @@ pub async fn withdraw<C: Exec>(
     let Some(l) = q!(
         c,
         query_opt,
-        &format!("{LISTING_SELECT} WHERE listing_id = $1 FOR UPDATE"),
+        &format!("/* by key */ {LISTING_SELECT} WHERE listing_id = $1 FOR UPDATE"),
         &id.0
     )?
     .as_ref()
@@ -230,13 +232,15 @@ async fn close_listing<C: Exec>(c: &C, l: &Listing, now: OffsetDateTime) -> Resu
         execute,
         "WITH l AS (UPDATE listings SET status = 'WITHDRAWN', booking_id = NULL,
                         reserved_until = NULL, updated_at = $2
-                    WHERE listing_id = $1 RETURNING 1),
-         t AS (UPDATE tickets SET status = 'VALID' WHERE ticket_id = $3 AND status = 'LISTED'
+                    WHERE event_id = $4 AND listing_id = $1 RETURNING 1),
+         t AS (UPDATE tickets SET status = 'VALID'
+               WHERE event_id = $4 AND ticket_id = $3 AND status = 'LISTED'
                RETURNING 1)
          SELECT 1",
         &l.id.0,
         &now,
-        &l.ticket_id.0
+        &l.ticket_id.0,
+        &l.event_id.0
     )?;
     if l.status == ListingStatus::Active {
         record_delta(c, l.event_id, &delta(l.section, -1)).await?;
@@ -247,6 +251,7 @@ async fn close_listing<C: Exec>(c: &C, l: &Listing, now: OffsetDateTime) -> Resu
 /// Withdraws the open listings of a booking's tickets (it is being cancelled).
 pub async fn close_listings_of_booking<C: Exec>(
     c: &C,
+    event: EventId,
     booking: BookingId,
     now: OffsetDateTime,
 ) -> Result<()> {
@@ -254,11 +259,15 @@ pub async fn close_listings_of_booking<C: Exec>(
         c,
         query,
         &format!(
-            "{LISTING_SELECT} WHERE ticket_id IN (SELECT ticket_id FROM tickets WHERE booking_id = $1)
+            "{LISTING_SELECT}
+             WHERE event_id = $2
+               AND ticket_id IN (SELECT ticket_id FROM tickets
+                                 WHERE event_id = $2 AND booking_id = $1)
                AND status IN ('ACTIVE', 'RESERVED')
              ORDER BY listing_id FOR UPDATE"
         ),
-        &booking.0
+        &booking.0,
+        &event.0
     )?;
     for l in open.iter().map(listing_row) {
         close_listing(c, &l?, now).await?;
@@ -269,6 +278,7 @@ pub async fn close_listings_of_booking<C: Exec>(
 /// Withdraws the open listing of a ticket that was just used at the door.
 pub async fn withdraw_for_ticket<C: Exec>(
     c: &C,
+    event: EventId,
     ticket: TicketId,
     now: OffsetDateTime,
 ) -> Result<()> {
@@ -278,15 +288,17 @@ pub async fn withdraw_for_ticket<C: Exec>(
         "UPDATE listings l SET status = 'WITHDRAWN', booking_id = NULL, reserved_until = NULL,
              updated_at = $2
          FROM (SELECT listing_id, status FROM listings
-               WHERE ticket_id = $1 AND status IN ('ACTIVE', 'RESERVED') FOR UPDATE) old
-         WHERE l.listing_id = old.listing_id
-         RETURNING l.event_id, l.section_no, old.status = 'ACTIVE'",
+               WHERE event_id = $3 AND ticket_id = $1 AND status IN ('ACTIVE', 'RESERVED')
+               FOR UPDATE) old
+         WHERE l.event_id = $3 AND l.listing_id = old.listing_id
+         RETURNING l.section_no, old.status = 'ACTIVE'",
         &ticket.0,
-        &now
+        &now,
+        &event.0
     )?;
     for r in rows {
-        if r.get::<_, bool>(2) {
-            record_delta(c, EventId(r.get(0)), &delta(r.get::<_, i16>(1) as u16, -1)).await?;
+        if r.get::<_, bool>(1) {
+            record_delta(c, event, &delta(r.get::<_, i16>(0) as u16, -1)).await?;
         }
     }
     Ok(())
@@ -356,7 +368,7 @@ pub async fn hold_listings<C: Exec>(
          l AS (
              UPDATE listings SET status = 'RESERVED', booking_id = $1, reserved_until = $4,
                  updated_at = $8
-             WHERE listing_id = ANY($14) RETURNING 1),
+             WHERE event_id = $2 AND listing_id = ANY($14) RETURNING 1),
          o AS (
              INSERT INTO outbox (event_id, kind, payload)
              SELECT $2, $11, $12::jsonb WHERE $12::jsonb IS NOT NULL RETURNING 1)
@@ -376,7 +388,7 @@ pub async fn hold_listings<C: Exec>(
         &raw[0],
         &raw
     )?;
-    Ok(must_load(c, req.booking_id).await?)
+    Ok(must_load(c, req.event_id(), req.booking_id).await?)
 }
 
 /// Gives the listings a resale booking held back to sale (its hold ended without a sale).
@@ -391,9 +403,10 @@ pub async fn release_listings<C: Exec>(
         query,
         "UPDATE listings SET status = 'ACTIVE', booking_id = NULL, reserved_until = NULL,
              updated_at = $2
-         WHERE booking_id = $1 AND status = 'RESERVED' RETURNING section_no",
+         WHERE event_id = $3 AND booking_id = $1 AND status = 'RESERVED' RETURNING section_no",
         &booking.0,
-        &now
+        &now,
+        &event.0
     )?;
     let mut deltas = BTreeMap::new();
     for r in rows {
@@ -418,8 +431,12 @@ pub async fn confirm_resale<C: Exec>(
     let rows = q!(
         c,
         query,
-        &format!("{LISTING_SELECT} WHERE booking_id = $1 ORDER BY listing_id FOR UPDATE"),
-        &booking.id.0
+        &format!(
+            "{LISTING_SELECT} WHERE event_id = $2 AND booking_id = $1
+             ORDER BY listing_id FOR UPDATE"
+        ),
+        &booking.id.0,
+        &booking.event_id.0
     )?;
     let listings: Vec<Listing> = rows.iter().map(listing_row).collect::<Result<_>>()?;
     let cancelled: bool = q!(
@@ -436,9 +453,11 @@ pub async fn confirm_resale<C: Exec>(
         c,
         query_one,
         "SELECT count(*) FROM (SELECT 1 FROM tickets
-                               WHERE ticket_id = ANY($1) AND status = 'LISTED'
+                               WHERE event_id = $2 AND ticket_id = ANY($1)
+                                 AND status = 'LISTED'
                                FOR UPDATE) t",
-        &ticket_ids
+        &ticket_ids,
+        &booking.event_id.0
     )?
     .get(0);
     if cancelled
@@ -450,6 +469,7 @@ pub async fn confirm_resale<C: Exec>(
         // and the caller voids the payment.
         crate::booking::end_booking(
             c,
+            booking.event_id,
             booking.id,
             BookingStatus::Pending,
             BookingStatus::Expired,
@@ -474,9 +494,10 @@ pub async fn confirm_resale<C: Exec>(
             c,
             execute,
             "UPDATE tickets SET status = 'REISSUED', reissued_at = $2
-             WHERE ticket_id = $1 AND status = 'LISTED'",
+             WHERE event_id = $3 AND ticket_id = $1 AND status = 'LISTED'",
             &l.ticket_id.0,
-            &now
+            &now,
+            &booking.event_id.0
         )?;
         if reissued != 1 {
             return Err(StoreError::Internal(format!(
@@ -494,7 +515,7 @@ pub async fn confirm_resale<C: Exec>(
              s AS (UPDATE seats SET booking_id = $3, version = version + 1
                    WHERE event_id = $2 AND seat_id = $4 AND state = 'SOLD' RETURNING 1),
              l AS (UPDATE listings SET status = 'SOLD', reserved_until = NULL, updated_at = $7
-                   WHERE listing_id = $9 RETURNING 1),
+                   WHERE event_id = $2 AND listing_id = $9 RETURNING 1),
              p AS (INSERT INTO payouts (payout_id, event_id, listing_id, seller_id, amount_cents,
                        currency, status, available_at, created_at, updated_at)
                    VALUES ($10, $2, $9, $11, $12, $13, 'SCHEDULED', $14, $7, $7) RETURNING 1)
@@ -520,9 +541,10 @@ pub async fn confirm_resale<C: Exec>(
         execute,
         "UPDATE bookings SET status = 'CONFIRMED', confirmed_at = $2, updated_at = $2,
             cancelled_at = NULL, version = version + 1
-         WHERE booking_id = $1",
+         WHERE event_id = $3 AND booking_id = $1",
         &booking.id.0,
-        &now
+        &now,
+        &booking.event_id.0
     )?;
     Ok(true)
 }
@@ -550,7 +572,7 @@ pub async fn payouts_of<C: Exec>(c: &C, seller: &CustomerId) -> Result<Vec<Payou
     q!(
         c,
         query,
-        &format!("{PAYOUT_SELECT} WHERE seller_id = $1 ORDER BY created_at DESC"),
+        &format!("/* fan-out */ {PAYOUT_SELECT} WHERE seller_id = $1 ORDER BY created_at DESC"),
         &seller.as_str()
     )?
     .iter()
@@ -563,7 +585,7 @@ pub async fn due_payouts<C: Exec>(c: &C, now: OffsetDateTime, limit: u32) -> Res
         c,
         query,
         &format!(
-            "{PAYOUT_SELECT} WHERE status = 'SCHEDULED' AND available_at <= $1
+            "/* scan */ {PAYOUT_SELECT} WHERE status = 'SCHEDULED' AND available_at <= $1
              ORDER BY available_at LIMIT $2"
         ),
         &now,
@@ -583,7 +605,7 @@ pub async fn mark_payout_paid<C: Exec>(
     let n = q!(
         c,
         execute,
-        "UPDATE payouts SET status = 'PAID', provider_ref = $2, updated_at = $3
+        "/* by key */ UPDATE payouts SET status = 'PAID', provider_ref = $2, updated_at = $3
          WHERE payout_id = $1 AND status = 'SCHEDULED'",
         &id.0,
         &provider_ref,
@@ -645,6 +667,7 @@ pub async fn cancel_event<C: Exec>(
     for r in holds {
         crate::booking::end_booking(
             c,
+            event,
             BookingId(r.get(0)),
             BookingStatus::Hold,
             BookingStatus::Cancelled,
@@ -660,7 +683,7 @@ pub async fn cancel_event<C: Exec>(
         &event.0
     )?;
     for r in confirmed {
-        let b = must_load(c, BookingId(r.get(0))).await?;
+        let b = must_load(c, event, BookingId(r.get(0))).await?;
         crate::booking::void_confirmed(c, &b, Some("event-cancelled"), now).await?;
     }
     let owed = q!(
@@ -668,8 +691,8 @@ pub async fn cancel_event<C: Exec>(
         query,
         "UPDATE payments p SET status = 'REFUND_PENDING', updated_at = $2
          FROM bookings b
-         WHERE b.booking_id = p.booking_id AND b.event_id = $1 AND b.status = 'CANCELLED'
-           AND b.status_reason = 'event-cancelled'
+         WHERE p.event_id = $1 AND b.event_id = $1 AND b.booking_id = p.booking_id
+           AND b.status = 'CANCELLED' AND b.status_reason = 'event-cancelled'
            AND p.status IN ('AUTHORIZED', 'CAPTURED')
          RETURNING p.payment_id",
         &event.0,
@@ -677,9 +700,11 @@ pub async fn cancel_event<C: Exec>(
     )?;
     let mut out = Vec::new();
     for r in owed {
-        if let Some(p) =
-            crate::booking::load_payment(c, boxoffice_domain::ids::PaymentId(r.get(0))).await?
-        {
+        let key = boxoffice_domain::booking::PaymentKey {
+            event_id: event,
+            id: boxoffice_domain::ids::PaymentId(r.get(0)),
+        };
+        if let Some(p) = crate::booking::payment_in(c, key, false).await? {
             debug_assert_eq!(p.status, PaymentStatus::RefundPending);
             out.push(p);
         }
@@ -691,7 +716,8 @@ pub async fn cancelled_events<C: Exec>(c: &C, since: OffsetDateTime) -> Result<V
     Ok(q!(
         c,
         query,
-        "SELECT event_id FROM events WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1",
+        "/* scan */ SELECT event_id FROM events
+         WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1",
         &since
     )?
     .iter()

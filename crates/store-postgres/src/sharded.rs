@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
+use boxoffice_domain::booking::{
+    Booking, HoldError, HoldRequest, Payment, PaymentKey, PaymentStatus, Ticket,
+};
 use boxoffice_domain::event::Event;
 use boxoffice_domain::feed::{
     CatalogEntry, Change, ChangeFeed, FeedCursor, FeedRead, Pruned, Retention,
@@ -232,19 +234,19 @@ impl Store for ShardedStore {
     }
 
     async fn finish_commit(&self, fin: &CommitFinish) -> Result<FinishedCommit, StoreError> {
-        self.at(fin.booking_id.slot()).finish_commit(fin).await
+        self.at(fin.event_id.slot()).finish_commit(fin).await
     }
 
     async fn set_payments_status(
         &self,
-        payments: &[PaymentId],
+        payments: &[PaymentKey],
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let mut by_shard = vec![Vec::new(); self.shards.len()];
         for p in payments {
-            by_shard[self.owner(p.slot())].push(*p);
+            by_shard[self.owner(p.event_id.slot())].push(*p);
         }
         let counts = try_join_all(
             self.shards
@@ -304,12 +306,12 @@ impl Store for ShardedStore {
 
     async fn defer_payment(
         &self,
-        id: PaymentId,
+        payment: PaymentKey,
         next_attempt_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.at(id.slot())
-            .defer_payment(id, next_attempt_at, error)
+        self.at(payment.event_id.slot())
+            .defer_payment(payment, next_attempt_at, error)
             .await
     }
 
@@ -342,11 +344,13 @@ impl Store for ShardedStore {
 
     async fn revoke(
         &self,
-        payment: PaymentId,
+        payment: PaymentKey,
         why: Revocation,
         now: OffsetDateTime,
     ) -> Result<Option<Booking>, StoreError> {
-        self.at(payment.slot()).revoke(payment, why, now).await
+        self.at(payment.event_id.slot())
+            .revoke(payment, why, now)
+            .await
     }
 
     async fn check_in(

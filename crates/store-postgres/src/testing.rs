@@ -199,3 +199,143 @@ mod tests {
         assert_eq!(with_dbname("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }
+
+/// Statements on an event's tables (see [`crate::sharded::EVENT_TABLES`]) that do not filter
+/// by the event: no `event_id = $n` (or `= ANY($n)`) bound to a parameter, and not marked as
+/// one of the three kinds allowed to go without:
+/// - `/* by key */`: the first statement of a use case that starts from a bare id (a booking,
+///   payment, ticket or listing id, which carries its shard) and learns the event from it;
+/// - `/* scan */`: background work over every event (the sweeper, the reconciler, `verify`);
+/// - `/* fan-out */`: a customer's own pages across events (their tickets, listings, payouts).
+///
+/// Inserts of new rows name their event in the row itself and need no filter.
+pub fn unfiltered_statements(log: &[String]) -> Vec<&str> {
+    log.iter()
+        .map(String::as_str)
+        .filter(|sql| !filters_by_event(sql))
+        .collect()
+}
+
+fn filters_by_event(sql: &str) -> bool {
+    let text = sql.trim_start();
+    if ["/* by key */", "/* scan */", "/* fan-out */"]
+        .iter()
+        .any(|m| text.starts_with(m))
+    {
+        return true;
+    }
+    let lower = text.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // Only rows read or changed need finding: a table named after FROM, JOIN or UPDATE (not
+    // one a new row goes INTO).
+    let finds_rows = words.windows(2).any(|w| {
+        matches!(w[0], "from" | "join" | "update") && crate::sharded::EVENT_TABLES.contains(&w[1])
+    });
+    if !finds_rows {
+        return true;
+    }
+    // `event_id = $n` or `event_id = ANY($n)`, with any qualifier before `event_id`.
+    let mut rest = lower.as_str();
+    while let Some(at) = rest.find("event_id") {
+        let after = rest[at + "event_id".len()..].trim_start();
+        if let Some(value) = after.strip_prefix('=') {
+            let value = value.trim_start();
+            let value = value
+                .strip_prefix("any")
+                .map(|v| v.trim_start().trim_start_matches('('))
+                .unwrap_or(value);
+            if value.starts_with('$') {
+                return true;
+            }
+        }
+        rest = &rest[at + "event_id".len()..];
+    }
+    false
+}
+
+/// Records every statement a store sends and, when dropped at the end of a test that passed,
+/// fails it if any statement on an event's tables did not filter by the event (see
+/// [`unfiltered_statements`]). Keeps its test database alive as long as itself.
+#[derive(Debug)]
+pub struct StatementCheck {
+    pub log: crate::StatementLog,
+    pub database: TestDatabase,
+}
+
+impl Drop for StatementCheck {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log.take();
+        let mut bad = unfiltered_statements(&log);
+        bad.sort_unstable();
+        bad.dedup();
+        assert!(
+            bad.is_empty(),
+            "statements on an event's tables that do not filter by event_id:\n{}",
+            bad.join("\n---\n")
+        );
+    }
+}
+
+#[cfg(test)]
+mod statement_filter_tests {
+    use super::*;
+
+    fn unfiltered(sql: &str) -> bool {
+        !unfiltered_statements(&[sql.to_owned()]).is_empty()
+    }
+
+    #[test]
+    fn statements_without_an_event_filter_are_found() {
+        assert!(unfiltered(
+            "UPDATE bookings SET status = $2 WHERE booking_id = $1"
+        ));
+        assert!(unfiltered(
+            "SELECT t.* FROM tickets t JOIN listings l ON l.event_id = t.event_id \
+             WHERE t.ticket_id = $1"
+        ));
+        assert!(unfiltered(
+            "DELETE FROM idempotency_keys WHERE created_at < $1"
+        ));
+        assert!(unfiltered(
+            "INSERT INTO idempotency_keys (event_id) SELECT b.event_id FROM bookings b \
+             WHERE b.booking_id = $1"
+        ));
+    }
+
+    #[test]
+    fn filtered_marked_and_unrelated_statements_pass() {
+        assert!(!unfiltered(
+            "UPDATE bookings SET status = $2 WHERE event_id = $3 AND booking_id = $1"
+        ));
+        assert!(!unfiltered(
+            "UPDATE payments SET status = $2 WHERE event_id = ANY($5) AND payment_id = ANY($1)"
+        ));
+        assert!(!unfiltered("SELECT 1 FROM seats s WHERE s.event_id=$1"));
+        assert!(!unfiltered(
+            "/* by key */ SELECT event_id FROM bookings WHERE booking_id = $1"
+        ));
+        assert!(!unfiltered(
+            "  /* scan */ SELECT * FROM payments WHERE status = $1"
+        ));
+        assert!(!unfiltered(
+            "INSERT INTO tickets (ticket_id, event_id) VALUES ($1, $2)"
+        ));
+        assert!(!unfiltered(
+            "WITH b AS (INSERT INTO bookings (booking_id) VALUES ($1) RETURNING 1), \
+             o AS (INSERT INTO outbox (event_id) SELECT $2 WHERE $3 IS NOT NULL RETURNING 1) \
+             SELECT 1"
+        ));
+        assert!(!unfiltered(
+            "INSERT INTO seats (event_id, seat_id) SELECT $1, * FROM unnest($2::text[])"
+        ));
+        assert!(!unfiltered(
+            "SELECT position FROM outbox WHERE position > $1"
+        ));
+    }
+}

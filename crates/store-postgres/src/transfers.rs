@@ -42,12 +42,40 @@ fn ticket_row(r: &Row) -> Result<Ticket> {
     })
 }
 
+/// A ticket by its id alone (the entry of a use case that starts from the id).
 pub async fn ticket<C: Exec>(c: &C, id: TicketId) -> Result<Option<Ticket>> {
     q!(
         c,
         query_opt,
-        &format!("{TICKET_SELECT} WHERE ticket_id = $1"),
+        &format!("/* by key */ {TICKET_SELECT} WHERE ticket_id = $1"),
         &id.0
+    )?
+    .as_ref()
+    .map(ticket_row)
+    .transpose()
+}
+
+/// A ticket of a known event, its row locked.
+async fn lock_ticket<C: Exec>(c: &C, event: EventId, id: TicketId) -> Result<Option<Ticket>> {
+    q!(
+        c,
+        query_opt,
+        &format!("{TICKET_SELECT} WHERE event_id = $2 AND ticket_id = $1 FOR UPDATE"),
+        &id.0,
+        &event.0
+    )?
+    .as_ref()
+    .map(ticket_row)
+    .transpose()
+}
+
+async fn ticket_in<C: Exec>(c: &C, event: EventId, id: TicketId) -> Result<Option<Ticket>> {
+    q!(
+        c,
+        query_opt,
+        &format!("{TICKET_SELECT} WHERE event_id = $2 AND ticket_id = $1"),
+        &id.0,
+        &event.0
     )?
     .as_ref()
     .map(ticket_row)
@@ -76,7 +104,7 @@ pub async fn transfer<C: Exec>(c: &C, id: TransferId) -> Result<Option<Transfer>
     q!(
         c,
         query_opt,
-        &format!("{TRANSFER_SELECT} WHERE transfer_id = $1"),
+        &format!("/* by key */ {TRANSFER_SELECT} WHERE transfer_id = $1"),
         &id.0
     )?
     .as_ref()
@@ -89,7 +117,7 @@ pub async fn transfers_of<C: Exec>(c: &C, customer: &CustomerId) -> Result<Vec<T
         c,
         query,
         &format!(
-            "{TRANSFER_SELECT} WHERE from_customer = $1 OR to_customer = $1
+            "/* fan-out */ {TRANSFER_SELECT} WHERE from_customer = $1 OR to_customer = $1
              ORDER BY created_at DESC, transfer_id DESC"
         ),
         &customer.as_str()
@@ -112,6 +140,7 @@ async fn lock_event<C: Exec>(c: &C, event: EventId) -> Result<(OffsetDateTime, b
 
 async fn set_status<C: Exec>(
     c: &C,
+    event: EventId,
     id: TransferId,
     status: TransferStatus,
     new_ticket: Option<TicketId>,
@@ -122,7 +151,7 @@ async fn set_status<C: Exec>(
         query_one,
         &format!(
             "UPDATE transfers SET status = $2, new_ticket_id = $3, updated_at = $4
-             WHERE transfer_id = $1
+             WHERE event_id = $5 AND transfer_id = $1
              RETURNING {}",
             TRANSFER_SELECT
                 .trim_start_matches("SELECT ")
@@ -131,7 +160,8 @@ async fn set_status<C: Exec>(
         &id.0,
         &status.as_str(),
         &new_ticket.map(|t| t.0),
-        &now
+        &now,
+        &event.0
     )?;
     transfer_row(&r)
 }
@@ -140,28 +170,23 @@ pub async fn offer<C: Exec>(c: &C, req: &OfferRequest) -> Result<Result<Transfer
     let Some(event) = q!(
         c,
         query_opt,
-        "SELECT event_id FROM tickets WHERE ticket_id = $1",
+        "/* by key */ SELECT event_id FROM tickets WHERE ticket_id = $1",
         &req.ticket_id.0
     )?
     .map(|r| EventId(r.get(0))) else {
         return Ok(Err(TransferError::NotFound));
     };
     let (starts_at, cancelled) = lock_event(c, event).await?;
-    q!(
-        c,
-        execute,
-        "SELECT 1 FROM tickets WHERE ticket_id = $1 FOR UPDATE",
-        &req.ticket_id.0
-    )?;
-    // Read after the lock was granted: the ticket as the last writer left it.
-    let t = ticket(c, req.ticket_id)
+    // Read under the lock: the ticket as the last writer left it.
+    let t = lock_ticket(c, event, req.ticket_id)
         .await?
         .ok_or_else(|| StoreError::Internal("a locked ticket vanished".into()))?;
     let pending = q!(
         c,
         query_opt,
-        "SELECT 1 FROM transfers WHERE ticket_id = $1 AND status = 'PENDING'",
-        &t.id.0
+        "SELECT 1 FROM transfers WHERE event_id = $2 AND ticket_id = $1 AND status = 'PENDING'",
+        &t.id.0,
+        &event.0
     )?
     .is_some();
     if let Err(e) = transfers::may_offer(&OfferCheck {
@@ -205,7 +230,7 @@ pub async fn accept<C: Exec>(
     let Some(event) = q!(
         c,
         query_opt,
-        "SELECT event_id FROM transfers WHERE transfer_id = $1",
+        "/* by key */ SELECT event_id FROM transfers WHERE transfer_id = $1",
         &req.transfer_id.0
     )?
     .map(|r| EventId(r.get(0))) else {
@@ -215,17 +240,12 @@ pub async fn accept<C: Exec>(
     let tr = q!(
         c,
         query_one,
-        &format!("{TRANSFER_SELECT} WHERE transfer_id = $1 FOR UPDATE"),
-        &req.transfer_id.0
+        &format!("{TRANSFER_SELECT} WHERE event_id = $2 AND transfer_id = $1 FOR UPDATE"),
+        &req.transfer_id.0,
+        &event.0
     )?;
     let tr = transfer_row(&tr)?;
-    q!(
-        c,
-        execute,
-        "SELECT 1 FROM tickets WHERE ticket_id = $1 FOR UPDATE",
-        &tr.ticket_id.0
-    )?;
-    let old = ticket(c, tr.ticket_id)
+    let old = lock_ticket(c, event, tr.ticket_id)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("transfer {} has no ticket", tr.id)))?;
     match transfers::decide_accept(&AcceptCheck {
@@ -239,7 +259,7 @@ pub async fn accept<C: Exec>(
     }) {
         AcceptDecision::Refuse(end, e) => {
             if let Some(status) = end {
-                set_status(c, tr.id, status, None, req.now).await?;
+                set_status(c, event, tr.id, status, None, req.now).await?;
             }
             return Ok(Err(e));
         }
@@ -254,9 +274,10 @@ pub async fn accept<C: Exec>(
         c,
         execute,
         "UPDATE tickets SET status = 'REISSUED', reissued_at = $2
-         WHERE ticket_id = $1 AND status = 'VALID'",
+         WHERE event_id = $3 AND ticket_id = $1 AND status = 'VALID'",
         &old.id.0,
-        &req.now
+        &req.now,
+        &event.0
     )?;
     debug_assert_eq!(n, 1, "the ticket was read VALID under its lock");
     q!(
@@ -276,13 +297,14 @@ pub async fn accept<C: Exec>(
     )?;
     let tr = set_status(
         c,
+        event,
         tr.id,
         TransferStatus::Accepted,
         Some(req.new_ticket.id),
         req.now,
     )
     .await?;
-    let new = ticket(c, req.new_ticket.id)
+    let new = ticket_in(c, event, req.new_ticket.id)
         .await?
         .ok_or_else(|| StoreError::Internal("the new ticket vanished".into()))?;
     Ok(Ok((tr, new)))
@@ -297,7 +319,7 @@ pub async fn cancel<C: Exec>(
     let Some(tr) = q!(
         c,
         query_opt,
-        &format!("{TRANSFER_SELECT} WHERE transfer_id = $1 FOR UPDATE"),
+        &format!("/* by key */ {TRANSFER_SELECT} WHERE transfer_id = $1 FOR UPDATE"),
         &id.0
     )?
     else {
@@ -315,6 +337,7 @@ pub async fn cancel<C: Exec>(
     }
     Ok(Ok(set_status(
         c,
+        tr.event_id,
         tr.id,
         TransferStatus::Cancelled,
         None,

@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use boxoffice_domain::booking::{Booking, HoldError, HoldRequest, Payment, PaymentStatus, Ticket};
+use boxoffice_domain::booking::{
+    Booking, HoldError, HoldRequest, Payment, PaymentKey, PaymentStatus, Ticket,
+};
 use boxoffice_domain::event::Event;
 use boxoffice_domain::ids::{BookingId, CustomerId, EventId, PaymentId, SeatId, TicketId};
 use boxoffice_domain::ids::{ListingId, PayoutId};
@@ -262,12 +264,14 @@ impl Store for SqliteStore {
 
     async fn set_payments_status(
         &self,
-        payments: &[PaymentId],
+        payments: &[PaymentKey],
         from: &[PaymentStatus],
         to: PaymentStatus,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let (payments, from) = (payments.to_vec(), from.to_vec());
+        // One database: a payment's id is all it takes to find it.
+        let payments: Vec<PaymentId> = payments.iter().map(|p| p.id).collect();
+        let from = from.to_vec();
         self.write(move |tx| booking::set_payments_status(tx, &payments, &from, to, now))
             .await
     }
@@ -313,12 +317,12 @@ impl Store for SqliteStore {
 
     async fn defer_payment(
         &self,
-        id: PaymentId,
+        payment: PaymentKey,
         next_attempt_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
         let error = error.to_owned();
-        self.write(move |tx| booking::defer_payment(tx, id, next_attempt_at, &error))
+        self.write(move |tx| booking::defer_payment(tx, payment.id, next_attempt_at, &error))
             .await
     }
 
@@ -343,11 +347,11 @@ impl Store for SqliteStore {
 
     async fn revoke(
         &self,
-        payment: PaymentId,
+        payment: PaymentKey,
         why: Revocation,
         now: OffsetDateTime,
     ) -> Result<Option<Booking>, StoreError> {
-        self.write(move |tx| booking::revoke(tx, payment, why, now))
+        self.write(move |tx| booking::revoke(tx, payment.id, why, now))
             .await
     }
 
