@@ -155,7 +155,8 @@ impl Conn {
         })
     }
 
-    /// A `REPEATABLE READ READ ONLY` transaction (the change feed's reads).
+    /// A `REPEATABLE READ READ ONLY` transaction: one snapshot for several reads (the change
+    /// feed's pages, a booking with its seats and tickets).
     pub(crate) async fn read_only_snapshot(&mut self) -> Result<Tx<'_>, Error> {
         let tx = self
             .obj
