@@ -30,6 +30,7 @@ use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
 use crate::catalog::{Catalog, Row};
 use crate::query::{Cursor, SearchRequest, Sort};
 use crate::schema::{Fields, analyzer};
+use crate::typos::Vocabulary;
 
 /// At most this many words of a query are used.
 const MAX_WORDS: usize = 8;
@@ -154,6 +155,7 @@ fn word_query(
     searcher: &Searcher,
     f: &Fields,
     automata: &Automata,
+    vocabulary: Option<&Vocabulary>,
     word: &str,
     last: bool,
 ) -> Box<dyn Query> {
@@ -185,7 +187,16 @@ fn word_query(
     }
     if len >= 4 && !common {
         let distance = if len >= 8 { 2 } else { 1 };
-        approximate(automata.get(word, distance, false), 1.5, 1.0);
+        match vocabulary {
+            // The index's words within `distance` of this one, each looked up exactly.
+            Some(v) => {
+                for near in v.near(word, distance) {
+                    alternatives.push(exact(Term::from_field_text(f.title, near), 1.5));
+                    alternatives.push(exact(Term::from_field_text(f.text, near), 1.0));
+                }
+            }
+            None => approximate(automata.get(word, distance, false), 1.5, 1.0),
+        }
     }
     drop((title, text));
     Box::new(DisjunctionMaxQuery::new(alternatives))
@@ -365,10 +376,12 @@ fn union(lists: &[&[(u32, f32)]], within: Option<&[(u32, f32)]>) -> Vec<(u32, f3
 /// A document's score is the sum over the words of the best way each matched (as a boolean
 /// query of one disjunction per word would score it); each word's matches come from `known`
 /// when an earlier search of this `generation` looked it up.
+#[allow(clippy::too_many_arguments)]
 pub fn matches(
     searcher: &Searcher,
     fields: &Fields,
     automata: &Automata,
+    vocabulary: Option<&Vocabulary>,
     known: &WordMatches,
     generation: u64,
     q: Option<&str>,
@@ -403,7 +416,7 @@ pub fn matches(
             }
             None => {
                 misses += 1;
-                let q = word_query(searcher, fields, automata, w, last);
+                let q = word_query(searcher, fields, automata, vocabulary, w, last);
                 let found = Arc::new(slots(searcher, &*q)?);
                 known.put(w, last, generation, found.clone());
                 found
@@ -771,6 +784,108 @@ mod tests {
         let d = distance_km(47.6062, -122.3321, 45.5152, -122.6784);
         assert!((d - 233.8).abs() < 2.0, "{d}");
         assert!(distance_km(10.0, 10.0, 10.0, 10.0) < 1e-9);
+    }
+
+    /// The typo lookups through the index's vocabulary find exactly what the automata find,
+    /// with the same scores.
+    #[test]
+    fn typo_lookups_from_the_vocabulary_match_the_automata() {
+        let (schema, f) = crate::schema::schema();
+        let index = tantivy::Index::create_in_ram(schema);
+        crate::schema::register(&index);
+        let mut w = index.writer(15_000_000).expect("writer");
+        let docs = [
+            (
+                "Taylor Swift | The Eras Tour",
+                "Madison Square Garden New York",
+            ),
+            ("Tayler Holder Live", "Wembley Stadium London"),
+            (
+                "Beyoncé | Renaissance World Tour",
+                "Gillette Stadium Boston",
+            ),
+            ("Björk | Cornucopia", "Moda Center Portland"),
+            (
+                "Bruce Springsteen and the E Street Band",
+                "Lincoln Financial Field Philadelphia",
+            ),
+            ("Metallica | M72 World Tour", "SoFi Stadium Inglewood"),
+            ("Coldplay | Music of the Spheres", "Rose Bowl Pasadena"),
+            ("Coldplay tribute night", "Madison Theatre Covington"),
+            (
+                "Ed Sheeran | Mathematics Tour",
+                "Metlife Stadium East Rutherford",
+            ),
+            ("Philharmonic Gala", "Philadelphia Academy of Music"),
+        ];
+        for (i, (title, text)) in docs.iter().enumerate() {
+            let mut d = tantivy::TantivyDocument::default();
+            d.add_text(f.id, i.to_string());
+            d.add_text(f.title, title);
+            d.add_text(f.text, format!("{title} {text}"));
+            d.add_u64(f.slot, i as u64);
+            w.add_document(d).expect("add");
+        }
+        w.commit().expect("commit");
+        let searcher = index.reader().expect("reader").searcher();
+        let vocabulary = Vocabulary::build(&searcher, f.text, 1).expect("vocabulary");
+        assert!(vocabulary.len() > 40, "{vocabulary:?}");
+        let automata = Automata::default();
+        let queries = [
+            "tayler swfit",
+            "taylro",
+            "swift",
+            "beyonse",
+            "bjrk",
+            "springstien",
+            "sprinsgteen",
+            "metalica",
+            "metallicca tuor",
+            "coldpaly",
+            "cldplay spheres",
+            "madisn sqare",
+            "philadelfia",
+            "philadelphai",
+            "wemblee stadum",
+            "eras tour",
+            "sheran mathematcs",
+            "stadium",
+            "gillete",
+            "pasadna rose",
+            "musci",
+            "inglewod",
+            "tour",
+            "rutherfrod e",
+        ];
+        for q in queries {
+            let by_automata = matches(
+                &searcher,
+                &f,
+                &automata,
+                None,
+                &WordMatches::default(),
+                1,
+                Some(q),
+                None,
+            )
+            .expect("automata");
+            let by_vocabulary = matches(
+                &searcher,
+                &f,
+                &automata,
+                Some(&vocabulary),
+                &WordMatches::default(),
+                1,
+                Some(q),
+                None,
+            )
+            .expect("vocabulary");
+            assert_eq!(by_automata, by_vocabulary, "{q}");
+            assert!(
+                by_automata.is_some_and(|m| !m.is_empty()),
+                "{q} finds something"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod phases;
 pub mod query;
 mod runtime;
 pub mod schema;
+pub mod typos;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -121,6 +122,8 @@ pub(crate) struct Shared {
     cache: Cache,
     pool: Pool,
     automata: engine::Automata,
+    /// The index's words filed for typo lookups, once built for the current generation.
+    vocabularies: Arc<typos::Vocabularies>,
     words: engine::WordMatches,
     /// Facet counts of recent browsing filters, per generation, for the pages after the first.
     counts: parking_lot::Mutex<std::collections::HashMap<(u64, u64), (u64, engine::Counts)>>,
@@ -210,6 +213,7 @@ impl SearchIndex {
             cache: Cache::new(config.cache_entries),
             pool: Pool::new(config.threads, config.queue),
             automata: engine::Automata::default(),
+            vocabularies: Arc::default(),
             words: engine::WordMatches::default(),
             counts: Default::default(),
         });
@@ -323,10 +327,15 @@ fn run(
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let started = std::time::Instant::now();
     let matches = if req.q.is_some() || req.zip_code.is_some() {
+        let searcher = shared.reader.searcher();
+        let vocabulary = shared
+            .vocabularies
+            .get(&searcher, shared.fields.text, generation.0);
         let found = engine::matches(
-            &shared.reader.searcher(),
+            &searcher,
             &shared.fields,
             &shared.automata,
+            vocabulary.as_deref(),
             &shared.words,
             generation.0,
             req.q.as_deref(),

@@ -50,8 +50,9 @@ const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, 
 
 /// Marks a statement that finds its rows by a key other than the event: the first statement
 /// of a use case that starts from a bare id (the id carries its shard, so the lookup goes
-/// straight there), and it learns the event every later statement filters by. The statement
-/// test (`tests/event_filter.rs`) allows exactly these, and scans, to go without `event_id`.
+/// straight there), and it learns the event every later statement filters by. The PostgreSQL
+/// conformance suite checks every statement it sends (`testing::StatementCheck`): only these,
+/// scans and a customer's own pages may go without `event_id`.
 pub(crate) const BY_KEY: &str = "/* by key */";
 
 /// A booking found by its id alone (the entry of a use case that starts from the id).
