@@ -48,9 +48,10 @@ const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, 
         listing_id IS NOT NULL
     FROM bookings";
 
-/// Marks a statement that finds its rows by a key other than the event: the first statement
-/// of a use case that starts from a bare id (the id carries its shard, so the lookup goes
-/// straight there), and it learns the event every later statement filters by. The PostgreSQL
+/// Marks a statement that finds its rows by a key other than the event: mostly the first
+/// statement of a use case that starts from a bare id (the id carries its shard, so the lookup
+/// goes straight there), which learns the event every later statement filters by; also a
+/// commit replay's key record and a door scan's look at another event's ticket. The PostgreSQL
 /// conformance suite checks every statement it sends (`testing::StatementCheck`): only these,
 /// scans and a customer's own pages may go without `event_id`.
 pub(crate) const BY_KEY: &str = "/* by key */";

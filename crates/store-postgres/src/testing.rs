@@ -203,8 +203,9 @@ mod tests {
 /// Statements on an event's tables (see [`crate::sharded::EVENT_TABLES`]) that do not filter
 /// by the event: no `event_id = $n` (or `= ANY($n)`) bound to a parameter, and not marked as
 /// one of the three kinds allowed to go without:
-/// - `/* by key */`: the first statement of a use case that starts from a bare id (a booking,
-///   payment, ticket or listing id, which carries its shard) and learns the event from it;
+/// - `/* by key */`: a lookup by a bare id or key (a booking, payment, ticket or listing id,
+///   which carries its shard): mostly a use case's first statement, which learns the event
+///   from it; also a commit replay's key record and a door scan of another event's ticket;
 /// - `/* scan */`: background work over every event (the sweeper, the reconciler, `verify`);
 /// - `/* fan-out */`: a customer's own pages across events (their tickets, listings, payouts).
 ///
