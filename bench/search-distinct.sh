@@ -67,7 +67,7 @@ phases() { # $1 before, $2 after
         FNR == NR { before[$1] = $2; next }
         { after[$1] = $2 }
         END {
-            n = split("queue parse text filter facets sort render total", order, " ")
+            n = split("queue parse text filter sort render total", order, " ")
             for (i = 1; i <= n; i++) {
                 p = order[i]
                 c = "search_phase_seconds_count{phase=\"" p "\"}"

@@ -21,7 +21,8 @@ use boxoffice_domain::event::Category;
 
 use crate::schema::Source;
 
-/// What filters and sorts read. `Copy` and small, so that scans stay in cache.
+/// What filters, facets and sorts read, and nothing else: `Copy` and small (40 bytes), so
+/// that a scan reads as few cache lines as it can.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Row {
     pub starts_at: i64,
@@ -33,17 +34,18 @@ pub struct Row {
     pub zip: u32,
     /// Index into [`Category::ALL`].
     pub category: u8,
+    /// Index into `engine::PRICE_BANDS` of `min_price`: the price facet it counts in.
+    pub band: u8,
     pub alive: bool,
-    pub on_sale_at: i64,
-    pub cancelled: bool,
 }
 
-impl Row {
-    /// `saleStatus` at `now` (unix seconds), as the event detail shows it.
-    pub fn sale_status(&self, now: i64) -> &'static str {
+impl Hit {
+    /// `saleStatus` at `now` (unix seconds) of an event starting at `starts_at`, as the event
+    /// detail shows it.
+    pub fn sale_status(&self, starts_at: i64, now: i64) -> &'static str {
         if self.cancelled {
             "CANCELLED"
-        } else if now >= self.starts_at {
+        } else if now >= starts_at {
             "STARTED"
         } else if now < self.on_sale_at {
             "NOT_YET_ON_SALE"
@@ -57,6 +59,9 @@ impl Row {
 #[derive(Debug)]
 pub struct Hit {
     pub json_head: Box<str>,
+    /// Unix seconds. What only rendering reads lives here, not in [`Row`]: scans read rows.
+    pub on_sale_at: i64,
+    pub cancelled: bool,
 }
 
 /// Seats left per slot, shared by the indexer's catalog and every snapshot it published: the
@@ -133,6 +138,16 @@ impl Catalog {
             v.sort_unstable_by_key(|&s| (self.rows[s as usize].starts_at, self.ids[s as usize]));
             v
         })
+    }
+
+    /// Live slots of the events that start within `[after, before]` (unix seconds), in date
+    /// order: a binary search of [`Self::by_date`].
+    pub fn starting_between(&self, after: i64, before: i64) -> &[u32] {
+        let order = self.by_date();
+        let starts = |s: u32| self.rows[s as usize].starts_at;
+        let from = order.partition_point(|&s| starts(s) < after);
+        let len = order[from..].partition_point(|&s| starts(s) <= before);
+        &order[from..from + len]
     }
 
     pub fn by_price(&self) -> &[u32] {
@@ -230,13 +245,14 @@ impl Catalog {
             lon: s.lon as f32,
             zip,
             category: category_index(s.category),
+            band: crate::engine::price_band(s.min_price_cents) as u8,
             alive: true,
-            on_sale_at: s.on_sale_at,
-            cancelled: s.cancelled,
         };
         self.ids[i] = s.id.as_u128();
         self.hits[i] = Some(Arc::new(Hit {
             json_head: hit_head(s).into_boxed_str(),
+            on_sale_at: s.on_sale_at,
+            cancelled: s.cancelled,
         }));
     }
 
@@ -326,6 +342,12 @@ mod tests {
             on_sale_at: 0,
             cancelled: false,
         }
+    }
+
+    /// Scans are bound by reading rows: keep them small.
+    #[test]
+    fn a_row_is_forty_bytes() {
+        assert_eq!(std::mem::size_of::<Row>(), 40);
     }
 
     #[test]

@@ -496,7 +496,7 @@ impl Filters {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn judge(&self, catalog: &Catalog, slot: u32, r: &Row) -> Verdict {
         if !r.alive
             || r.starts_at < self.starts_after
@@ -534,7 +534,7 @@ impl Filters {
     }
 }
 
-fn price_band(min_price: i64) -> usize {
+pub(crate) fn price_band(min_price: i64) -> usize {
     PRICE_BANDS
         .iter()
         .rposition(|(from, _)| min_price >= *from)
@@ -567,17 +567,22 @@ fn sort_key(
     score: f32,
     distance: Option<f64>,
 ) -> SortKey {
-    let r = &catalog.rows[slot as usize];
-    let id = catalog.ids[slot as usize];
+    let (a, b) = sort_head(req, &catalog.rows[slot as usize], score, distance);
+    (a, b, catalog.ids[slot as usize])
+}
+
+/// A sort key without its final tie-breaker (the event id): enough to tell that a row cannot
+/// make the page when it sorts after the heap's worst.
+#[inline]
+fn sort_head(req: &SearchRequest, r: &Row, score: f32, distance: Option<f64>) -> (i64, i64) {
     match req.sort {
         // Scores are sums of a few fixed weights: exact in thousandths.
-        Sort::Relevance => (-((score * 1000.0).round() as i64), r.starts_at, id),
-        Sort::Date => (r.starts_at, 0, id),
-        Sort::Price => (r.min_price, r.starts_at, id),
+        Sort::Relevance => (-((score * 1000.0).round() as i64), r.starts_at),
+        Sort::Date => (r.starts_at, 0),
+        Sort::Price => (r.min_price, r.starts_at),
         Sort::Distance => (
             (distance.unwrap_or(0.0) * 1000.0).round() as i64,
             r.starts_at,
-            id,
         ),
     }
 }
@@ -650,96 +655,91 @@ pub fn execute(
         }
         _ => None,
     };
-    // Three passes, each timed on its own: the filters (everything but category and price,
-    // which facets count while ignoring their own filter), the facet counts, the top-k.
+    // One pass over the candidates: the filters (all but category and price, which facets
+    // count while ignoring their own filter), the facet counts and the best `keep` in a bounded
+    // heap, without a list of what passed (a full scan would make one of 100,000 rows).
     let started = Instant::now();
-    let mut passed: Vec<Passed> = Vec::new();
-    let mut judge = |slot: u32, score: f32| {
+    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
+    let mut visit = |slot: u32, score: f32| {
         let Some(r) = rows.get(slot as usize) else {
             return;
         };
-        if let Verdict::In {
+        let Verdict::In {
             category,
             price,
             distance,
         } = filters.judge(catalog, slot, r)
+        else {
+            return;
+        };
+        if price && let Some(c) = out.categories.get_mut(r.category as usize) {
+            *c += 1;
+        }
+        if category && let Some(n) = out.price_bands.get_mut(usize::from(r.band)) {
+            *n += 1;
+        }
+        if !(category && price) {
+            return;
+        }
+        out.total += 1;
+        let distance = req.geo.map(|_| distance.unwrap_or(0.0));
+        let (a, b) = sort_head(req, r, score, distance);
+        if let Some(top) = heap.peek()
+            && heap.len() == keep
+            && (a, b) > (top.0.0, top.0.1)
         {
-            passed.push(Passed {
-                slot,
-                score,
-                distance: distance.unwrap_or(0.0),
-                category,
-                price,
-            });
+            return;
+        }
+        let key = (a, b, catalog.ids[slot as usize]);
+        if after.is_some_and(|a| key <= a) {
+            return;
+        }
+        if heap.len() < keep {
+            heap.push((key, slot));
+        } else if heap.peek().is_some_and(|top| key < top.0) {
+            heap.pop();
+            heap.push((key, slot));
         }
     };
     match (matches, near) {
         (Some(m), _) => {
             for &(slot, score) in m {
-                judge(slot, score);
+                visit(slot, score);
             }
         }
         (None, Some(slots)) => {
             for slot in slots {
-                judge(slot, 0.0);
+                visit(slot, 0.0);
             }
         }
         (None, None) => {
-            for slot in 0..rows.len() as u32 {
-                judge(slot, 0.0);
+            let window = catalog.starting_between(filters.starts_after, filters.starts_before);
+            if window.len() * 4 < rows.len() {
+                // A date window that holds few events: only those, in date order.
+                for &slot in window {
+                    visit(slot, 0.0);
+                }
+            } else {
+                for slot in 0..rows.len() as u32 {
+                    visit(slot, 0.0);
+                }
             }
         }
     }
-    timing.filter = started.elapsed();
+    timing.filter = Some(started.elapsed());
     let started = Instant::now();
-    for p in &passed {
-        let r = &rows[p.slot as usize];
-        if p.price
-            && let Some(c) = out.categories.get_mut(r.category as usize)
-        {
-            *c += 1;
-        }
-        if p.category {
-            out.price_bands[price_band(r.min_price)] += 1;
-        }
-        out.total += u64::from(p.category && p.price);
-    }
-    timing.facets = started.elapsed();
-    let started = Instant::now();
-    let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
-    for p in passed.iter().filter(|p| p.category && p.price) {
-        let distance = req.geo.map(|_| p.distance);
-        let key = sort_key(req, catalog, p.slot, p.score, distance);
-        if after.is_some_and(|a| key <= a) {
-            continue;
-        }
-        if heap.len() < keep {
-            heap.push((key, p.slot));
-        } else if heap.peek().is_some_and(|top| key < top.0) {
-            heap.pop();
-            heap.push((key, p.slot));
-        }
-    }
     finish(req, catalog, heap.into_sorted_vec(), &mut out);
     timing.sort = started.elapsed();
     out
 }
 
-/// An event that passed the filters other than category and price.
-struct Passed {
-    slot: u32,
-    score: f32,
-    /// Kilometres from the search's point, when it has one.
-    distance: f64,
-    category: bool,
-    price: bool,
-}
-
 /// Where one search's time went, phase by phase (see `crate::phases`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Timing {
-    pub filter: std::time::Duration,
-    pub facets: std::time::Duration,
+    /// The pass over the candidates: filters, facet counts and the bounded top-k heap (none
+    /// when browsing with known counts walks the date or price order instead).
+    pub filter: Option<std::time::Duration>,
+    /// Ordering the page (the heap's contents, or a browse walk in date or price order).
     pub sort: std::time::Duration,
 }
 
@@ -886,6 +886,137 @@ mod tests {
                 "{q} finds something"
             );
         }
+    }
+
+    /// A browse over a date window walks only the window's part of the date order; it must
+    /// answer exactly what a scan of every row answers: the page, the cursor, the total and
+    /// the facets, whatever the sort, category, price or availability filter, live or not.
+    #[test]
+    fn date_windows_answer_as_a_scan_of_every_row_does() {
+        use boxoffice_domain::event::Category;
+        let day = 86_400;
+        let base = 1_800_000_000;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut catalog = Catalog::default();
+        for slot in 0..600u32 {
+            let min = 500 + 500 * next(60) as i64;
+            let source = crate::schema::Source {
+                id: uuid::Uuid::from_u128(u128::from(next(u64::MAX)) << 64 | u128::from(slot)),
+                name: format!("e{slot}"),
+                performers: vec![],
+                category: Category::ALL[next(8) as usize],
+                description: String::new(),
+                // Several events share each start: ties are broken by id.
+                starts_at: base + day * next(120) as i64 + 3_600 * next(3) as i64,
+                venue: "v".into(),
+                city: "c".into(),
+                zip_code: String::new(),
+                country: "US".into(),
+                lat: 40.0,
+                lon: -75.0,
+                min_price_cents: min,
+                max_price_cents: min + 500 * next(20) as i64,
+                currency: "USD".into(),
+                capacity: 10,
+                available: next(3) as u32,
+                on_sale_at: 0,
+                cancelled: false,
+            };
+            catalog.set(slot, &source);
+        }
+        for slot in (0..600).step_by(37) {
+            catalog.remove(slot);
+        }
+        let at = |d: i64| {
+            time::OffsetDateTime::from_unix_timestamp(base + d * day)
+                .expect("time")
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("format")
+        };
+        let now = base - day;
+        let mut windows = 0;
+        for (from, to) in [
+            (0, 1),
+            (3, 4),
+            (10, 40),
+            (50, 51),
+            (0, 119),
+            (119, 130),
+            (200, 300),
+        ] {
+            for sort in ["date", "price", "relevance"] {
+                for extra in [
+                    vec![],
+                    vec![("category", "concert,sports")],
+                    vec![("priceMax", "9000"), ("availableOnly", "true")],
+                ] {
+                    let mut pairs = vec![
+                        ("startsAfter".to_owned(), at(from)),
+                        ("startsBefore".to_owned(), at(to)),
+                        ("sort".to_owned(), sort.to_owned()),
+                        ("limit".to_owned(), "7".to_owned()),
+                    ];
+                    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                    let req = SearchRequest::parse(&pairs).expect("a valid search");
+                    let got = execute(&req, &catalog, None, now, None, &mut Timing::default());
+                    let want = every_row(&req, &catalog, now);
+                    let what = format!("{from}..{to} {sort} {extra:?}");
+                    assert_eq!(got.page, want.page, "{what}");
+                    assert_eq!(got.next.map(|c| c.key), want.next.map(|c| c.key), "{what}");
+                    assert_eq!(got.counts(), want.counts(), "{what}");
+                    windows += usize::from(
+                        catalog
+                            .starting_between(base + from * day, base + to * day)
+                            .len()
+                            * 4
+                            < catalog.rows.len(),
+                    );
+                }
+            }
+        }
+        assert!(windows > 20, "most windows take the date order: {windows}");
+    }
+
+    /// The reference for the test above: every row judged, in slot order, every passing one
+    /// sorted.
+    fn every_row(req: &SearchRequest, catalog: &Catalog, now: i64) -> Outcome {
+        let filters = Filters::new(req, catalog, now).expect("filters");
+        let mut out = Outcome {
+            page: Vec::new(),
+            next: None,
+            total: 0,
+            categories: [0; 9],
+            price_bands: [0; PRICE_BANDS.len()],
+        };
+        let mut all = Vec::new();
+        for (slot, r) in catalog.rows.iter().enumerate() {
+            let slot = slot as u32;
+            if let Verdict::In {
+                category, price, ..
+            } = filters.judge(catalog, slot, r)
+            {
+                if price {
+                    out.categories[r.category as usize] += 1;
+                }
+                if category {
+                    out.price_bands[price_band(r.min_price)] += 1;
+                }
+                if category && price {
+                    out.total += 1;
+                    all.push((sort_key(req, catalog, slot, 0.0, None), slot));
+                }
+            }
+        }
+        all.sort();
+        all.truncate(req.limit + 1);
+        finish(req, catalog, all, &mut out);
+        out
     }
 
     #[test]

@@ -358,9 +358,8 @@ fn run(
     };
     let mut timing = engine::Timing::default();
     let outcome = engine::execute(req, &catalog, matches.as_deref(), now, known, &mut timing);
-    phases::record(Phase::Filter, timing.filter);
-    if known.is_none() {
-        phases::record(Phase::Facets, timing.facets);
+    if let Some(filter) = timing.filter {
+        phases::record(Phase::Filter, filter);
     }
     phases::record(Phase::Sort, timing.sort);
     if browsing && known.is_none() {
@@ -403,7 +402,7 @@ fn render(o: &Outcome, catalog: &Catalog, now: i64) -> Bytes {
         let _ = write!(
             s,
             ",\"seatsLeft\":{left},\"saleStatus\":\"{}\"",
-            row.sale_status(now)
+            hit.sale_status(row.starts_at, now)
         );
         if let Some(d) = distance {
             let _ = write!(s, ",\"distanceKm\":{:.1}", d);

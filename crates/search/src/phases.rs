@@ -1,6 +1,8 @@
 //! Where a search's time goes, phase by phase, as Prometheus histograms on `/metrics`:
 //! `search_phase_seconds{phase=…}` (queue: waiting for a search thread; parse; text: the words
-//! through tantivy, typo and prefix expansion included; filter; facets; sort; render; total),
+//! through tantivy, typo and prefix expansion included; filter: one pass over the candidates
+//! that applies the filters, counts the facets and keeps the best page in a bounded heap;
+//! sort; render; total),
 //! and counters of answers and word matches served from memory.
 //!
 //! Recorded through the `metrics` facade, so they go wherever the application installed its
@@ -14,7 +16,6 @@ pub(crate) enum Phase {
     Parse,
     Text,
     Filter,
-    Facets,
     Sort,
     Render,
     Total,
@@ -27,7 +28,6 @@ impl Phase {
             Phase::Parse => "parse",
             Phase::Text => "text",
             Phase::Filter => "filter",
-            Phase::Facets => "facets",
             Phase::Sort => "sort",
             Phase::Render => "render",
             Phase::Total => "total",
