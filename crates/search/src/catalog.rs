@@ -102,9 +102,10 @@ pub struct Catalog {
     pub hits: Vec<Option<Arc<Hit>>>,
     pub zips: Arc<HashMap<String, u32>>,
     pub live: usize,
-    /// Live slots by (start, id) and by (cheapest price, start, id), computed by the first
-    /// search of a snapshot that can use them.
-    by_date: OnceLock<Vec<u32>>,
+    /// Live slots by (start, id), with a copy of their rows in that order (a date window is
+    /// then read front to back), and live slots by (cheapest price, start, id): computed by the
+    /// first search of a snapshot that can use them.
+    by_date: OnceLock<(Vec<u32>, Vec<Row>)>,
     by_price: OnceLock<Vec<u32>>,
     /// Live slots by one-degree cell of latitude and longitude, for radius searches.
     grid: OnceLock<HashMap<(i16, i16), Vec<u32>>>,
@@ -133,21 +134,25 @@ pub fn category_index(c: Category) -> u8 {
 
 impl Catalog {
     pub fn by_date(&self) -> &[u32] {
+        &self.date_order().0
+    }
+
+    fn date_order(&self) -> &(Vec<u32>, Vec<Row>) {
         self.by_date.get_or_init(|| {
             let mut v = self.live_slots();
             v.sort_unstable_by_key(|&s| (self.rows[s as usize].starts_at, self.ids[s as usize]));
-            v
+            let rows = v.iter().map(|&s| self.rows[s as usize]).collect();
+            (v, rows)
         })
     }
 
-    /// Live slots of the events that start within `[after, before]` (unix seconds), in date
-    /// order: a binary search of [`Self::by_date`].
-    pub fn starting_between(&self, after: i64, before: i64) -> &[u32] {
-        let order = self.by_date();
-        let starts = |s: u32| self.rows[s as usize].starts_at;
-        let from = order.partition_point(|&s| starts(s) < after);
-        let len = order[from..].partition_point(|&s| starts(s) <= before);
-        &order[from..from + len]
+    /// The live events that start within `[after, before]` (unix seconds), in date order: their
+    /// slots, and their rows in the same order (a binary search of the date order).
+    pub fn starting_between(&self, after: i64, before: i64) -> (&[u32], &[Row]) {
+        let (slots, rows) = self.date_order();
+        let from = rows.partition_point(|r| r.starts_at < after);
+        let len = rows[from..].partition_point(|r| r.starts_at <= before);
+        (&slots[from..from + len], &rows[from..from + len])
     }
 
     pub fn by_price(&self) -> &[u32] {
