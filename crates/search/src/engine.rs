@@ -560,6 +560,17 @@ pub struct Counts {
 }
 
 impl Outcome {
+    /// No page, nothing counted.
+    fn empty() -> Self {
+        Self {
+            page: Vec::new(),
+            next: None,
+            total: 0,
+            categories: [0; 9],
+            price_bands: [0; PRICE_BANDS.len()],
+        }
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             total: self.total,
@@ -609,13 +620,7 @@ pub fn execute(
     known: Option<Counts>,
     timing: &mut Timing,
 ) -> Outcome {
-    let mut out = Outcome {
-        page: Vec::new(),
-        next: None,
-        total: 0,
-        categories: [0; 9],
-        price_bands: [0; PRICE_BANDS.len()],
-    };
+    let mut out = Outcome::empty();
     let Some(filters) = Filters::new(req, catalog, now) else {
         return out;
     };
@@ -984,13 +989,7 @@ mod tests {
     /// sorted.
     fn every_row(req: &SearchRequest, catalog: &Catalog, now: i64) -> Outcome {
         let filters = Filters::new(req, catalog, now).expect("filters");
-        let mut out = Outcome {
-            page: Vec::new(),
-            next: None,
-            total: 0,
-            categories: [0; 9],
-            price_bands: [0; PRICE_BANDS.len()],
-        };
+        let mut out = Outcome::empty();
         let mut all = Vec::new();
         for (slot, r) in catalog.rows.iter().enumerate() {
             let slot = slot as u32;
