@@ -102,6 +102,9 @@ impl std::fmt::Debug for Indexer {
     }
 }
 
+/// The indexing thread's memory arena.
+const WRITER_ARENA_BYTES: usize = 16_000_000;
+
 impl Indexer {
     /// Loads what the index at `index` holds: documents, catalog, cursor.
     pub(crate) fn load(
@@ -114,8 +117,12 @@ impl Indexer {
         // A previous indexer on this directory (a handle just dropped in this process) lets go
         // of the writer lock within a second or so.
         let started = Instant::now();
+        // One indexing thread with a 16 MB arena (tantivy's least is 15 MB): a rebuild of
+        // 100,000 events flushes a few more segments and merges them, no slower, and the node
+        // keeps about 100 MB less resident afterwards than with a 64 MB arena, whose pages
+        // the allocator kept after the rebuild (`bench/RESULTS.md`).
         let writer = loop {
-            match index.writer_with_num_threads(1, 64_000_000) {
+            match index.writer_with_num_threads(1, WRITER_ARENA_BYTES) {
                 Ok(w) => break w,
                 Err(tantivy::TantivyError::LockFailure(..))
                     if started.elapsed() < Duration::from_secs(10) =>
