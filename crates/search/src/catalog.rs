@@ -55,11 +55,12 @@ impl Hit {
     }
 }
 
-/// A hit as JSON, minus the members that change (seats left, distance) and the closing brace.
+/// A hit as JSON, minus the members that change (seats left, distance) and the closing brace,
+/// and what only rendering reads (kept out of [`Row`], which scans read).
 #[derive(Debug)]
 pub struct Hit {
     pub json_head: Box<str>,
-    /// Unix seconds. What only rendering reads lives here, not in [`Row`]: scans read rows.
+    /// Unix seconds.
     pub on_sale_at: i64,
     pub cancelled: bool,
 }

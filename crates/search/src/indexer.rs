@@ -119,8 +119,8 @@ impl Indexer {
         let started = Instant::now();
         // One indexing thread with a 16 MB arena (tantivy's least is 15 MB): a rebuild of
         // 100,000 events flushes a few more segments and merges them, no slower, and the node
-        // keeps about 100 MB less resident afterwards than with a 64 MB arena, whose pages
-        // the allocator kept after the rebuild (`bench/RESULTS.md`).
+        // holds about 100 MB less anonymous memory afterwards than with a 64 MB arena
+        // (measured, `bench/RESULTS.md`; whether the allocator or tantivy kept it is unproven).
         let writer = loop {
             match index.writer_with_num_threads(1, WRITER_ARENA_BYTES) {
                 Ok(w) => break w,
