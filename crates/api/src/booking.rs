@@ -162,7 +162,8 @@ pub struct BookingResponse {
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancelled_at: Option<OffsetDateTime>,
     /// Why the booking ended when its owner did not end it: `payment-capture-failed`,
-    /// `payment-refunded` or `payment-disputed`.
+    /// `payment-refunded` or `payment-disputed`; on a hold, why its last payment did not go
+    /// through (`payment-declined`, `payment-failed`: the seats stay held).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
 }

@@ -196,6 +196,21 @@ pub fn settled_outcome(payment: PaymentStatus, booking: Booking) -> CommitOutcom
 }
 
 /// The outcome of a settlement that did not pay, with the booking as it now stands.
+/// What a booking paid for and back on hold records as its `status_reason`: the last payment
+/// was declined or failed, and the hold stays. A status stream opened after that learns the
+/// outcome from it; a new commit clears it.
+pub fn returned_to_hold_reason(settlement: &Settlement) -> &'static str {
+    match settlement {
+        Settlement::Declined { .. } => RETURNED_DECLINED,
+        _ => RETURNED_FAILED,
+    }
+}
+
+/// The `status_reason` of a hold whose payment was declined.
+pub const RETURNED_DECLINED: &str = "payment-declined";
+/// The `status_reason` of a hold whose payment failed.
+pub const RETURNED_FAILED: &str = "payment-failed";
+
 pub fn unpaid_outcome(settlement: &Settlement, booking: Booking) -> CommitOutcome {
     match settlement {
         Settlement::Declined { reason } | Settlement::Failed { reason } => CommitOutcome::NotPaid {

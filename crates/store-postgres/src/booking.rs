@@ -1006,7 +1006,8 @@ pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitB
         c,
         query_one,
         "WITH b AS (
-             UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1
+             UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1,
+                 status_reason = NULL
              WHERE event_id = $3 AND booking_id = $1 RETURNING 1),
          s AS (
              UPDATE seats SET state = 'PENDING', version = version + 1
@@ -1178,11 +1179,12 @@ pub async fn finish_commit<C: Exec>(c: &C, fin: &CommitFinish) -> Result<Finishe
                         c,
                         execute,
                         "UPDATE bookings SET status = 'HOLD', updated_at = $2,
-                            version = version + 1
+                            version = version + 1, status_reason = $4
                          WHERE event_id = $3 AND booking_id = $1 AND status = 'PENDING'",
                         &booking.id.0,
                         &now,
-                        &booking.event_id.0
+                        &booking.event_id.0,
+                        &rules::returned_to_hold_reason(settlement)
                     )?;
                     // A resale booking's listings are held until the hold's own expiry again.
                     q!(

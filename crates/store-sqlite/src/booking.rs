@@ -690,7 +690,8 @@ pub fn begin_commit(tx: &Transaction<'_>, req: &CommitRequest) -> Result<CommitB
     let now = ts(now);
     sq(tx
         .prepare_cached(
-            "UPDATE bookings SET status = 'PENDING', updated_at = ?2, version = version + 1
+            "UPDATE bookings SET status = 'PENDING', updated_at = ?2, version = version + 1,
+                status_reason = NULL
              WHERE booking_id = ?1 AND status = 'HOLD'",
         )
         .and_then(|mut s| s.execute(params![id(req.booking_id.0), now])))?;
@@ -833,10 +834,16 @@ pub fn finish_commit(tx: &Transaction<'_>, fin: &CommitFinish) -> Result<Finishe
                     sq(tx
                         .prepare_cached(
                             "UPDATE bookings SET status = 'HOLD', updated_at = ?2,
-                                version = version + 1
+                                version = version + 1, status_reason = ?3
                              WHERE booking_id = ?1 AND status = 'PENDING'",
                         )
-                        .and_then(|mut s| s.execute(params![id(booking.id.0), now])))?;
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                id(booking.id.0),
+                                now,
+                                rules::returned_to_hold_reason(settlement)
+                            ])
+                        }))?;
                     // A resale booking's listings are held until the hold's own expiry again.
                     sq(tx
                         .prepare_cached(

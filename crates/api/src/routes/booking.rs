@@ -10,6 +10,7 @@ use boxoffice_domain::booking::{BookingStatus, HoldError, HoldRequest, Selection
 use boxoffice_domain::event::{Event, SaleState};
 use boxoffice_domain::ids::{BookingId, EventId, ListingId, SeatId, truncate};
 use boxoffice_domain::ports::{CheckIn, CommitBegin, CommitError, CommitRequest, ReleaseError};
+use boxoffice_domain::rules;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -1114,8 +1115,15 @@ pub async fn booking_events(
                     }
                     sse_json("status", &BookingResponse::new(&b, &f.event, now))
                 }
-                BookingStatus::Hold if f.seen_pending => {
+                BookingStatus::Hold
+                    if f.seen_pending
+                        || matches!(
+                            b.status_reason.as_deref(),
+                            Some(rules::RETURNED_DECLINED | rules::RETURNED_FAILED)
+                        ) =>
+                {
                     // Paid for and back on hold: the payment was declined (the hold stays).
+                    // Seen go by, or recorded on the booking when the stream opened after it.
                     f.done = true;
                     sse_json(
                         "problem",
@@ -1124,10 +1132,9 @@ pub async fn booking_events(
                             "payment-declined",
                             "The payment was declined",
                         )
-                        .detail(b.status_reason.clone().unwrap_or_else(|| {
-                            "try another payment method; the seats stay held until the hold ends"
-                                .into()
-                        }))
+                        .detail(
+                            "try another payment method; the seats stay held until the hold ends",
+                        )
                         .with("bookingId", b.id.to_string()),
                     )
                 }

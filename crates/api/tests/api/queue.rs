@@ -566,6 +566,29 @@ async fn queued_commits_answer_at_once_and_stream_the_outcome(backend: Backend) 
     )
     .await;
     assert_eq!(code, 402, "{replay}");
+    // A stream opened after the decline (it never saw PENDING) still ends with the problem:
+    // the hold records why its last payment did not go through.
+    let (names, late) = follow(
+        &app,
+        &carol,
+        &format!("/v1/booking/{booking}/events"),
+        "problem",
+    )
+    .await;
+    assert_eq!(names, vec!["problem"]);
+    assert_eq!(late["code"], "payment-declined", "{late}");
+    let held = app
+        .http
+        .get(app.url(&format!("/v1/booking/{booking}")))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(held["status"], "HOLD", "{held}");
+    assert_eq!(held["statusReason"], "payment-declined", "{held}");
     let (code, _) = commit(&app, &carol, &booking, "pm_card_visa", "q-carol-2").await;
     assert_eq!(code, 202);
     let (names, done) = follow(
@@ -576,6 +599,10 @@ async fn queued_commits_answer_at_once_and_stream_the_outcome(backend: Backend) 
     )
     .await;
     assert_eq!(done["status"], "CONFIRMED", "{names:?}");
+    assert!(
+        done.get("statusReason").is_none(),
+        "a new commit clears it: {done}"
+    );
 
     // The provider does not answer: replays give the same 202 while the outcome is open.
     let (dave, booking) = admitted_hold(&app, &event, "dave", 1).await;
