@@ -50,8 +50,9 @@ pub type SortKey = (i64, i64, u128);
 /// What a search produced, before rendering.
 #[derive(Debug)]
 pub struct Outcome {
-    /// Slots of the page, in order, with their sort keys and distances.
-    pub page: Vec<(u32, SortKey, Option<f64>)>,
+    /// Slots of the page, in order, with their distances (a geo search). Kept small: cached
+    /// answers hold it, and the next page's cursor is all that needs a sort key.
+    pub page: Vec<(u32, Option<f64>)>,
     pub next: Option<Cursor>,
     pub total: u64,
     pub categories: [u64; 9],
@@ -770,12 +771,12 @@ fn finish(
     }
     out.page = page
         .into_iter()
-        .map(|(k, slot)| {
+        .map(|(_, slot)| {
             let d = req.geo.map(|g| {
                 let r = &catalog.rows[slot as usize];
                 distance_km(g.lat, g.lon, f64::from(r.lat), f64::from(r.lon))
             });
-            (slot, k, d)
+            (slot, d)
         })
         .collect();
 }

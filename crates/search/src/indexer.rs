@@ -65,8 +65,12 @@ pub(crate) struct Indexer {
     fields: Fields,
     writer: IndexWriter,
     catalog: Catalog,
-    /// Every live event: its slot and what the index holds for it.
-    events: HashMap<Uuid, (u32, Source)>,
+    /// Every live event: its slot, its seats and a fingerprint of the rest. Its text is in the
+    /// index (or in `unsaved`), not kept here a second time.
+    events: HashMap<Uuid, Known>,
+    /// Events added or replaced since the last commit, which the committed index does not hold
+    /// yet: a seat count rewritten before that commit takes their text from here.
+    unsaved: HashMap<Uuid, Source>,
     next_slot: u32,
     cursor: Option<FeedCursor>,
     /// Events whose seats changed since the last commit.
@@ -99,6 +103,29 @@ impl std::fmt::Debug for Indexer {
             .field("events", &self.events.len())
             .field("cursor", &self.cursor)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the indexer keeps of a live event between commits (the rest is in the index).
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    slot: u32,
+    available: u32,
+    capacity: u32,
+    cancelled: bool,
+    /// [`Source::fingerprint`]: everything but the seat count.
+    fingerprint: u64,
+}
+
+impl Known {
+    fn of(slot: u32, source: &Source) -> Self {
+        Self {
+            slot,
+            available: source.available,
+            capacity: source.capacity,
+            cancelled: source.cancelled,
+            fingerprint: source.fingerprint(),
+        }
     }
 }
 
@@ -138,6 +165,7 @@ impl Indexer {
             writer,
             catalog: Catalog::default(),
             events: HashMap::new(),
+            unsaved: HashMap::new(),
             next_slot: 0,
             cursor: None,
             dirty: HashSet::new(),
@@ -172,7 +200,7 @@ impl Indexer {
                 if let Some((slot, source)) = Source::from_document(&doc, &fields) {
                     me.catalog.set(slot, &source);
                     me.next_slot = me.next_slot.max(slot + 1);
-                    me.events.insert(source.id, (slot, source));
+                    me.events.insert(source.id, Known::of(slot, &source));
                 }
             }
         }
@@ -346,6 +374,7 @@ impl Indexer {
         self.writer.delete_all_documents()?;
         self.catalog = Catalog::default();
         self.events.clear();
+        self.unsaved.clear();
         self.dirty.clear();
         self.seats_touched.clear();
         self.next_slot = 0;
@@ -355,7 +384,9 @@ impl Indexer {
             let Some(last) = page.last() else { break };
             after = Some(last.event.id);
             for entry in &page {
-                self.upsert(Source::from_entry(entry))?;
+                // Every document was deleted above and each event comes once: nothing to
+                // replace, so no delete is queued (tantivy keeps each one until the commit).
+                self.add(Source::from_entry(entry), false)?;
             }
         }
         self.cursor = Some(read.cursor().clone());
@@ -408,7 +439,7 @@ impl Indexer {
                 let entries = read.events(&fresh).await?;
                 let found: HashSet<Uuid> = entries.iter().map(|e| e.event.id.0).collect();
                 for entry in &entries {
-                    self.upsert(Source::from_entry(entry))?;
+                    self.add(Source::from_entry(entry), true)?;
                 }
                 for id in fresh.iter().filter(|id| !found.contains(&id.0)) {
                     self.delete(id.0)?;
@@ -453,18 +484,13 @@ impl Indexer {
             for entry in &entries {
                 let source = Source::from_entry(entry);
                 match self.events.get(&source.id) {
-                    Some((_, known)) if known.available == source.available => {}
+                    Some(known) if known.available == source.available => {}
                     // Only the count drifted: no new document, no new snapshot.
-                    Some((_, known))
-                        if Source {
-                            available: source.available,
-                            ..known.clone()
-                        } == source =>
-                    {
+                    Some(known) if known.fingerprint == source.fingerprint() => {
                         self.set_seats(source.id, source.available);
                     }
                     _ => {
-                        self.upsert(source)?;
+                        self.add(source, true)?;
                     }
                 }
             }
@@ -473,34 +499,39 @@ impl Indexer {
         Ok(())
     }
 
-    fn upsert(&mut self, source: Source) -> Result<(), SearchError> {
+    /// Adds an event's document; `replace` first deletes any it had (not needed in a rebuild).
+    fn add(&mut self, source: Source, replace: bool) -> Result<(), SearchError> {
         let slot = match self.events.get(&source.id) {
-            Some((slot, _)) => *slot,
+            Some(known) => known.slot,
             None => {
                 self.next_slot += 1;
                 self.next_slot - 1
             }
         };
-        self.writer.delete_term(Term::from_field_text(
-            self.fields.id,
-            &source.id.to_string(),
-        ));
+        if replace {
+            self.writer.delete_term(Term::from_field_text(
+                self.fields.id,
+                &source.id.to_string(),
+            ));
+        }
         self.writer
             .add_document(source.document(&self.fields, slot))?;
         self.catalog.set(slot, &source);
         self.catalog_changed = true;
         self.dirty.remove(&source.id);
         self.seats_touched.remove(&source.id);
-        self.events.insert(source.id, (slot, source));
+        self.events.insert(source.id, Known::of(slot, &source));
+        self.unsaved.insert(source.id, source);
         self.docs_pending = true;
         Ok(())
     }
 
     fn delete(&mut self, id: Uuid) -> Result<(), SearchError> {
-        if let Some((slot, _)) = self.events.remove(&id) {
+        if let Some(known) = self.events.remove(&id) {
+            self.unsaved.remove(&id);
             self.writer
                 .delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
-            self.catalog.remove(slot);
+            self.catalog.remove(known.slot);
             self.catalog_changed = true;
             self.dirty.remove(&id);
             self.docs_pending = true;
@@ -509,10 +540,10 @@ impl Indexer {
     }
 
     fn adjust(&mut self, id: Uuid, delta: i64) {
-        if let Some((_, source)) = self.events.get(&id)
-            && !source.cancelled
+        if let Some(known) = self.events.get(&id)
+            && !known.cancelled
         {
-            let n = (i64::from(source.available) + delta).clamp(0, i64::from(source.capacity));
+            let n = (i64::from(known.available) + delta).clamp(0, i64::from(known.capacity));
             self.set_seats(id, n as u32);
             if self.seats_touched.is_empty() {
                 // Counted from the first change since the last reconciliation.
@@ -525,9 +556,9 @@ impl Indexer {
     /// Sets an event's seats left: visible to the next search (the counts are shared with the
     /// published snapshot); its document is rewritten at the next availability commit.
     fn set_seats(&mut self, id: Uuid, n: u32) {
-        if let Some((slot, source)) = self.events.get_mut(&id) {
-            source.available = n;
-            let before = self.catalog.set_available(*slot, n);
+        if let Some(known) = self.events.get_mut(&id) {
+            known.available = n;
+            let before = self.catalog.set_available(known.slot, n);
             self.sold_out_changed |= (before == 0) != (n == 0);
             self.dirty.insert(id);
         }
@@ -543,6 +574,22 @@ impl Indexer {
         }
     }
 
+    /// What the committed index holds for event `id`.
+    fn committed_source(
+        &self,
+        searcher: &tantivy::Searcher,
+        id: Uuid,
+    ) -> Result<Option<Source>, SearchError> {
+        let term = Term::from_field_text(self.fields.id, &id.to_string());
+        let query = tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic);
+        let found = searcher.search(&query, &tantivy::collector::DocSetCollector)?;
+        let Some(address) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(address)?;
+        Ok(Source::from_document(&doc, &self.fields).map(|(_, source)| source))
+    }
+
     async fn maybe_commit(&mut self) -> Result<(), SearchError> {
         let due = self.docs_pending
             || (!self.dirty.is_empty() && self.last_commit.elapsed() >= AVAILABILITY_COMMIT_EVERY);
@@ -551,14 +598,31 @@ impl Indexer {
         };
         // Documents whose text changed, rather than only their stored seat counts.
         let text_changed = self.docs_pending;
-        for id in std::mem::take(&mut self.dirty) {
-            if let Some((slot, source)) = self.events.get(&id) {
-                self.writer
-                    .delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
-                self.writer
-                    .add_document(source.document(&self.fields, *slot))?;
-            }
+        let dirty = std::mem::take(&mut self.dirty);
+        let searcher = self.shared.upgrade().map(|s| s.reader.searcher());
+        for id in dirty {
+            let Some(known) = self.events.get(&id).copied() else {
+                continue;
+            };
+            // The text comes from what this commit adds, or else from the committed index.
+            let source = match self.unsaved.remove(&id) {
+                Some(source) => Some(source),
+                None => match &searcher {
+                    Some(searcher) => self.committed_source(searcher, id)?,
+                    None => None,
+                },
+            };
+            let Some(mut source) = source else {
+                tracing::warn!(event = %id, "an event's document is not in the index; its seat count is not rewritten");
+                continue;
+            };
+            source.available = known.available;
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
+            self.writer
+                .add_document(source.document(&self.fields, known.slot))?;
         }
+        self.unsaved.clear();
         let payload = serde_json::to_string(&Payload {
             schema: SCHEMA_VERSION,
             cursor: cursor.clone(),

@@ -389,7 +389,7 @@ fn render(o: &Outcome, catalog: &Catalog, now: i64) -> Bytes {
     use std::fmt::Write;
     let mut s = String::with_capacity(512 + o.page.len() * 512);
     s.push_str("{\"events\":[");
-    for (i, (slot, _, distance)) in o.page.iter().enumerate() {
+    for (i, (slot, distance)) in o.page.iter().enumerate() {
         let Some(Some(hit)) = catalog.hits.get(*slot as usize) else {
             continue;
         };

@@ -95,6 +95,39 @@ pub struct Source {
 }
 
 impl Source {
+    /// A hash of everything but the seat count: whether an event changed beyond its seats,
+    /// without keeping its text twice. Names every field, so a new one cannot be forgotten.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let Self {
+            id,
+            name,
+            performers,
+            category,
+            description,
+            starts_at,
+            venue,
+            city,
+            zip_code,
+            country,
+            lat,
+            lon,
+            min_price_cents,
+            max_price_cents,
+            currency,
+            capacity,
+            available: _,
+            on_sale_at,
+            cancelled,
+        } = self;
+        let mut h = std::hash::DefaultHasher::new();
+        (id, name, performers, description, starts_at, venue, city).hash(&mut h);
+        (zip_code, country, lat.to_bits(), lon.to_bits()).hash(&mut h);
+        (min_price_cents, max_price_cents, currency, capacity).hash(&mut h);
+        (on_sale_at, cancelled, category.as_str()).hash(&mut h);
+        h.finish()
+    }
+
     pub fn from_entry(entry: &CatalogEntry) -> Self {
         let e = &entry.event;
         let s = &e.spec;

@@ -13,6 +13,7 @@ use boxoffice_domain::event::{
 use boxoffice_domain::ids::{CustomerId, EventId};
 use boxoffice_domain::ports::Store;
 use boxoffice_search::query::SearchRequest;
+use boxoffice_search::schema::Source;
 use boxoffice_search::{SearchConfig, SearchIndex};
 use boxoffice_store_sqlite::SqliteStore;
 use serde_json::Value;
@@ -448,6 +449,96 @@ async fn seat_changes_show_without_reindexing_and_available_only_filters() {
     }
     let r = search(&f.index, &[("q", "taylor swift"), ("zipCode", "98134")]).await;
     assert_eq!(r["events"][0]["seatsLeft"], 0);
+}
+
+/// What the index on disk holds for event `id`, as stored with its document.
+fn stored(dir: &Path, id: EventId) -> Option<Source> {
+    let index = tantivy::Index::open_in_dir(dir).ok()?;
+    let (_, fields) = boxoffice_search::schema::schema();
+    let searcher = index.reader().ok()?.searcher();
+    let term = tantivy::Term::from_field_text(fields.id, &id.0.to_string());
+    let query = tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic);
+    let found = searcher
+        .search(&query, &tantivy::collector::DocSetCollector)
+        .ok()?;
+    assert!(
+        found.len() <= 1,
+        "one document per event, got {}",
+        found.len()
+    );
+    let doc: tantivy::TantivyDocument = searcher.doc(found.into_iter().next()?).ok()?;
+    Source::from_document(&doc, &fields).map(|(_, source)| source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_counts_reach_the_index_on_disk_with_the_text_they_had() {
+    let f = fixture().await;
+    let dir = f._dir.path().join("index");
+    let swift = &f.events[0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // The rebuild's commit.
+    let before = loop {
+        if let Some(s) = stored(&dir, swift.id) {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let conn = rusqlite::Connection::open(f.store.path()).expect("raw");
+    conn.execute(
+        "INSERT INTO outbox (event_id, kind, payload, created_at) VALUES (?1, 'seats.changed', ?2, 0)",
+        rusqlite::params![
+            swift.id.0.as_bytes().to_vec(),
+            r#"{"sections":[{"section":1,"available":-10}]}"#
+        ],
+    )
+    .expect("outbox");
+    let left = before.available - 10;
+    while search(&f.index, &[("q", "taylor swift"), ("zipCode", "98134")]).await["events"][0]["seatsLeft"]
+        != left
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delta never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A new event makes the next commit come now rather than after the seat-only interval;
+    // the changed count is rewritten with it, its text taken from the committed index.
+    let late = event(&spec(
+        "Hamlet",
+        &["Globe Players"],
+        Category::Theater,
+        SEATTLE,
+        3,
+        5_000,
+    ));
+    f.store.create_event(&late).await.expect("create");
+    loop {
+        if let Some(now) = stored(&dir, swift.id)
+            && now.available == left
+        {
+            assert_eq!(
+                Source {
+                    available: before.available,
+                    ..now
+                },
+                before
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "count never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored(&dir, late.id).is_some());
+    // A restart loads that count from disk.
+    drop(f.index);
+    let reopened = open_index(&f.store, &dir).await;
+    let r = search(&reopened, &[("q", "taylor swift"), ("zipCode", "98134")]).await;
+    assert_eq!(r["events"][0]["seatsLeft"], left);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
