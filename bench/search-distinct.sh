@@ -10,11 +10,16 @@
 # built from empty; then closed loop at USERS connections and open loop at RATES searches/s,
 # each right after /healthz at the same load (the same run's ceiling of the HTTP stack), with
 # the node's resident memory and its per-phase search timings (/metrics). Then the same on
-# PostgreSQL while BUYERS buyers book on the same node (bench/booking.sh's flow).
+# PostgreSQL while BUYERS buyers book on the same node (bench/booking.sh's flow): at
+# BUYER_RATE bookings/s in all (open loop; a booking is two writes, a hold and a commit, so the
+# default of 250/s is one write for every ten searches at 5,000/s: the read-heavy mix the issue
+# names), or as fast as they can (BUYER_RATE=0, closed loop: the node's write ceiling, which
+# leaves searches only what the booking path does not take).
 #
 # Usage: bench/search-distinct.sh            (builds release binaries first)
 # Knobs: EVENTS=100000 USERS=4,16,64 RATES="2000 5000" DURATION=10s WARMUP=3s
-#        BACKENDS="sqlite postgres+writes" BUYERS=64 DATA=../shared/data QUERIES=600000
+#        BACKENDS="sqlite postgres+writes" BUYERS=64 BUYER_RATE=250 DATA=../shared/data
+#        QUERIES=600000
 # Needs: the shared data; for postgres+writes PostgreSQL at 127.0.0.1:5432, psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +31,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 BACKENDS=${BACKENDS:-sqlite postgres+writes}
 BUYERS=${BUYERS:-64}
+BUYER_RATE=${BUYER_RATE:-250}
 QUERIES=${QUERIES:-600000}
 export BOXOFFICE_SHARED_DATA=$(cd "${DATA:-../shared/data}" && pwd)
 PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -138,7 +144,9 @@ for backend in $BACKENDS; do
         # Buyers for the whole measurement: closed loop levels, open loop rates, warm-ups.
         levels=$(($(echo "$USERS" | tr ',' '\n' | wc -l) + $(echo "$RATES" | wc -w)))
         secs=$(((${DURATION%s} + ${WARMUP%s}) * 2 * levels + 30))
-        "$LOAD" --url "$BASE" --users "$BUYERS" --duration "${secs}s" --warmup 0s \
+        pace=()
+        [ "$BUYER_RATE" != 0 ] && pace=(--rate "$BUYER_RATE")
+        "$LOAD" --url "$BASE" --users "$BUYERS" "${pace[@]}" --duration "${secs}s" --warmup 0s \
             booking --jwt-secret "$SECRET" --events 20 --rows 100 --seats-per-row 100 \
             >"$work/buyers.out" 2>"$work/buyers.err" &
         buyers=$!
@@ -147,7 +155,11 @@ for backend in $BACKENDS; do
             curl -s "$BASE/metrics" | grep -q '^http_requests_total{.*route="/v1/commit"' && break
             sleep 0.1
         done
-        echo "While $BUYERS buyers hold and buy (best available, 2 seats, sandbox card) on 20 events of the same node:"
+        if [ "$BUYER_RATE" != 0 ]; then
+            echo "While $BUYERS buyers hold and buy $BUYER_RATE times a second in all (open loop; best available, 2 seats, sandbox card) on 20 events of the same node:"
+        else
+            echo "While $BUYERS buyers hold and buy as fast as they can (closed loop; best available, 2 seats, sandbox card) on 20 events of the same node:"
+        fi
         echo
     fi
     measure
