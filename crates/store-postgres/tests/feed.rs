@@ -84,6 +84,49 @@ async fn a_transaction_committing_late_is_read_once_and_not_skipped() {
     assert!(changes.is_empty(), "{changes:?}");
 }
 
+/// Transaction ids are numbers, not text: where their digits grow (999,999 → 1,000,000) a page
+/// still ends at the highest id read, so the next page skips nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_come_in_transaction_order_where_the_ids_gain_a_digit() {
+    let db = TestDatabase::create().await;
+    let feed = store(&db).await;
+    let c0 = feed.read(None).await.expect("read").cursor().clone();
+    let c = raw(&db).await;
+    let current: i64 = c
+        .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+        .await
+        .expect("xid")
+        .get(0);
+    // The next power of ten: transactions that have not happened yet, so the cursor has not
+    // seen them; the column is set by hand to stand for them.
+    let mut ten = 10i64;
+    while ten <= current + 2 {
+        ten *= 10;
+    }
+    let mut expected = Vec::new();
+    for tx in [ten - 2, ten - 1, ten, ten + 1] {
+        let id = EventId::new();
+        c.execute(
+            "INSERT INTO outbox (tx_id, event_id, kind, payload)
+             VALUES ($1::text::xid8, $2, 'event.changed', '{}')",
+            &[&tx.to_string(), &id.0],
+        )
+        .await
+        .expect("insert");
+        expected.push(Change::EventChanged(id));
+    }
+    let (changes, _) = drain(&feed, &c0).await;
+    assert_eq!(changes, expected);
+    // The look for anything new before waiting finds them too.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        feed.wait(&c0, Duration::from_secs(60)),
+    )
+    .await
+    .expect("not waiting for what is there")
+    .expect("wait");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_running_writer_does_not_hold_back_others() {
     let db = TestDatabase::create().await;
