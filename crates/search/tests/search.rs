@@ -166,6 +166,28 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+/// Stands in for the booking code: a `seats.changed` row in the outbox, as it writes them.
+fn seats_changed(store: &SqliteStore, id: EventId, payload: &str) {
+    let conn = rusqlite::Connection::open(store.path()).expect("raw");
+    conn.execute(
+        "INSERT INTO outbox (event_id, kind, payload, created_at) VALUES (?1, 'seats.changed', ?2, 0)",
+        rusqlite::params![id.0.as_bytes().to_vec(), payload],
+    )
+    .expect("outbox");
+}
+
+/// An event added after the fixture's catalog.
+fn hamlet() -> Event {
+    event(&spec(
+        "Hamlet",
+        &["Globe Players"],
+        Category::Theater,
+        SEATTLE,
+        3,
+        5_000,
+    ))
+}
+
 async fn open_index(store: &SqliteStore, dir: &Path) -> SearchIndex {
     let mut config = SearchConfig::new(dir.to_owned());
     config.cache_entries = 1_000;
@@ -420,16 +442,11 @@ async fn every_filter_alone_and_combined() {
 async fn seat_changes_show_without_reindexing_and_available_only_filters() {
     let f = fixture().await;
     let swift = &f.events[0];
-    // Stand in for the booking code: a seats.changed row in the outbox, as it will write.
-    let conn = rusqlite::Connection::open(f.store.path()).expect("raw");
-    conn.execute(
-        "INSERT INTO outbox (event_id, kind, payload, created_at) VALUES (?1, 'seats.changed', ?2, 0)",
-        rusqlite::params![
-            swift.id.0.as_bytes().to_vec(),
-            r#"{"sections":[{"section":1,"available":-100},{"section":2,"available":-50}]}"#
-        ],
-    )
-    .expect("outbox");
+    seats_changed(
+        &f.store,
+        swift.id,
+        r#"{"sections":[{"section":1,"available":-100},{"section":2,"available":-50}]}"#,
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let r = search(
@@ -484,15 +501,11 @@ async fn seat_counts_reach_the_index_on_disk_with_the_text_they_had() {
         assert!(tokio::time::Instant::now() < deadline, "never committed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let conn = rusqlite::Connection::open(f.store.path()).expect("raw");
-    conn.execute(
-        "INSERT INTO outbox (event_id, kind, payload, created_at) VALUES (?1, 'seats.changed', ?2, 0)",
-        rusqlite::params![
-            swift.id.0.as_bytes().to_vec(),
-            r#"{"sections":[{"section":1,"available":-10}]}"#
-        ],
-    )
-    .expect("outbox");
+    seats_changed(
+        &f.store,
+        swift.id,
+        r#"{"sections":[{"section":1,"available":-10}]}"#,
+    );
     let left = before.available - 10;
     while search(&f.index, &[("q", "taylor swift"), ("zipCode", "98134")]).await["events"][0]["seatsLeft"]
         != left
@@ -505,14 +518,7 @@ async fn seat_counts_reach_the_index_on_disk_with_the_text_they_had() {
     }
     // A new event makes the next commit come now rather than after the seat-only interval;
     // the changed count is rewritten with it, its text taken from the committed index.
-    let late = event(&spec(
-        "Hamlet",
-        &["Globe Players"],
-        Category::Theater,
-        SEATTLE,
-        3,
-        5_000,
-    ));
+    let late = hamlet();
     f.store.create_event(&late).await.expect("create");
     loop {
         if let Some(now) = stored(&dir, swift.id)
@@ -638,14 +644,7 @@ async fn rebuilds_from_empty_and_catches_up_after_a_stop() {
 
     // Stopped, left behind, restarted: it loads its index and catches up from its cursor.
     drop(fresh);
-    let late = event(&spec(
-        "Hamlet",
-        &["Globe Players"],
-        Category::Theater,
-        SEATTLE,
-        3,
-        5_000,
-    ));
+    let late = hamlet();
     f.store.create_event(&late).await.expect("create");
     let reopened = open_index(&f.store, other.path()).await;
     assert!(
@@ -708,15 +707,11 @@ async fn seats_left_is_reconciled_with_the_store() {
     wait_for(&index, |i| i.len() == 1).await;
     // A delta that the seats table does not bear out (as when a rebuild already counted an
     // expired hold that is released afterwards): applied at once, then corrected.
-    let conn = rusqlite::Connection::open(store.path()).expect("raw");
-    conn.execute(
-        "INSERT INTO outbox (event_id, kind, payload, created_at) VALUES (?1, 'seats.changed', ?2, 0)",
-        rusqlite::params![
-            e.id.0.as_bytes().to_vec(),
-            r#"{"sections":[{"section":1,"available":-10}]}"#
-        ],
-    )
-    .expect("outbox");
+    seats_changed(
+        &store,
+        e.id,
+        r#"{"sections":[{"section":1,"available":-10}]}"#,
+    );
     let left =
         || async { search(&index, &[("q", "eras")]).await["events"][0]["seatsLeft"].clone() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
