@@ -598,15 +598,17 @@ impl Indexer {
         };
         // Documents whose text changed, rather than only their stored seat counts.
         let text_changed = self.docs_pending;
-        let dirty = std::mem::take(&mut self.dirty);
+        // `dirty` and `unsaved` are let go only once the commit has succeeded: a failed one is
+        // tried again with the same documents (a rewrite is a delete and an add, so twice is
+        // once), and never with text older than what was added.
         let searcher = self.shared.upgrade().map(|s| s.reader.searcher());
-        for id in dirty {
+        for &id in &self.dirty {
             let Some(known) = self.events.get(&id).copied() else {
                 continue;
             };
             // The text comes from what this commit adds, or else from the committed index.
-            let source = match self.unsaved.remove(&id) {
-                Some(source) => Some(source),
+            let source = match self.unsaved.get(&id) {
+                Some(source) => Some(source.clone()),
                 None => match &searcher {
                     Some(searcher) => self.committed_source(searcher, id)?,
                     None => None,
@@ -622,7 +624,6 @@ impl Indexer {
             self.writer
                 .add_document(source.document(&self.fields, known.slot))?;
         }
-        self.unsaved.clear();
         let payload = serde_json::to_string(&Payload {
             schema: SCHEMA_VERSION,
             cursor: cursor.clone(),
@@ -631,6 +632,8 @@ impl Indexer {
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        self.dirty.clear();
+        self.unsaved.clear();
         self.committed = Some(cursor);
         self.docs_pending = false;
         self.last_commit = Instant::now();
