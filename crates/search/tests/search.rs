@@ -487,26 +487,34 @@ fn stored(dir: &Path, id: EventId) -> Option<Source> {
     Source::from_document(&doc, &fields).map(|(_, source)| source)
 }
 
+/// What the index on disk holds for `id` once `ok` holds of it: polled with a deadline.
+async fn stored_once(dir: &Path, id: EventId, ok: impl Fn(&Source) -> bool, what: &str) -> Source {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = stored(dir, id)
+            && ok(&s)
+        {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seat_counts_reach_the_index_on_disk_with_the_text_they_had() {
     let f = fixture().await;
     let dir = f._dir.path().join("index");
     let swift = &f.events[0];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     // The rebuild's commit.
-    let before = loop {
-        if let Some(s) = stored(&dir, swift.id) {
-            break s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let before = stored_once(&dir, swift.id, |_| true, "never committed").await;
     seats_changed(
         &f.store,
         swift.id,
         r#"{"sections":[{"section":1,"available":-10}]}"#,
     );
     let left = before.available - 10;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while search(&f.index, &[("q", "taylor swift"), ("zipCode", "98134")]).await["events"][0]["seatsLeft"]
         != left
     {
@@ -520,25 +528,20 @@ async fn seat_counts_reach_the_index_on_disk_with_the_text_they_had() {
     // the changed count is rewritten with it, its text taken from the committed index.
     let late = hamlet();
     f.store.create_event(&late).await.expect("create");
-    loop {
-        if let Some(now) = stored(&dir, swift.id)
-            && now.available == left
-        {
-            assert_eq!(
-                Source {
-                    available: before.available,
-                    ..now
-                },
-                before
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "count never committed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let now = stored_once(
+        &dir,
+        swift.id,
+        |s| s.available == left,
+        "count never committed",
+    )
+    .await;
+    assert_eq!(
+        Source {
+            available: before.available,
+            ..now
+        },
+        before
+    );
     assert!(stored(&dir, late.id).is_some());
     // A restart loads that count from disk.
     drop(f.index);
