@@ -82,6 +82,7 @@ async fn open_backend(args: &StoreArgs) -> anyhow::Result<Backend> {
             let replicas = per_shard("--database-replica-url", &args.database_replica_url)?;
             let options = |i: usize| PgOptions {
                 pool_size: args.db_pool_size,
+                group_commit: args.db_group_commit,
                 pooler: match args.database_pooler {
                     DatabasePooler::None => Pooler::None,
                     DatabasePooler::Transaction => Pooler::Transaction,

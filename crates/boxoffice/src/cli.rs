@@ -51,6 +51,16 @@ pub struct StoreArgs {
         global = true
     )]
     pub db_pool_size: usize,
+    /// Group commit: concurrent purchases are started and confirmed a group per transaction
+    /// (a few set-based statements for the whole group). `false`: each in its own.
+    #[arg(
+        long,
+        env = "BOXOFFICE_DB_GROUP_COMMIT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub db_group_commit: bool,
     /// What `--database-url` reaches: `none` (PostgreSQL itself, or a pooler in session
     /// mode) or `transaction` (a pooler that lends a connection per transaction, such as
     /// pgbouncer's `pool_mode = transaction`: statements are sent unnamed, nothing is kept in

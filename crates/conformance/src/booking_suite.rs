@@ -593,6 +593,166 @@ pub async fn parallel_commits_with_one_key_start_once(store: Arc<dyn Store>) {
     assert_eq!(started, 1);
 }
 
+/// A burst of commits of every kind at once (a store may start and settle concurrent commits
+/// together): each gets exactly the answer it would get alone, and a group's odd cases (a key
+/// or a booking twice, someone else's booking, a lapsed hold, a reused key, a decline) disturb
+/// neither each other nor the common case.
+pub async fn a_burst_of_commits_answers_each_as_alone(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await;
+    let mut held = Vec::new();
+    for i in 0..24u32 {
+        let row = char::from(b'A' + (i / 10) as u8);
+        let (a, b) = (
+            format!("1-{row}-{}", i % 10 * 2 + 1),
+            format!("1-{row}-{}", i % 10 * 2 + 2),
+        );
+        let who = format!("buyer{i}");
+        let b = store
+            .hold(&hold_req(&e, &who, seats(&[&a, &b]), t))
+            .await
+            .expect("hold");
+        held.push((who, b));
+    }
+    let id = |i: usize| held[i].1.id;
+    let who = |i: usize| held[i].0.as_str();
+    // (what it is, the request)
+    let mut reqs: Vec<(&str, CommitRequest)> = (0..18)
+        .map(|i| ("plain", commit_req(id(i), who(i), &format!("k-{i}"), t)))
+        .collect();
+    reqs.push(("booking twice", commit_req(id(18), who(18), "k-18a", t)));
+    reqs.push(("booking twice", commit_req(id(18), who(18), "k-18b", t)));
+    for _ in 0..2 {
+        let mut r = commit_req(id(19), who(19), "k-19", t);
+        r.fingerprint = "same-body".into();
+        reqs.push(("key twice", r));
+    }
+    reqs.push(("plain", commit_req(id(20), who(20), "k-20", t)));
+    reqs.push(("not theirs", commit_req(id(20), "intruder", "k-20", t)));
+    reqs.push((
+        "lapsed",
+        commit_req(id(21), who(21), "k-21", t + Duration::minutes(6)),
+    ));
+    reqs.push(("key reused", commit_req(id(22), who(22), "k-22", t)));
+    let mut other_body = commit_req(id(22), who(22), "k-22", t);
+    other_body.fingerprint = "another body".into();
+    reqs.push(("key reused", other_body));
+
+    let tasks: Vec<_> = reqs
+        .into_iter()
+        .map(|(kind, req)| {
+            let store = store.clone();
+            tokio::spawn(async move { (kind, store.begin_commit(&req).await) })
+        })
+        .collect();
+    let mut started = Vec::new();
+    let mut refused: Vec<(&str, String)> = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (_, Ok(CommitBegin::Started { booking, payment })) => {
+                assert_eq!(booking.status, BookingStatus::Pending);
+                assert_eq!(payment.status, PaymentStatus::Started);
+                assert_eq!(payment.booking_id, booking.id);
+                assert_eq!(payment.amount_cents, 50_000);
+                started.push((*booking, *payment));
+            }
+            (kind, Ok(other)) => panic!("{kind}: unexpected {other:?}"),
+            (kind, Err(e)) => refused.push((kind, format!("{e:?}"))),
+        }
+    }
+    refused.sort();
+    assert_eq!(
+        refused,
+        vec![
+            ("booking twice", "PaymentInProgress".to_owned()),
+            ("key reused", "KeyReused".to_owned()),
+            ("key twice", "InFlight".to_owned()),
+            ("lapsed", "Gone".to_owned()),
+            ("not theirs", "NotFound".to_owned()),
+        ]
+    );
+    // 18 plain, and one each of: the booking twice, the key twice, 20 and the reused key.
+    assert_eq!(started.len(), 22);
+    let mut ids: Vec<BookingId> = started.iter().map(|(b, _)| b.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 22, "every booking started once");
+
+    // Settled at once too: all approved but one decline.
+    let declined = id(1);
+    let tasks: Vec<_> = started
+        .iter()
+        .map(|(b, p)| {
+            let store = store.clone();
+            let settlement = if b.id == declined {
+                Settlement::Declined {
+                    reason: "card declined".into(),
+                }
+            } else {
+                approved(b)
+            };
+            let fin = finish(b, p.id, settlement, t);
+            tokio::spawn(async move { store.finish_commit(&fin).await })
+        })
+        .collect();
+    let mut responses = std::collections::HashMap::new();
+    for ((b, p), task) in started.iter().zip(tasks) {
+        let done = task.await.expect("task").expect("finish");
+        if b.id == declined {
+            assert!(
+                matches!(&done.outcome, CommitOutcome::NotPaid { booking, .. }
+                if booking.status == BookingStatus::Hold)
+            );
+            assert_eq!(done.payment.status, PaymentStatus::Declined);
+        } else {
+            let CommitOutcome::Confirmed(c) = &done.outcome else {
+                panic!("expected confirmation, got {:?}", done.outcome);
+            };
+            assert_eq!(c.tickets.len(), 2);
+            assert_eq!(done.payment.status, PaymentStatus::Authorized);
+            assert_eq!(done.payment.id, p.id);
+            assert_eq!(done.response.status, 200);
+            assert!(
+                store
+                    .set_payment_status(
+                        p.key(),
+                        &[PaymentStatus::Authorized],
+                        PaymentStatus::Captured,
+                        t
+                    )
+                    .await
+                    .expect("capture")
+            );
+        }
+        responses.insert(b.id, done.response);
+    }
+    // What was stored is what a replay gets, byte for byte.
+    let replay = store
+        .begin_commit(&commit_req(id(0), who(0), "k-0", t))
+        .await
+        .expect("replay");
+    let CommitBegin::Replay(stored) = replay else {
+        panic!("expected a replay, got {replay:?}");
+    };
+    assert_eq!(Some(&stored), responses.get(&id(0)));
+    for (i, state) in [
+        (0, SeatState::Sold),
+        (1, SeatState::Hold),
+        (17, SeatState::Sold),
+        (23, SeatState::Hold),
+    ] {
+        for seat in &held[i].1.seats {
+            assert_eq!(
+                seat_state(&store, &e, seat.seat_id.as_str(), t).await,
+                state
+            );
+        }
+    }
+    let b23 = store.booking(id(23)).await.expect("read").expect("booking");
+    assert_eq!(b23.status, BookingStatus::Hold);
+    assert_clean(&store).await;
+}
+
 pub async fn declines_return_the_hold_and_lapsed_approvals_retake_seats(store: Arc<dyn Store>) {
     let t = now();
     let e = created(&store, concert(t)).await;

@@ -63,6 +63,7 @@ macro_rules! store_suite {
             bulk_created_events_lay_out_seats_on_first_hold,
             commit_is_idempotent_and_settles_once,
             parallel_commits_with_one_key_start_once,
+            a_burst_of_commits_answers_each_as_alone,
             declines_return_the_hold_and_lapsed_approvals_retake_seats,
             approval_after_release_is_lapsed_when_seats_are_gone,
             release_and_cancel,

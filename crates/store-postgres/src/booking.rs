@@ -12,7 +12,7 @@
 //! - Commits and cancellations lock the booking row (and the payment row), so a request and
 //!   the reconciler settling the same payment take turns, and the second changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::exec::Exec;
 use boxoffice_domain::booking::{
@@ -43,10 +43,16 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 // ---- reading ----------------------------------------------------------------------------
 
-const BOOKING_SELECT: &str = "SELECT event_id, customer_id, status, expires_at, total_cents,
-        currency, contact_email, created_at, confirmed_at, cancelled_at, status_reason,
-        listing_id IS NOT NULL
-    FROM bookings";
+/// A booking's own columns (the table as `b`), in the order [`booking_row`] reads them.
+macro_rules! booking_cols {
+    () => {
+        "b.event_id, b.customer_id, b.status, b.expires_at, b.total_cents, b.currency,
+        b.contact_email, b.created_at, b.confirmed_at, b.cancelled_at, b.status_reason,
+        b.listing_id IS NOT NULL"
+    };
+}
+
+const BOOKING_SELECT: &str = concat!("SELECT ", booking_cols!(), " FROM bookings b");
 
 /// Marks a statement that finds its rows by a key other than the event: mostly the first
 /// statement of a use case that starts from a bare id (the id carries its shard, so the lookup
@@ -114,30 +120,55 @@ async fn read_booking<C: Exec>(
     let Some(r) = row else {
         return Ok(None);
     };
-    let status: &str = r.get(2);
-    let currency: &str = r.get(5);
+    let seats = seats
+        .iter()
+        .map(|s| booked_seat(SeatId::from_trusted(s.get(0)), s.get(1)))
+        .collect::<Result<Vec<_>>>()?;
+    let tickets = tickets.iter().map(ticket_row).collect::<Result<_>>()?;
+    booking_row(&r, 0, booking_id, seats, tickets).map(Some)
+}
+
+/// A booking from the [`booking_cols`] of `r`, starting at column `at`.
+pub(crate) fn booking_row(
+    r: &Row,
+    at: usize,
+    id: BookingId,
+    seats: Vec<BookedSeat>,
+    tickets: Vec<Ticket>,
+) -> Result<Booking> {
+    let status: &str = r.get(at + 2);
+    let currency: &str = r.get(at + 5);
     let mut booking = Booking {
-        id: booking_id,
-        event_id: EventId(r.get(0)),
-        customer: CustomerId::parse(r.get(1)).map_err(|_| corrupt("customer"))?,
+        id,
+        event_id: EventId(r.get(at)),
+        customer: CustomerId::parse(r.get(at + 1)).map_err(|_| corrupt("customer"))?,
         status: BookingStatus::parse(status).ok_or_else(|| corrupt("booking status"))?,
-        expires_at: r.get(3),
-        seats: seats
-            .iter()
-            .map(|s| booked_seat(SeatId::from_trusted(s.get(0)), s.get(1)))
-            .collect::<Result<Vec<_>>>()?,
-        total_cents: r.get(4),
+        expires_at: r.get(at + 3),
+        seats,
+        total_cents: r.get(at + 4),
         currency: currency.parse().map_err(|_| corrupt("currency"))?,
-        contact_email: r.get(6),
-        tickets: tickets.iter().map(ticket_row).collect::<Result<_>>()?,
-        created_at: r.get(7),
-        confirmed_at: r.get(8),
-        cancelled_at: r.get(9),
-        status_reason: r.get(10),
-        resale: r.get(11),
+        contact_email: r.get(at + 6),
+        tickets,
+        created_at: r.get(at + 7),
+        confirmed_at: r.get(at + 8),
+        cancelled_at: r.get(at + 9),
+        status_reason: r.get(at + 10),
+        resale: r.get(at + 11),
     };
     booking.sort();
-    Ok(Some(booking))
+    Ok(booking)
+}
+
+/// The seats of a booking from two parallel arrays (seat ids, prices), as the grouped reads
+/// return them.
+pub(crate) fn booked_seats(ids: Vec<String>, prices: Vec<i64>) -> Result<Vec<BookedSeat>> {
+    if ids.len() != prices.len() {
+        return Err(corrupt("booking seats"));
+    }
+    ids.into_iter()
+        .zip(prices)
+        .map(|(id, price)| booked_seat(SeatId::from_trusted(id), price))
+        .collect()
 }
 
 fn booked_seat(seat_id: SeatId, price: i64) -> Result<BookedSeat> {
@@ -185,28 +216,39 @@ pub async fn tickets_of<C: Exec>(c: &C, customer: &CustomerId) -> Result<Vec<Tic
     .collect()
 }
 
-const PAYMENT_SELECT: &str = "SELECT payment_id, booking_id, event_id, customer_id, provider,
-        provider_ref, idempotency_key, method, amount_cents, currency, status, updated_at, attempts,
-        queued
-    FROM payments";
+/// A payment's columns (the table as `p`), in the order [`payment_at`] reads them.
+macro_rules! payment_cols {
+    () => {
+        "p.payment_id, p.booking_id, p.event_id, p.customer_id, p.provider, p.provider_ref,
+        p.idempotency_key, p.method, p.amount_cents, p.currency, p.status, p.updated_at,
+        p.attempts, p.queued"
+    };
+}
+
+const PAYMENT_SELECT: &str = concat!("SELECT ", payment_cols!(), " FROM payments p");
 
 fn payment_row(r: &Row) -> Result<Payment> {
-    let currency: &str = r.get(9);
+    payment_at(r, 0)
+}
+
+/// A payment from the [`payment_cols`] of `r`, starting at column `at`.
+pub(crate) fn payment_at(r: &Row, at: usize) -> Result<Payment> {
+    let currency: &str = r.get(at + 9);
     Ok(Payment {
-        id: PaymentId(r.get(0)),
-        booking_id: BookingId(r.get(1)),
-        event_id: EventId(r.get(2)),
-        customer: CustomerId::parse(r.get(3)).map_err(|_| corrupt("customer"))?,
-        provider: r.get(4),
-        provider_ref: r.get(5),
-        idempotency_key: r.get(6),
-        method: r.get(7),
-        amount_cents: r.get(8),
+        id: PaymentId(r.get(at)),
+        booking_id: BookingId(r.get(at + 1)),
+        event_id: EventId(r.get(at + 2)),
+        customer: CustomerId::parse(r.get(at + 3)).map_err(|_| corrupt("customer"))?,
+        provider: r.get(at + 4),
+        provider_ref: r.get(at + 5),
+        idempotency_key: r.get(at + 6),
+        method: r.get(at + 7),
+        amount_cents: r.get(at + 8),
         currency: currency.parse().map_err(|_| corrupt("currency"))?,
-        status: PaymentStatus::parse(r.get(10)).ok_or_else(|| corrupt("payment status"))?,
-        updated_at: r.get(11),
-        attempts: r.get::<_, i32>(12).max(0) as u32,
-        queued: r.get(13),
+        status: PaymentStatus::parse(r.get(at + 10)).ok_or_else(|| corrupt("payment status"))?,
+        updated_at: r.get(at + 11),
+        attempts: r.get::<_, i32>(at + 12).max(0) as u32,
+        queued: r.get(at + 13),
     })
 }
 
@@ -989,8 +1031,9 @@ pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitB
         };
         return rules::replay(&key, &req.fingerprint).map(CommitBegin::Replay);
     };
-    let booking = read_booking(c, EventId(claimed.get(0)), req.booking_id, true, false)
+    let booking = lock_bookings(c, &[(EventId(claimed.get(0)), req.booking_id)])
         .await?
+        .pop()
         .ok_or(CommitError::NotFound)?;
     // Judged at the time the row lock was ours, not when the request arrived.
     let now = rules::tx_now(req.now, SystemClock.now());
@@ -1001,48 +1044,20 @@ pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitB
         &req.customer,
         now,
     )?;
-    let seat_ids: Vec<&str> = booking.seats.iter().map(|s| s.seat_id.as_str()).collect();
-    let row = q!(
-        c,
-        query_one,
-        "WITH b AS (
-             UPDATE bookings SET status = 'PENDING', updated_at = $2, version = version + 1,
-                 status_reason = NULL
-             WHERE event_id = $3 AND booking_id = $1 RETURNING 1),
-         s AS (
-             UPDATE seats SET state = 'PENDING', version = version + 1
-             WHERE event_id = $3 AND seat_id = ANY($4) AND booking_id = $1 AND state = 'HOLD'
-             RETURNING 1),
-         p AS (
-             INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
-                 idempotency_key, method, amount_cents, currency, status, created_at, updated_at,
-                 queued)
-             VALUES ($5, $3, $1, $6, $7, $8, $9, $10, $11, 'STARTED', $2, $2,
-                 $12 OR EXISTS (SELECT 1 FROM events
-                                WHERE event_id = $3 AND waiting_room IS NOT NULL))
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING queued)
-         SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p),
-                coalesce((SELECT bool_or(queued) FROM p), false)",
-        &req.booking_id.0,
-        &now,
-        &booking.event_id.0,
-        &seat_ids,
-        &req.payment_id.0,
-        &req.customer.as_str(),
-        &req.provider,
-        &req.provider_key,
-        &req.method,
-        &booking.total_cents,
-        &booking.currency.as_str(),
-        &req.queued
-    )?;
-    let (moved, paid, queued): (i64, i64, bool) = (row.get(0), row.get(1), row.get(2));
-    if paid == 0 {
+    let start = Start {
+        req,
+        booking: &booking,
+        now,
+    };
+    let [(moved, paid)] = write_starts(c, std::slice::from_ref(&start)).await?[..] else {
+        return Err(StoreError::Internal("one start written, not one answer".into()).into());
+    };
+    let Some(queued) = paid else {
         // The key forwarded to the provider is derived from the customer's key, so it was used
         // before (its record purged since): the provider would answer with that first payment.
         // The transaction rolls back.
         return Err(CommitError::KeyReused);
-    }
+    };
     if booking.resale {
         // The listings stay reserved while the money moves, whatever the clock says.
         q!(
@@ -1064,30 +1079,287 @@ pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitB
         ))
         .into());
     }
-    let payment = Payment {
-        id: req.payment_id,
-        booking_id: booking.id,
-        event_id: booking.event_id,
-        customer: req.customer.clone(),
-        provider: req.provider.clone(),
-        provider_ref: None,
-        idempotency_key: req.provider_key.clone(),
-        method: req.method.clone(),
-        amount_cents: booking.total_cents,
-        currency: booking.currency,
-        status: PaymentStatus::Started,
-        updated_at: now,
-        attempts: 0,
-        queued,
-    };
-    let booking = Booking {
-        status: BookingStatus::Pending,
-        ..booking
-    };
-    Ok(CommitBegin::Started {
-        booking: Box::new(booking),
-        payment: Box::new(payment),
-    })
+    Ok(start.started(queued))
+}
+
+/// Starts many commits in one transaction: the store's group commit for the first step of a
+/// purchase, so that concurrent buyers share the statements, the transaction and its flush.
+///
+/// Returns, for each request in order, its start; or `None` for a request left to
+/// [`begin_commit`] on its own: a replay, a second request for the same key or booking, a
+/// booking that may not start now, a resale. A claim this transaction made for such a request
+/// is withdrawn in it, so on its own the request finds everything as it was and gets the
+/// answer it would have got. An error means nothing was written: every request goes alone.
+pub async fn begin_commits<C: Exec>(
+    c: &C,
+    reqs: &[CommitRequest],
+) -> Result<Vec<Option<CommitBegin>>> {
+    let mut keys = HashSet::new();
+    let mut bookings = HashSet::new();
+    // One request per key and per booking: a second one waits for the first on its own.
+    let in_group: Vec<bool> = reqs
+        .iter()
+        .map(|r| {
+            let new_key = keys.insert((r.customer.as_str(), r.idempotency_key.as_str()));
+            let new_booking = bookings.insert(r.booking_id);
+            new_key && new_booking
+        })
+        .collect();
+    let tried: Vec<&CommitRequest> = reqs
+        .iter()
+        .zip(&in_group)
+        .filter_map(|(r, &t)| t.then_some(r))
+        .collect();
+    let column = |f: fn(&CommitRequest) -> &str| tried.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let claimed = q!(
+        c,
+        query,
+        "/* by key */ INSERT INTO idempotency_keys (customer_id, idempotency_key, event_id,
+            booking_id, payment_id, fingerprint, state, created_at)
+         SELECT x.cust, x.key, b.event_id, b.booking_id, x.pay, x.fp, 'IN_FLIGHT', x.now
+         FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::text[],
+                     $6::timestamptz[]) AS x(cust, key, bk, pay, fp, now),
+              bookings b
+         WHERE b.booking_id = ANY($3) AND b.booking_id = x.bk
+         ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+         RETURNING booking_id, event_id",
+        &column(|r| r.customer.as_str()),
+        &column(|r| r.idempotency_key.as_str()),
+        &tried.iter().map(|r| r.booking_id.0).collect::<Vec<_>>(),
+        &tried.iter().map(|r| r.payment_id.0).collect::<Vec<_>>(),
+        &column(|r| r.fingerprint.as_str()),
+        &tried.iter().map(|r| r.now).collect::<Vec<_>>()
+    )?;
+    let claimed: Vec<(EventId, BookingId)> = claimed
+        .iter()
+        .map(|r| (EventId(r.get(1)), BookingId(r.get(0))))
+        .collect();
+    let mut locked: HashMap<BookingId, Booking> = lock_bookings(c, &claimed)
+        .await?
+        .into_iter()
+        .map(|b| (b.id, b))
+        .collect();
+    let now = SystemClock.now();
+    let mut starts = Vec::new();
+    let mut withdrawn = Vec::new();
+    for req in &tried {
+        let Some(booking) = locked.remove(&req.booking_id) else {
+            continue; // not claimed: a replay or no such booking
+        };
+        let now = rules::tx_now(req.now, now);
+        let may = rules::may_start_commit(
+            Some(&booking.customer),
+            booking.status,
+            booking.expires_at,
+            &req.customer,
+            now,
+        );
+        if may.is_ok() && !booking.resale {
+            starts.push((*req, booking, now));
+        } else {
+            withdrawn.push((booking.event_id, *req));
+        }
+    }
+    if !withdrawn.is_empty() {
+        q!(
+            c,
+            execute,
+            "/* grouped */ DELETE FROM idempotency_keys k
+             USING unnest($1::uuid[], $2::text[], $3::text[]) AS x(ev, cust, key)
+             WHERE k.customer_id = ANY($2) AND k.event_id = x.ev AND k.customer_id = x.cust
+               AND k.idempotency_key = x.key",
+            &withdrawn.iter().map(|w| w.0.0).collect::<Vec<_>>(),
+            &withdrawn
+                .iter()
+                .map(|w| w.1.customer.as_str())
+                .collect::<Vec<_>>(),
+            &withdrawn
+                .iter()
+                .map(|w| w.1.idempotency_key.as_str())
+                .collect::<Vec<_>>()
+        )?;
+    }
+    let starts: Vec<Start<'_>> = starts
+        .iter()
+        .map(|(req, booking, now)| Start {
+            req,
+            booking,
+            now: *now,
+        })
+        .collect();
+    let written = write_starts(c, &starts).await?;
+    // Tried requests differ in booking, so the booking names the request.
+    let mut out: HashMap<BookingId, CommitBegin> = HashMap::with_capacity(starts.len());
+    for (start, (moved, paid)) in starts.iter().zip(written) {
+        match paid {
+            Some(queued) if moved as usize == start.booking.seats.len() => {
+                out.insert(start.booking.id, start.started(queued));
+            }
+            // A reused provider key or a seat no longer held: such a request must fail on
+            // its own, and this transaction must not keep its writes.
+            _ => {
+                return Err(StoreError::Internal(format!(
+                    "booking {} cannot start in a group",
+                    start.booking.id
+                )));
+            }
+        }
+    }
+    Ok(reqs
+        .iter()
+        .zip(in_group)
+        .map(|(r, t)| if t { out.remove(&r.booking_id) } else { None })
+        .collect())
+}
+
+/// Reads bookings with their seats (no tickets) in one statement, locking their rows in
+/// booking-id order; bookings not found are left out.
+async fn lock_bookings<C: Exec>(c: &C, ids: &[(EventId, BookingId)]) -> Result<Vec<Booking>> {
+    let rows = q!(
+        c,
+        query,
+        concat!(
+            "/* grouped */ SELECT b.booking_id, ",
+            booking_cols!(),
+            ",
+                ARRAY(SELECT s.seat_id FROM booking_seats s
+                      WHERE s.event_id = b.event_id AND s.booking_id = b.booking_id
+                      ORDER BY s.seat_id),
+                ARRAY(SELECT s.price_cents FROM booking_seats s
+                      WHERE s.event_id = b.event_id AND s.booking_id = b.booking_id
+                      ORDER BY s.seat_id)
+             FROM unnest($1::uuid[], $2::uuid[]) AS x(ev, bk)
+             JOIN bookings b ON b.event_id = x.ev AND b.booking_id = x.bk
+             WHERE b.booking_id = ANY($2)
+             ORDER BY b.booking_id
+             FOR UPDATE OF b"
+        ),
+        &ids.iter().map(|i| i.0.0).collect::<Vec<_>>(),
+        &ids.iter().map(|i| i.1.0).collect::<Vec<_>>()
+    )?;
+    rows.iter()
+        .map(|r| {
+            let seats = booked_seats(r.get(13), r.get(14))?;
+            booking_row(r, 1, BookingId(r.get(0)), seats, Vec::new())
+        })
+        .collect()
+}
+
+/// A commit starting: its booking, read and judged under its row lock, goes PENDING with a
+/// STARTED payment at `now`.
+struct Start<'a> {
+    req: &'a CommitRequest,
+    booking: &'a Booking,
+    now: OffsetDateTime,
+}
+
+impl Start<'_> {
+    /// What the caller is told once the start is written.
+    fn started(&self, queued: bool) -> CommitBegin {
+        let (req, booking) = (self.req, self.booking);
+        let payment = Payment {
+            id: req.payment_id,
+            booking_id: booking.id,
+            event_id: booking.event_id,
+            customer: req.customer.clone(),
+            provider: req.provider.clone(),
+            provider_ref: None,
+            idempotency_key: req.provider_key.clone(),
+            method: req.method.clone(),
+            amount_cents: booking.total_cents,
+            currency: booking.currency,
+            status: PaymentStatus::Started,
+            updated_at: self.now,
+            attempts: 0,
+            queued,
+        };
+        let booking = Booking {
+            status: BookingStatus::Pending,
+            ..booking.clone()
+        };
+        CommitBegin::Started {
+            booking: Box::new(booking),
+            payment: Box::new(payment),
+        }
+    }
+}
+
+/// Writes starts in one statement: each booking and its held seats PENDING, its payment
+/// STARTED (queued if asked, or if its event has a waiting room). Returns, per start in order,
+/// how many seats moved and whether its payment was written (`None`: its provider key was used
+/// before), and if so whether it is queued.
+async fn write_starts<C: Exec>(c: &C, starts: &[Start<'_>]) -> Result<Vec<(i64, Option<bool>)>> {
+    let each = |f: fn(&Start<'_>) -> Uuid| starts.iter().map(f).collect::<Vec<_>>();
+    let text = |f: for<'b> fn(&'b Start<'_>) -> &'b str| starts.iter().map(f).collect::<Vec<_>>();
+    let seats: Vec<(Uuid, &str, Uuid)> = starts
+        .iter()
+        .flat_map(|s| {
+            s.booking
+                .seats
+                .iter()
+                .map(|seat| (s.booking.event_id.0, seat.seat_id.as_str(), s.booking.id.0))
+        })
+        .collect();
+    let rows = q!(
+        c,
+        query,
+        "/* grouped */ WITH x AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[],
+                 $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[],
+                 $11::bool[]) WITH ORDINALITY
+                 AS x(bk, ev, now, pay, cust, provider, pkey, method, amount, currency, queued, i)),
+         b AS (
+             UPDATE bookings b SET status = 'PENDING', updated_at = x.now,
+                 version = b.version + 1, status_reason = NULL
+             FROM x WHERE b.booking_id = ANY($1) AND b.event_id = x.ev AND b.booking_id = x.bk
+             RETURNING 1),
+         s AS (
+             UPDATE seats s SET state = 'PENDING', version = s.version + 1
+             FROM unnest($12::uuid[], $13::text[], $14::uuid[]) AS y(ev, seat, bk)
+             WHERE s.event_id = y.ev AND s.seat_id = y.seat
+               AND s.booking_id = y.bk AND s.state = 'HOLD'
+             RETURNING s.booking_id),
+         p AS (
+             INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
+                 idempotency_key, method, amount_cents, currency, status, created_at, updated_at,
+                 queued)
+             SELECT x.pay, x.ev, x.bk, x.cust, x.provider, x.pkey, x.method, x.amount,
+                 x.currency, 'STARTED', x.now, x.now,
+                 x.queued OR EXISTS (SELECT 1 FROM events e
+                                     WHERE e.event_id = x.ev AND e.waiting_room IS NOT NULL)
+             FROM x
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING booking_id, queued)
+         SELECT (SELECT count(*) FROM s WHERE s.booking_id = x.bk), p.queued
+         FROM x LEFT JOIN p ON p.booking_id = x.bk ORDER BY x.i",
+        &each(|s| s.booking.id.0),
+        &each(|s| s.booking.event_id.0),
+        &starts.iter().map(|s| s.now).collect::<Vec<_>>(),
+        &each(|s| s.req.payment_id.0),
+        &text(|s| s.req.customer.as_str()),
+        &text(|s| s.req.provider.as_str()),
+        &text(|s| s.req.provider_key.as_str()),
+        &text(|s| s.req.method.as_str()),
+        &starts
+            .iter()
+            .map(|s| s.booking.total_cents)
+            .collect::<Vec<_>>(),
+        &text(|s| s.booking.currency.as_str()),
+        &starts.iter().map(|s| s.req.queued).collect::<Vec<_>>(),
+        &seats.iter().map(|s| s.0).collect::<Vec<_>>(),
+        &seats.iter().map(|s| s.1).collect::<Vec<_>>(),
+        &seats.iter().map(|s| s.2).collect::<Vec<_>>()
+    )?;
+    if rows.len() != starts.len() {
+        return Err(StoreError::Internal(format!(
+            "{} starts written, {} answers",
+            starts.len(),
+            rows.len()
+        )));
+    }
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, Option<bool>>(1)))
+        .collect())
 }
 
 pub async fn finish_commit<C: Exec>(c: &C, fin: &CommitFinish) -> Result<FinishedCommit> {
@@ -1257,8 +1529,8 @@ pub async fn finish_commit<C: Exec>(c: &C, fin: &CommitFinish) -> Result<Finishe
     })
 }
 
-/// The common case, in one round trip: a pending booking whose payment was approved. The
-/// outcome and its stored response are computed first, then every write goes out together.
+/// The common case: a pending booking whose payment was approved. The outcome and its stored
+/// response are computed first, then every write goes out in one statement.
 async fn confirm_pending<C: Exec>(
     c: &C,
     fin: &CommitFinish,
@@ -1268,6 +1540,28 @@ async fn confirm_pending<C: Exec>(
     tickets: &[NewTicket],
     now: OffsetDateTime,
 ) -> Result<FinishedCommit> {
+    let done = confirmation(fin, booking, payment, provider_ref, tickets, now)?;
+    write_confirmations(c, std::slice::from_ref(&done)).await?;
+    Ok(done.finished)
+}
+
+/// A pending booking confirmed with its approved payment, as it will be written.
+struct Confirmation<'a> {
+    finished: FinishedCommit,
+    tickets: &'a [NewTicket],
+    now: OffsetDateTime,
+}
+
+/// The outcome of confirming `booking` (PENDING, its payment approved) with `tickets`, and the
+/// response stored for it.
+fn confirmation<'a>(
+    fin: &CommitFinish,
+    booking: Booking,
+    payment: Payment,
+    provider_ref: &str,
+    tickets: &'a [NewTicket],
+    now: OffsetDateTime,
+) -> Result<Confirmation<'a>> {
     if tickets.len() != booking.seats.len()
         || tickets
             .iter()
@@ -1301,64 +1595,233 @@ async fn confirm_pending<C: Exec>(
     confirmed.sort();
     let outcome = CommitOutcome::Confirmed(confirmed);
     let response = (fin.render)(&outcome);
-    let t_ids: Vec<Uuid> = tickets.iter().map(|t| t.id.0).collect();
-    let t_seats: Vec<&str> = tickets.iter().map(|t| t.seat_id.as_str()).collect();
-    let t_tokens: Vec<&str> = tickets.iter().map(|t| t.token.as_str()).collect();
-    // Every write in one statement: one parse, one plan, one round trip.
-    let row = q!(
+    Ok(Confirmation {
+        finished: FinishedCommit {
+            outcome,
+            response,
+            payment: Payment {
+                status: PaymentStatus::Authorized,
+                provider_ref: Some(provider_ref.to_owned()),
+                updated_at: now,
+                ..payment
+            },
+        },
+        tickets,
+        now,
+    })
+}
+
+/// Writes confirmations in one statement: each payment AUTHORIZED, the seats SOLD, the
+/// booking CONFIRMED, its tickets issued and its response stored under the key. Fails, and
+/// the transaction must not commit, unless every seat was still PENDING for its booking.
+async fn write_confirmations<C: Exec>(c: &C, done: &[Confirmation<'_>]) -> Result<()> {
+    let payments: Vec<&Payment> = done.iter().map(|d| &d.finished.payment).collect();
+    let tickets: Vec<(&Payment, &NewTicket, OffsetDateTime)> = done
+        .iter()
+        .flat_map(|d| {
+            d.tickets
+                .iter()
+                .map(move |t| (&d.finished.payment, t, d.now))
+        })
+        .collect();
+    let rows = q!(
         c,
-        query_one,
-        "WITH pay AS (
-             UPDATE payments SET status = 'AUTHORIZED', provider_ref = $2, updated_at = $3
-             WHERE event_id = $4 AND payment_id = $1 RETURNING 1),
-         sold AS (
-             UPDATE seats SET state = 'SOLD', hold_expires_at = NULL, version = version + 1
-             WHERE event_id = $4 AND seat_id = ANY($5) AND booking_id = $6 AND state = 'PENDING'
+        query,
+        "/* grouped */ WITH x AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[],
+                 $5::timestamptz[], $6::int2[], $7::bytea[]) WITH ORDINALITY
+                 AS x(ev, bk, pay, ref, now, rs, rb, i)),
+         y AS (
+             SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::text[], $11::uuid[], $12::text[],
+                 $13::text[], $14::timestamptz[]) AS y(ev, bk, seat, tid, token, cust, now)),
+         pay AS (
+             UPDATE payments p SET status = 'AUTHORIZED', provider_ref = x.ref,
+                 updated_at = x.now
+             FROM x WHERE p.payment_id = ANY($3) AND p.event_id = x.ev AND p.payment_id = x.pay
              RETURNING 1),
+         sold AS (
+             UPDATE seats s SET state = 'SOLD', hold_expires_at = NULL, version = s.version + 1
+             FROM y WHERE s.event_id = y.ev AND s.seat_id = y.seat
+               AND s.booking_id = y.bk AND s.state = 'PENDING'
+             RETURNING s.booking_id),
          book AS (
-             UPDATE bookings SET status = 'CONFIRMED', confirmed_at = $3, updated_at = $3,
-                 cancelled_at = NULL, version = version + 1
-             WHERE event_id = $4 AND booking_id = $6 RETURNING 1),
+             UPDATE bookings b SET status = 'CONFIRMED', confirmed_at = x.now,
+                 updated_at = x.now, cancelled_at = NULL, version = b.version + 1
+             FROM x WHERE b.booking_id = ANY($2) AND b.event_id = x.ev AND b.booking_id = x.bk
+             RETURNING 1),
          tick AS (
              INSERT INTO tickets (ticket_id, event_id, booking_id, seat_id, customer_id, status,
                  token, issued_at)
-             SELECT t, $4, $6, s, $9, 'VALID', k, $3
-             FROM unnest($7::uuid[], $5::text[], $8::text[]) AS x(t, s, k) RETURNING 1),
+             SELECT y.tid, y.ev, y.bk, y.seat, y.cust, 'VALID', y.token, y.now FROM y
+             RETURNING 1),
          k AS (
-             UPDATE idempotency_keys SET state = 'DONE', response_status = $10,
-                 response_body = $11
-             WHERE event_id = $4 AND payment_id = $1 AND state <> 'DONE' RETURNING 1)
-         SELECT (SELECT count(*) FROM sold), (SELECT count(*) FROM tick)",
-        &fin.payment_id.0,
-        &provider_ref,
-        &now,
-        &payment.event_id.0,
-        &t_seats,
-        &payment.booking_id.0,
-        &t_ids,
-        &t_tokens,
-        &payment.customer.as_str(),
-        &(response.status as i16),
-        &response.body
+             UPDATE idempotency_keys k SET state = 'DONE', response_status = x.rs,
+                 response_body = x.rb
+             FROM x WHERE k.payment_id = ANY($3) AND k.event_id = x.ev AND k.payment_id = x.pay
+               AND k.state <> 'DONE'
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM sold WHERE sold.booking_id = x.bk) FROM x ORDER BY x.i",
+        &payments.iter().map(|p| p.event_id.0).collect::<Vec<_>>(),
+        &payments.iter().map(|p| p.booking_id.0).collect::<Vec<_>>(),
+        &payments.iter().map(|p| p.id.0).collect::<Vec<_>>(),
+        &payments
+            .iter()
+            .map(|p| p.provider_ref.as_deref().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        &done.iter().map(|d| d.now).collect::<Vec<_>>(),
+        &done
+            .iter()
+            .map(|d| d.finished.response.status as i16)
+            .collect::<Vec<_>>(),
+        &done
+            .iter()
+            .map(|d| d.finished.response.body.as_slice())
+            .collect::<Vec<_>>(),
+        &tickets.iter().map(|t| t.0.event_id.0).collect::<Vec<_>>(),
+        &tickets.iter().map(|t| t.0.booking_id.0).collect::<Vec<_>>(),
+        &tickets
+            .iter()
+            .map(|t| t.1.seat_id.as_str())
+            .collect::<Vec<_>>(),
+        &tickets.iter().map(|t| t.1.id.0).collect::<Vec<_>>(),
+        &tickets
+            .iter()
+            .map(|t| t.1.token.as_str())
+            .collect::<Vec<_>>(),
+        &tickets
+            .iter()
+            .map(|t| t.0.customer.as_str())
+            .collect::<Vec<_>>(),
+        &tickets.iter().map(|t| t.2).collect::<Vec<_>>()
     )?;
-    let sold: i64 = row.get(0);
-    if sold as usize != tickets.len() {
+    for (d, r) in done.iter().zip(&rows) {
+        let sold: i64 = r.get(0);
+        if sold as usize != d.tickets.len() {
+            return Err(StoreError::Internal(format!(
+                "booking {}: sold {sold} of {} seats",
+                d.finished.payment.booking_id,
+                d.tickets.len()
+            )));
+        }
+    }
+    if rows.len() != done.len() {
         return Err(StoreError::Internal(format!(
-            "booking {}: sold {sold} of {} seats",
-            payment.booking_id,
-            tickets.len()
+            "{} confirmations written, {} answers",
+            done.len(),
+            rows.len()
         )));
     }
-    Ok(FinishedCommit {
-        outcome,
-        response,
-        payment: Payment {
-            status: PaymentStatus::Authorized,
-            provider_ref: Some(provider_ref.to_owned()),
-            updated_at: now,
-            ..payment
-        },
-    })
+    Ok(())
+}
+
+/// Settles many approved commits in one transaction: the store's group commit for the last
+/// step of a purchase. Only the common case is settled here — a PENDING booking (not a
+/// resale) whose STARTED payment was approved, with one ticket per seat. Returns, per request
+/// in order, its result; or `None` for a request left to [`finish_commit`] on its own (any
+/// other case, or a second request for the same booking or payment), which this transaction
+/// has not touched. An error means nothing was written: every request goes alone.
+pub async fn finish_commits<C: Exec>(
+    c: &C,
+    fins: &[CommitFinish],
+) -> Result<Vec<Option<FinishedCommit>>> {
+    let mut bookings = HashSet::new();
+    let mut payments = HashSet::new();
+    let in_group: Vec<bool> = fins
+        .iter()
+        .map(|f| {
+            let new_booking = bookings.insert(f.booking_id);
+            let new_payment = payments.insert(f.payment_id);
+            matches!(f.settlement, Settlement::Approved { .. }) && new_booking && new_payment
+        })
+        .collect();
+    let tried: Vec<&CommitFinish> = fins
+        .iter()
+        .zip(&in_group)
+        .filter_map(|(f, &t)| t.then_some(f))
+        .collect();
+    // Lock order as everywhere: the booking, then its payment, then the seats.
+    let rows = q!(
+        c,
+        query,
+        concat!(
+            "/* grouped */ SELECT b.booking_id, ",
+            booking_cols!(),
+            ", ",
+            payment_cols!(),
+            ",
+                ARRAY(SELECT s.seat_id FROM booking_seats s
+                      WHERE s.event_id = b.event_id AND s.booking_id = b.booking_id
+                      ORDER BY s.seat_id),
+                ARRAY(SELECT s.price_cents FROM booking_seats s
+                      WHERE s.event_id = b.event_id AND s.booking_id = b.booking_id
+                      ORDER BY s.seat_id),
+                EXISTS (SELECT 1 FROM idempotency_keys k
+                        WHERE k.event_id = p.event_id AND k.payment_id = p.payment_id
+                          AND k.state = 'DONE')
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS x(ev, bk, pay)
+             JOIN bookings b ON b.event_id = x.ev AND b.booking_id = x.bk
+             JOIN payments p ON p.event_id = x.ev AND p.payment_id = x.pay
+                 AND p.booking_id = b.booking_id
+             WHERE b.booking_id = ANY($2) AND p.payment_id = ANY($3)
+             ORDER BY b.booking_id
+             FOR UPDATE OF b, p"
+        ),
+        &tried.iter().map(|f| f.event_id.0).collect::<Vec<_>>(),
+        &tried.iter().map(|f| f.booking_id.0).collect::<Vec<_>>(),
+        &tried.iter().map(|f| f.payment_id.0).collect::<Vec<_>>()
+    )?;
+    let mut found: HashMap<BookingId, (Booking, Payment, bool)> = HashMap::new();
+    for r in &rows {
+        let id = BookingId(r.get(0));
+        let seats = booked_seats(r.get(27), r.get(28))?;
+        let booking = booking_row(r, 1, id, seats, Vec::new())?;
+        found.insert(id, (booking, payment_at(r, 13)?, r.get(29)));
+    }
+    let clock = SystemClock.now();
+    let mut done: Vec<(BookingId, Confirmation<'_>)> = Vec::new();
+    for fin in &tried {
+        let Some((booking, payment, stored)) = found.remove(&fin.booking_id) else {
+            continue;
+        };
+        let Settlement::Approved {
+            provider_ref,
+            tickets,
+        } = &fin.settlement
+        else {
+            continue;
+        };
+        let now = rules::tx_now(fin.now, clock);
+        let plan = rules::settle(
+            booking.status,
+            booking.expires_at,
+            payment.status,
+            fin.settlement.answer(),
+            stored,
+            now,
+        );
+        if plan.action != SettleAction::Confirm
+            || booking.resale
+            || !plan.store_response
+            || payment.event_id != fin.event_id
+        {
+            continue;
+        }
+        // A ticket set that does not fit the booking fails on its own.
+        if let Ok(confirmed) = confirmation(fin, booking, payment, provider_ref, tickets, now) {
+            done.push((fin.booking_id, confirmed));
+        }
+    }
+    let (ids, done): (Vec<BookingId>, Vec<Confirmation<'_>>) = done.into_iter().unzip();
+    write_confirmations(c, &done).await?;
+    let mut out: HashMap<BookingId, FinishedCommit> = ids
+        .into_iter()
+        .zip(done.into_iter().map(|d| d.finished))
+        .collect();
+    Ok(fins
+        .iter()
+        .zip(in_group)
+        .map(|(f, t)| if t { out.remove(&f.booking_id) } else { None })
+        .collect())
 }
 
 async fn stored_response<C: Exec>(c: &C, key: PaymentKey) -> Result<Option<StoredResponse>> {

@@ -19,6 +19,7 @@ mod catalog;
 mod exec;
 pub use exec::StatementLog;
 mod feed;
+mod group;
 mod queue;
 mod replica;
 mod reports;
@@ -40,7 +41,7 @@ use boxoffice_domain::ids::{ListingId, PayoutId};
 use boxoffice_domain::ports::ListRequest;
 use boxoffice_domain::ports::{
     CheckIn, CommitBegin, CommitError, CommitFinish, CommitRequest, Finding, FinishedCommit,
-    MaybeStoreError, PaymentBacklog, ReleaseError, SeatMap, Store, StoreError,
+    MaybeStoreError, PaymentBacklog, ReleaseError, SeatMap, Settlement, Store, StoreError,
 };
 use boxoffice_domain::resale::{ListError, Listing, Payout, WithdrawError};
 use boxoffice_domain::rules::Revocation;
@@ -77,6 +78,9 @@ pub struct PgOptions {
     pub replica_max_lag: Duration,
     /// Records every statement the store sends (tests check how statements find their rows).
     pub statement_log: Option<StatementLog>,
+    /// Concurrent commits are started and confirmed a group per transaction (see
+    /// [`group`](crate::group)); off, each goes alone.
+    pub group_commit: bool,
 }
 
 impl Default for PgOptions {
@@ -89,6 +93,7 @@ impl Default for PgOptions {
             replica_url: None,
             replica_max_lag: Duration::from_secs(2),
             statement_log: None,
+            group_commit: true,
         }
     }
 }
@@ -117,6 +122,14 @@ pub struct PgStore {
     /// asking.
     laid_out: Arc<std::sync::RwLock<std::collections::HashSet<EventId>>>,
     feed: std::sync::Arc<feed::Listener>,
+    /// Group commit of the purchase's writes; `None` when off.
+    groups: Option<Arc<Groups>>,
+}
+
+#[derive(Default)]
+struct Groups {
+    begin: group::Group<group::Begin>,
+    finish: group::Group<group::Finish>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -184,6 +197,7 @@ impl PgStore {
             replica,
             feed,
             laid_out: Arc::default(),
+            groups: opts.group_commit.then(Arc::default),
         })
     }
 
@@ -583,10 +597,28 @@ impl Store for PgStore {
     }
 
     async fn begin_commit(&self, req: &CommitRequest) -> Result<CommitBegin, CommitError> {
+        if let Some(g) = &self.groups
+            && let Some(started) = g
+                .begin
+                .submit(&self.pool, &self.statements, req.clone())
+                .await
+        {
+            return Ok(started);
+        }
         in_tx!(self, |tx| booking::begin_commit(&tx, req).await)
     }
 
     async fn finish_commit(&self, fin: &CommitFinish) -> Result<FinishedCommit, StoreError> {
+        // Only approvals are settled in a group: every other answer goes alone.
+        if let Some(g) = &self.groups
+            && matches!(fin.settlement, Settlement::Approved { .. })
+            && let Some(done) = g
+                .finish
+                .submit(&self.pool, &self.statements, fin.clone())
+                .await
+        {
+            return Ok(done);
+        }
         in_tx!(self, |tx| booking::finish_commit(&tx, fin).await)
     }
 

@@ -209,6 +209,11 @@ mod tests {
 /// - `/* scan */`: background work over every event (the sweeper, the reconciler, `verify`);
 /// - `/* fan-out */`: a customer's own pages across events (their tickets, listings, payouts).
 ///
+/// A group commit's statement (`/* grouped */`) finds its rows by the (event, key) pairs it was
+/// given, joined from `unnest` of parameter arrays (`event_id = x.ev`): a filter by event that
+/// the planner sees per row. An `event_id = ANY($n)` beside it would tempt the planner to read
+/// every row of those events; the keys' own `= ANY($n)` is what steers it to their index.
+///
 /// Inserts of new rows name their event in the row itself and need no filter.
 pub fn unfiltered_statements(log: &[String]) -> Vec<&str> {
     log.iter()
@@ -219,6 +224,14 @@ pub fn unfiltered_statements(log: &[String]) -> Vec<&str> {
 
 fn filters_by_event(sql: &str) -> bool {
     let text = sql.trim_start();
+    if let Some(grouped) = text.strip_prefix("/* grouped */") {
+        // A group's rows are found by the (event, key) pairs it was given, joined from arrays.
+        let words: String = grouped.split_whitespace().collect::<Vec<_>>().join(" ");
+        return words.contains("unnest(")
+            && ["event_id = x.ev", "event_id = y.ev"]
+                .iter()
+                .any(|j| words.contains(j));
+    }
     if ["/* by key */", "/* scan */", "/* fan-out */"]
         .iter()
         .any(|m| text.starts_with(m))
@@ -306,6 +319,19 @@ mod statement_filter_tests {
         assert!(unfiltered(
             "INSERT INTO idempotency_keys (event_id) SELECT b.event_id FROM bookings b \
              WHERE b.booking_id = $1"
+        ));
+    }
+
+    #[test]
+    fn grouped_statements_must_join_by_the_event() {
+        assert!(!unfiltered(
+            "/* grouped */ UPDATE seats s SET state = 'SOLD'
+             FROM unnest($1::uuid[], $2::text[]) AS y(ev, seat)
+             WHERE s.event_id = y.ev AND s.seat_id = y.seat"
+        ));
+        assert!(unfiltered(
+            "/* grouped */ UPDATE seats s SET state = 'SOLD'
+             FROM unnest($1::text[]) AS y(seat) WHERE s.seat_id = y.seat"
         ));
     }
 

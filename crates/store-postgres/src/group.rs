@@ -1,0 +1,380 @@
+//! Group commit for the two steps of a purchase that write to the database: starting a
+//! commit (the key claimed, the booking and its seats PENDING, the payment STARTED) and
+//! confirming it once the provider approved (the seats SOLD, the tickets issued, the response
+//! stored). Concurrent requests of one step wait together and are written by one transaction
+//! of a few set-based statements, so a burst of buyers shares the statements, the transaction
+//! and its flush; while one group is being written the next one gathers, so a group grows with
+//! the load, and a request on a quiet node is written at once, as a group of one.
+//!
+//! Only the common case is written in a group (see [`booking::begin_commits`] and
+//! [`booking::finish_commits`]); every other request, and every request of a group that could
+//! not be written, goes through the step on its own in its own transaction, exactly as
+//! without grouping. The database stays the judge: the group reads and locks its rows and
+//! applies the same rulebook as the single path.
+
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use boxoffice_domain::ports::{
+    CommitBegin, CommitFinish, CommitRequest, FinishedCommit, StoreError,
+};
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::exec::{Conn, Statements, Tx};
+use crate::{booking, pg_error};
+
+/// The most requests one group writes.
+const MAX_GROUP: usize = 256;
+
+/// A step written a group at a time.
+#[async_trait]
+pub(crate) trait Step: Send + Sync + 'static {
+    type Req: Send + Sync + 'static;
+    type Resp: Send + 'static;
+    /// The step's name in the `store_group_size` histogram.
+    const NAME: &'static str;
+    /// Writes `reqs` in `tx`: per request, its answer, or `None` to run it alone.
+    async fn write(tx: &Tx<'_>, reqs: &[Self::Req]) -> Result<Vec<Option<Self::Resp>>, StoreError>;
+}
+
+pub(crate) struct Begin;
+
+#[async_trait]
+impl Step for Begin {
+    type Req = CommitRequest;
+    type Resp = CommitBegin;
+    const NAME: &'static str = "begin_commit";
+    async fn write(
+        tx: &Tx<'_>,
+        reqs: &[CommitRequest],
+    ) -> Result<Vec<Option<CommitBegin>>, StoreError> {
+        booking::begin_commits(tx, reqs).await
+    }
+}
+
+pub(crate) struct Finish;
+
+#[async_trait]
+impl Step for Finish {
+    type Req = CommitFinish;
+    type Resp = FinishedCommit;
+    const NAME: &'static str = "finish_commit";
+    async fn write(
+        tx: &Tx<'_>,
+        reqs: &[CommitFinish],
+    ) -> Result<Vec<Option<FinishedCommit>>, StoreError> {
+        booking::finish_commits(tx, reqs).await
+    }
+}
+
+type Waiter<S> = (<S as Step>::Req, oneshot::Sender<Option<<S as Step>::Resp>>);
+
+/// Gathers the requests of one step; cheap to share (one writer task per store and step,
+/// started on first use, ending when the store is dropped).
+pub(crate) struct Group<S: Step> {
+    writer: OnceLock<mpsc::UnboundedSender<Waiter<S>>>,
+}
+
+impl<S: Step> Default for Group<S> {
+    fn default() -> Self {
+        Self {
+            writer: OnceLock::new(),
+        }
+    }
+}
+
+impl<S: Step> Group<S> {
+    /// Writes `req` with whichever requests of the step are waiting. `None`: it was not
+    /// written (it is alone, outside the common case, or its group failed) and the caller
+    /// runs the step on its own.
+    pub(crate) async fn submit(
+        &self,
+        pool: &Pool,
+        statements: &Statements,
+        req: S::Req,
+    ) -> Option<S::Resp> {
+        let writer = self.writer.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_groups::<S>(pool.clone(), statements.clone(), rx));
+            tx
+        });
+        let (tx, rx) = oneshot::channel();
+        writer.send((req, tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+async fn write_groups<S: Step>(
+    pool: Pool,
+    statements: Statements,
+    mut rx: mpsc::UnboundedReceiver<Waiter<S>>,
+) {
+    let mut waiting: Vec<Waiter<S>> = Vec::with_capacity(MAX_GROUP);
+    // A lone request is written as a group of one (the group's statements are no more than
+    // the single path's): while it is being written the next group gathers.
+    while rx.recv_many(&mut waiting, MAX_GROUP).await > 0 {
+        let (reqs, answers): (Vec<S::Req>, Vec<_>) = waiting.drain(..).unzip();
+        metrics::histogram!("store_group_size", "step" => S::NAME).record(reqs.len() as f64);
+        let written = match write_group::<S>(&pool, &statements, &reqs).await {
+            Ok(written) if written.len() == reqs.len() => written,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                // Nothing was kept: each request runs on its own and meets the cause itself.
+                tracing::debug!(step = S::NAME, error = %e, "group not written; its requests go alone");
+                metrics::counter!("store_groups_failed_total", "step" => S::NAME).increment(1);
+                Vec::new()
+            }
+        };
+        let mut written = written.into_iter();
+        for answer in answers {
+            let _ = answer.send(written.next().flatten());
+        }
+    }
+}
+
+async fn write_group<S: Step>(
+    pool: &Pool,
+    statements: &Statements,
+    reqs: &[S::Req],
+) -> Result<Vec<Option<S::Resp>>, StoreError> {
+    let obj = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
+    let mut conn = Conn::new(obj, statements.clone());
+    let tx = conn.transaction().await.map_err(pg_error)?;
+    let written = S::write(&tx, reqs).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The group writers against a real database, called directly so that every group here is
+    //! a group (the store's own grouping depends on timing): what a group writes, and what it
+    //! leaves for the single path, must add up to what the single path alone would answer.
+
+    use boxoffice_conformance::booking_suite::{approved, commit_req, finish, hold_req, seats};
+    use boxoffice_conformance::fixtures::{concert, now};
+    use boxoffice_domain::booking::{Booking, BookingStatus, PaymentStatus};
+    use boxoffice_domain::event::Event;
+    use boxoffice_domain::ports::{
+        CommitBegin, CommitError, CommitOutcome, CommitRequest, Settlement, Store,
+    };
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+    use crate::testing::TestDatabase;
+    use crate::{PgOptions, PgStore};
+
+    async fn store() -> (PgStore, TestDatabase) {
+        let db = TestDatabase::create().await;
+        let store = PgStore::connect(
+            &db.url,
+            PgOptions {
+                pool_size: 4,
+                // The single path, for everything these tests do not write as a group.
+                group_commit: false,
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .expect("connect");
+        (store, db)
+    }
+
+    /// `n` buyers (`buyer0`…) holding two seats each.
+    async fn held(store: &PgStore, e: &Event, n: u32, t: OffsetDateTime) -> Vec<Booking> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let (a, b) = (format!("1-A-{}", i * 2 + 1), format!("1-A-{}", i * 2 + 2));
+            let req = hold_req(e, &format!("buyer{i}"), seats(&[&a, &b]), t);
+            out.push(store.hold(&req).await.expect("hold"));
+        }
+        out
+    }
+
+    fn started(b: &Option<CommitBegin>) -> (Booking, boxoffice_domain::booking::Payment) {
+        match b {
+            Some(CommitBegin::Started { booking, payment }) => {
+                ((**booking).clone(), (**payment).clone())
+            }
+            other => panic!("expected a start, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_writes_the_common_case_and_leaves_the_rest_as_it_found_it() {
+        let (store, _db) = store().await;
+        let t = now();
+        let e = concert(t);
+        store.create_event(&e).await.expect("create");
+        let b = held(&store, &e, 7, t).await;
+        let req = |i: usize, key: &str| commit_req(b[i].id, &format!("buyer{i}"), key, t);
+        let mut same_body = req(3, "k-3");
+        same_body.fingerprint = "same body".into();
+        let reqs: Vec<CommitRequest> = vec![
+            req(0, "k-0"),
+            req(1, "k-1"),
+            req(2, "k-2a"),
+            req(2, "k-2b"),                            // the booking twice
+            same_body.clone(),                         // the key twice
+            same_body,                                 //
+            commit_req(b[4].id, "intruder", "k-4", t), // not theirs
+            commit_req(b[5].id, "buyer5", "k-5", t + Duration::minutes(6)), // lapsed
+            req(6, "k-6"),
+        ];
+        let out = write_group::<Begin>(&store.pool, &store.statements, &reqs)
+            .await
+            .expect("group written");
+        let written: Vec<usize> = (0..reqs.len()).filter(|&i| out[i].is_some()).collect();
+        assert_eq!(written, vec![0, 1, 2, 4, 8]);
+        for i in written {
+            let (booking, payment) = started(&out[i]);
+            assert_eq!(booking.id, reqs[i].booking_id);
+            assert_eq!(booking.status, BookingStatus::Pending);
+            assert_eq!(payment.id, reqs[i].payment_id);
+            assert_eq!(payment.status, PaymentStatus::Started);
+        }
+        // What the group left alone gets, on its own, what it would have got anyway.
+        let alone = |i: usize| store.begin_commit(&reqs[i]);
+        assert!(matches!(
+            alone(3).await,
+            Err(CommitError::PaymentInProgress)
+        ));
+        assert!(matches!(alone(5).await, Err(CommitError::InFlight)));
+        assert!(matches!(alone(6).await, Err(CommitError::NotFound)));
+        assert!(matches!(alone(7).await, Err(CommitError::Gone)));
+        // The intruder's claim was withdrawn: the owner's own key is free.
+        let owner = store.begin_commit(&req(4, "k-4")).await.expect("owner");
+        let owner = Some(owner);
+
+        // Settling: approvals in a group; a decline, and tickets that do not fit, left alone.
+        let mut pending = [
+            started(&out[0]),
+            started(&out[1]),
+            started(&out[2]),
+            started(&out[4]),
+            started(&owner),
+            started(&out[8]),
+        ];
+        pending.sort_by_key(|(b, _)| b.id);
+        let wrong_tickets = |b: &Booking| {
+            let Settlement::Approved {
+                provider_ref,
+                mut tickets,
+            } = approved(b)
+            else {
+                unreachable!()
+            };
+            tickets.pop();
+            Settlement::Approved {
+                provider_ref,
+                tickets,
+            }
+        };
+        let fins: Vec<CommitFinish> = pending
+            .iter()
+            .map(|(bk, p)| {
+                let settlement = if bk.id == b[1].id {
+                    Settlement::Declined {
+                        reason: "card declined".into(),
+                    }
+                } else if bk.id == b[6].id {
+                    wrong_tickets(bk)
+                } else {
+                    approved(bk)
+                };
+                finish(bk, p.id, settlement, t)
+            })
+            .collect();
+        let done = write_group::<Finish>(&store.pool, &store.statements, &fins)
+            .await
+            .expect("group written");
+        for (fin, d) in fins.iter().zip(&done) {
+            if fin.booking_id == b[1].id || fin.booking_id == b[6].id {
+                assert!(d.is_none(), "left alone");
+                continue;
+            }
+            let d = d.as_ref().expect("settled in the group");
+            let CommitOutcome::Confirmed(c) = &d.outcome else {
+                panic!("expected a confirmation, got {:?}", d.outcome);
+            };
+            assert_eq!(c.tickets.len(), 2);
+            assert_eq!(d.payment.status, PaymentStatus::Authorized);
+            assert_eq!(d.response.status, 200);
+            assert!(
+                store
+                    .set_payment_status(
+                        d.payment.key(),
+                        &[PaymentStatus::Authorized],
+                        PaymentStatus::Captured,
+                        t
+                    )
+                    .await
+                    .expect("capture")
+            );
+            // Written as answered: a replay of the key gets these very bytes.
+            let key = reqs
+                .iter()
+                .find(|r| r.payment_id == d.payment.id)
+                .cloned()
+                .unwrap_or_else(|| req(4, "k-4"));
+            match store.begin_commit(&key).await.expect("replay") {
+                CommitBegin::Replay(r) => assert_eq!(r, d.response),
+                other => panic!("expected a replay, got {other:?}"),
+            }
+            let read = store.booking(c.id).await.expect("read").expect("booking");
+            assert_eq!(read.status, BookingStatus::Confirmed);
+            assert_eq!(read.tickets.len(), 2);
+        }
+        // Alone, the decline returns the hold and the bad tickets are refused.
+        let declined = fins.iter().find(|f| f.booking_id == b[1].id).expect("fin");
+        let d = store.finish_commit(declined).await.expect("decline");
+        assert!(matches!(&d.outcome, CommitOutcome::NotPaid { booking, .. }
+            if booking.status == BookingStatus::Hold));
+        let bad = fins.iter().find(|f| f.booking_id == b[6].id).expect("fin");
+        assert!(store.finish_commit(bad).await.is_err());
+        let findings = store.verify(t).await.expect("verify");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_that_cannot_be_written_keeps_nothing() {
+        let (store, _db) = store().await;
+        let t = now();
+        let e = concert(t);
+        store.create_event(&e).await.expect("create");
+        let b = held(&store, &e, 3, t).await;
+        let first = commit_req(b[0].id, "buyer0", "k-0", t);
+        store.begin_commit(&first).await.expect("start");
+        // The provider key of another payment: this request cannot start, and the group fails.
+        let mut reused = commit_req(b[1].id, "buyer1", "k-1", t);
+        reused.provider_key = first.provider_key.clone();
+        let plain = commit_req(b[2].id, "buyer2", "k-2", t);
+        let group = [reused.clone(), plain.clone()];
+        assert!(
+            write_group::<Begin>(&store.pool, &store.statements, &group)
+                .await
+                .is_err()
+        );
+        // Nothing of it was kept: alone, each gets its own answer.
+        assert!(matches!(
+            store.begin_commit(&reused).await,
+            Err(CommitError::KeyReused)
+        ));
+        assert!(matches!(
+            store.begin_commit(&plain).await,
+            Ok(CommitBegin::Started { .. })
+        ));
+        let b1 = store
+            .booking(b[1].id)
+            .await
+            .expect("read")
+            .expect("booking");
+        assert_eq!(b1.status, BookingStatus::Hold);
+        let findings = store.verify(t).await.expect("verify");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+}
