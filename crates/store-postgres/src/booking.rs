@@ -1094,22 +1094,14 @@ pub async fn begin_commits<C: Exec>(
     c: &C,
     reqs: &[CommitRequest],
 ) -> Result<Vec<Option<CommitBegin>>> {
+    // One request per key and per booking: a second one waits for the first on its own.
     let mut keys = HashSet::new();
     let mut bookings = HashSet::new();
-    // One request per key and per booking: a second one waits for the first on its own.
-    let in_group: Vec<bool> = reqs
-        .iter()
-        .map(|r| {
-            let new_key = keys.insert((r.customer.as_str(), r.idempotency_key.as_str()));
-            let new_booking = bookings.insert(r.booking_id);
-            new_key && new_booking
-        })
-        .collect();
-    let tried: Vec<&CommitRequest> = reqs
-        .iter()
-        .zip(&in_group)
-        .filter_map(|(r, &t)| t.then_some(r))
-        .collect();
+    let (in_group, tried) = firsts(reqs, |r| {
+        let new_key = keys.insert((r.customer.as_str(), r.idempotency_key.as_str()));
+        let new_booking = bookings.insert(r.booking_id);
+        new_key && new_booking
+    });
     let column = |f: fn(&CommitRequest) -> &str| tried.iter().map(|r| f(r)).collect::<Vec<_>>();
     let claimed = q!(
         c,
@@ -1205,11 +1197,34 @@ pub async fn begin_commits<C: Exec>(
             }
         }
     }
-    Ok(reqs
+    Ok(answers(reqs, &in_group, out, |r| r.booking_id))
+}
+
+/// Which of a group's requests it writes (`keep`, called once per request in order), and
+/// those requests.
+fn firsts<'a, T>(items: &'a [T], mut keep: impl FnMut(&'a T) -> bool) -> (Vec<bool>, Vec<&'a T>) {
+    let in_group: Vec<bool> = items.iter().map(&mut keep).collect();
+    let tried = items
+        .iter()
+        .zip(&in_group)
+        .filter_map(|(item, &t)| t.then_some(item))
+        .collect();
+    (in_group, tried)
+}
+
+/// Each request's answer, in order: what the group wrote for it (found by its booking, which
+/// no two written requests share), or `None` to go alone.
+fn answers<T, A>(
+    items: &[T],
+    in_group: &[bool],
+    mut out: HashMap<BookingId, A>,
+    booking: impl Fn(&T) -> BookingId,
+) -> Vec<Option<A>> {
+    items
         .iter()
         .zip(in_group)
-        .map(|(r, t)| if t { out.remove(&r.booking_id) } else { None })
-        .collect())
+        .map(|(item, &t)| if t { out.remove(&booking(item)) } else { None })
+        .collect()
 }
 
 /// Reads bookings with their seats (no tickets) in one statement, locking their rows in
@@ -1726,19 +1741,11 @@ pub async fn finish_commits<C: Exec>(
 ) -> Result<Vec<Option<FinishedCommit>>> {
     let mut bookings = HashSet::new();
     let mut payments = HashSet::new();
-    let in_group: Vec<bool> = fins
-        .iter()
-        .map(|f| {
-            let new_booking = bookings.insert(f.booking_id);
-            let new_payment = payments.insert(f.payment_id);
-            matches!(f.settlement, Settlement::Approved { .. }) && new_booking && new_payment
-        })
-        .collect();
-    let tried: Vec<&CommitFinish> = fins
-        .iter()
-        .zip(&in_group)
-        .filter_map(|(f, &t)| t.then_some(f))
-        .collect();
+    let (in_group, tried) = firsts(fins, |f| {
+        let new_booking = bookings.insert(f.booking_id);
+        let new_payment = payments.insert(f.payment_id);
+        matches!(f.settlement, Settlement::Approved { .. }) && new_booking && new_payment
+    });
     // Lock order as everywhere: the booking, then its payment, then the seats.
     let rows = q!(
         c,
@@ -1813,15 +1820,11 @@ pub async fn finish_commits<C: Exec>(
     }
     let (ids, done): (Vec<BookingId>, Vec<Confirmation<'_>>) = done.into_iter().unzip();
     write_confirmations(c, &done).await?;
-    let mut out: HashMap<BookingId, FinishedCommit> = ids
+    let out: HashMap<BookingId, FinishedCommit> = ids
         .into_iter()
         .zip(done.into_iter().map(|d| d.finished))
         .collect();
-    Ok(fins
-        .iter()
-        .zip(in_group)
-        .map(|(f, t)| if t { out.remove(&f.booking_id) } else { None })
-        .collect())
+    Ok(answers(fins, &in_group, out, |f| f.booking_id))
 }
 
 async fn stored_response<C: Exec>(c: &C, key: PaymentKey) -> Result<Option<StoredResponse>> {
