@@ -1230,6 +1230,9 @@ fn answers<T, A>(
 /// Reads bookings with their seats (no tickets) in one statement, locking their rows in
 /// booking-id order; bookings not found are left out.
 async fn lock_bookings<C: Exec>(c: &C, ids: &[(EventId, BookingId)]) -> Result<Vec<Booking>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = q!(
         c,
         query,
@@ -1304,6 +1307,9 @@ impl Start<'_> {
 /// how many seats moved and whether its payment was written (`None`: its provider key was used
 /// before), and if so whether it is queued.
 async fn write_starts<C: Exec>(c: &C, starts: &[Start<'_>]) -> Result<Vec<(i64, Option<bool>)>> {
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
     let each = |f: fn(&Start<'_>) -> Uuid| starts.iter().map(f).collect::<Vec<_>>();
     let text = |f: for<'b> fn(&'b Start<'_>) -> &'b str| starts.iter().map(f).collect::<Vec<_>>();
     let seats: Vec<(Uuid, &str, Uuid)> = starts
@@ -1630,6 +1636,9 @@ fn confirmation<'a>(
 /// booking CONFIRMED, its tickets issued and its response stored under the key. Fails, and
 /// the transaction must not commit, unless every seat was still PENDING for its booking.
 async fn write_confirmations<C: Exec>(c: &C, done: &[Confirmation<'_>]) -> Result<()> {
+    if done.is_empty() {
+        return Ok(());
+    }
     let payments: Vec<&Payment> = done.iter().map(|d| &d.finished.payment).collect();
     let tickets: Vec<(&Payment, &NewTicket, OffsetDateTime)> = done
         .iter()
