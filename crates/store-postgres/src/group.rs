@@ -86,8 +86,8 @@ impl<S: Step> Default for Group<S> {
 
 impl<S: Step> Group<S> {
     /// Writes `req` with whichever requests of the step are waiting. `None`: it was not
-    /// written (it is alone, outside the common case, or its group failed) and the caller
-    /// runs the step on its own.
+    /// written (it is outside the common case, or its group failed) and the caller runs the
+    /// step on its own.
     pub(crate) async fn submit(
         &self,
         pool: &Pool,
