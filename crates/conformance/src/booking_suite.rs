@@ -172,18 +172,28 @@ pub async fn buy(
     let CommitOutcome::Confirmed(b) = done.outcome else {
         panic!("expected confirmation, got {:?}", done.outcome);
     };
+    captured(store, payment.key(), at).await;
+    b
+}
+
+/// Records the capture of an authorized payment, as the API does after a confirmation.
+pub async fn captured(
+    store: &Arc<dyn Store>,
+    payment: boxoffice_domain::booking::PaymentKey,
+    at: OffsetDateTime,
+) {
     assert!(
         store
             .set_payment_status(
-                payment.key(),
+                payment,
                 &[PaymentStatus::Authorized],
                 PaymentStatus::Captured,
                 at
             )
             .await
-            .expect("capture")
+            .expect("capture"),
+        "the payment was authorized"
     );
-    b
 }
 
 pub async fn holds_exact_seats_all_or_nothing(store: Arc<dyn Store>) {
@@ -712,17 +722,7 @@ pub async fn a_burst_of_commits_answers_each_as_alone(store: Arc<dyn Store>) {
             assert_eq!(done.payment.status, PaymentStatus::Authorized);
             assert_eq!(done.payment.id, p.id);
             assert_eq!(done.response.status, 200);
-            assert!(
-                store
-                    .set_payment_status(
-                        p.key(),
-                        &[PaymentStatus::Authorized],
-                        PaymentStatus::Captured,
-                        t
-                    )
-                    .await
-                    .expect("capture")
-            );
+            captured(&store, p.key(), t).await;
         }
         responses.insert(b.id, done.response);
     }

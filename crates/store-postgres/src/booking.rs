@@ -53,6 +53,8 @@ macro_rules! booking_cols {
 }
 
 const BOOKING_SELECT: &str = concat!("SELECT ", booking_cols!(), " FROM bookings b");
+/// How many columns [`booking_cols`] names.
+const BOOKING_COLUMNS: usize = 12;
 
 /// Marks a statement that finds its rows by a key other than the event: mostly the first
 /// statement of a use case that starts from a bare id (the id carries its shard, so the lookup
@@ -65,7 +67,7 @@ pub(crate) const BY_KEY: &str = "/* by key */";
 /// A booking found by its id alone (the entry of a use case that starts from the id).
 pub async fn load_booking<C: Exec>(c: &C, booking_id: BookingId) -> Result<Option<Booking>> {
     match booking_event(c, booking_id, false).await? {
-        Some(event_id) => read_booking(c, event_id, booking_id, false, true).await,
+        Some(event_id) => read_booking(c, event_id, booking_id, false).await,
         None => Ok(None),
     }
 }
@@ -91,7 +93,6 @@ async fn read_booking<C: Exec>(
     event_id: EventId,
     booking_id: BookingId,
     lock: bool,
-    with_tickets: bool,
 ) -> Result<Option<Booking>> {
     let row_sql = if lock {
         format!("{BOOKING_SELECT} WHERE event_id = $2 AND booking_id = $1 FOR UPDATE")
@@ -108,13 +109,7 @@ async fn read_booking<C: Exec>(
              WHERE event_id = $2 AND booking_id = $1",
             &params
         ),
-        async {
-            if with_tickets {
-                c.query(&tickets_sql, &params).await
-            } else {
-                Ok(Vec::new())
-            }
-        }
+        c.query(&tickets_sql, &params)
     )
     .map_err(pg_error)?;
     let Some(r) = row else {
@@ -226,6 +221,8 @@ macro_rules! payment_cols {
 }
 
 const PAYMENT_SELECT: &str = concat!("SELECT ", payment_cols!(), " FROM payments p");
+/// How many columns [`payment_cols`] names.
+const PAYMENT_COLUMNS: usize = 14;
 
 fn payment_row(r: &Row) -> Result<Payment> {
     payment_at(r, 0)
@@ -543,7 +540,7 @@ pub(crate) async fn must_load<C: Exec>(
     event_id: EventId,
     booking_id: BookingId,
 ) -> Result<Booking> {
-    read_booking(c, event_id, booking_id, false, true)
+    read_booking(c, event_id, booking_id, false)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("booking {booking_id} vanished")))
 }
@@ -1257,7 +1254,8 @@ async fn lock_bookings<C: Exec>(c: &C, ids: &[(EventId, BookingId)]) -> Result<V
     )?;
     rows.iter()
         .map(|r| {
-            let seats = booked_seats(r.get(13), r.get(14))?;
+            // booking_id, the booking's columns, then its seat ids and prices.
+            let seats = booked_seats(r.get(1 + BOOKING_COLUMNS), r.get(2 + BOOKING_COLUMNS))?;
             booking_row(r, 1, BookingId(r.get(0)), seats, Vec::new())
         })
         .collect()
@@ -1391,7 +1389,7 @@ pub async fn finish_commit<C: Exec>(c: &C, fin: &CommitFinish) -> Result<Finishe
         id: fin.payment_id,
     };
     let (booking, payment, stored) = tokio::try_join!(
-        read_booking(c, fin.event_id, fin.booking_id, true, true),
+        read_booking(c, fin.event_id, fin.booking_id, true),
         payment_in(c, key, true),
         stored_response(c, key),
     )?;
@@ -1789,9 +1787,15 @@ pub async fn finish_commits<C: Exec>(
     let mut found: HashMap<BookingId, (Booking, Payment, bool)> = HashMap::new();
     for r in &rows {
         let id = BookingId(r.get(0));
-        let seats = booked_seats(r.get(27), r.get(28))?;
+        // booking_id, the booking's columns, the payment's, then seat ids, prices, stored.
+        let payment_at_col = 1 + BOOKING_COLUMNS;
+        let rest = payment_at_col + PAYMENT_COLUMNS;
+        let seats = booked_seats(r.get(rest), r.get(rest + 1))?;
         let booking = booking_row(r, 1, id, seats, Vec::new())?;
-        found.insert(id, (booking, payment_at(r, 13)?, r.get(29)));
+        found.insert(
+            id,
+            (booking, payment_at(r, payment_at_col)?, r.get(rest + 2)),
+        );
     }
     let clock = SystemClock.now();
     let mut done: Vec<(BookingId, Confirmation<'_>)> = Vec::new();
@@ -2012,7 +2016,7 @@ pub async fn set_payments_status<C: Exec>(
 /// The entry of a use case on a booking named by its id: its row locked, then read.
 async fn lock_booking<C: Exec>(c: &C, booking_id: BookingId) -> Result<Option<Booking>> {
     match booking_event(c, booking_id, true).await? {
-        Some(event_id) => read_booking(c, event_id, booking_id, false, true).await,
+        Some(event_id) => read_booking(c, event_id, booking_id, false).await,
         None => Ok(None),
     }
 }
@@ -2153,7 +2157,7 @@ pub async fn revoke<C: Exec>(
         return Ok(None);
     };
     // Lock order: booking, then payment.
-    let Some(b) = read_booking(c, key.event_id, p.booking_id, true, true).await? else {
+    let Some(b) = read_booking(c, key.event_id, p.booking_id, true).await? else {
         return Ok(None);
     };
     let p = payment_in(c, key, true)

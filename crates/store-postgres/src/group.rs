@@ -155,7 +155,9 @@ mod tests {
     //! a group (the store's own grouping depends on timing): what a group writes, and what it
     //! leaves for the single path, must add up to what the single path alone would answer.
 
-    use boxoffice_conformance::booking_suite::{approved, commit_req, finish, hold_req, seats};
+    use boxoffice_conformance::booking_suite::{
+        approved, captured, commit_req, finish, hold_req, seats,
+    };
     use boxoffice_conformance::fixtures::{concert, now};
     use boxoffice_domain::booking::{Booking, BookingStatus, PaymentStatus};
     use boxoffice_domain::event::Event;
@@ -289,6 +291,7 @@ mod tests {
                 finish(bk, p.id, settlement, t)
             })
             .collect();
+        let shared: std::sync::Arc<dyn Store> = std::sync::Arc::new(store.clone());
         let done = write_group::<Finish>(&store.pool, &store.statements, &fins)
             .await
             .expect("group written");
@@ -304,17 +307,7 @@ mod tests {
             assert_eq!(c.tickets.len(), 2);
             assert_eq!(d.payment.status, PaymentStatus::Authorized);
             assert_eq!(d.response.status, 200);
-            assert!(
-                store
-                    .set_payment_status(
-                        d.payment.key(),
-                        &[PaymentStatus::Authorized],
-                        PaymentStatus::Captured,
-                        t
-                    )
-                    .await
-                    .expect("capture")
-            );
+            captured(&shared, d.payment.key(), t).await;
             // Written as answered: a replay of the key gets these very bytes.
             let key = reqs
                 .iter()
