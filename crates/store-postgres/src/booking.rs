@@ -952,6 +952,14 @@ async fn write_booking<C: Exec>(
         &change::SEATS_CHANGED,
         &payload
     )?;
+    held_booking(req, taken)
+}
+
+/// The booking a hold of `taken` (seat, section, price, was open) wrote for `req`.
+pub(crate) fn held_booking(
+    req: &HoldRequest,
+    taken: &[(String, i16, i64, bool)],
+) -> Result<Booking> {
     let mut booking = Booking {
         id: req.booking_id,
         event_id: req.event_id(),
@@ -962,8 +970,8 @@ async fn write_booking<C: Exec>(
             .iter()
             .map(|t| booked_seat(SeatId::from_trusted(t.0.clone()), t.2))
             .collect::<Result<_>>()?,
-        total_cents: total,
-        currency,
+        total_cents: taken.iter().map(|t| t.2).sum(),
+        currency: req.currency(),
         contact_email: None,
         tickets: Vec::new(),
         created_at: req.now,
@@ -979,25 +987,9 @@ async fn write_booking<C: Exec>(
 // ---- commit ---------------------------------------------------------------------------------
 
 pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitBegin, CommitError> {
-    // Claim the key first: a concurrent request with the same key waits here on the unique
-    // index until this transaction ends, then finds the key taken.
-    // The entry: the booking found by its id, which names its event for everything after.
-    let claimed = q!(
-        c,
-        query_opt,
-        "/* by key */ INSERT INTO idempotency_keys (customer_id, idempotency_key, event_id,
-            booking_id, payment_id, fingerprint, state, created_at)
-         SELECT $1, $2, b.event_id, b.booking_id, $4, $5, 'IN_FLIGHT', $6
-         FROM bookings b WHERE b.booking_id = $3
-         ON CONFLICT (customer_id, idempotency_key) DO NOTHING
-         RETURNING event_id",
-        &req.customer.as_str(),
-        &req.idempotency_key,
-        &req.booking_id.0,
-        &req.payment_id.0,
-        &req.fingerprint,
-        &req.now
-    )?;
+    // The key first (see claim_keys); the booking found by its id names its event for
+    // everything after.
+    let claimed = claim_keys(c, &[req]).await?.pop();
     let Some(claimed) = claimed else {
         // A replay: the key's own record, by its key (it may name another booking).
         let existing = q!(
@@ -1028,7 +1020,7 @@ pub async fn begin_commit<C: Exec>(c: &C, req: &CommitRequest) -> Result<CommitB
         };
         return rules::replay(&key, &req.fingerprint).map(CommitBegin::Replay);
     };
-    let booking = lock_bookings(c, &[(EventId(claimed.get(0)), req.booking_id)])
+    let booking = lock_bookings(c, &[claimed])
         .await?
         .pop()
         .ok_or(CommitError::NotFound)?;
@@ -1099,30 +1091,7 @@ pub async fn begin_commits<C: Exec>(
         let new_booking = bookings.insert(r.booking_id);
         new_key && new_booking
     });
-    let column = |f: fn(&CommitRequest) -> &str| tried.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let claimed = q!(
-        c,
-        query,
-        "/* by key */ INSERT INTO idempotency_keys (customer_id, idempotency_key, event_id,
-            booking_id, payment_id, fingerprint, state, created_at)
-         SELECT x.cust, x.key, b.event_id, b.booking_id, x.pay, x.fp, 'IN_FLIGHT', x.now
-         FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::text[],
-                     $6::timestamptz[]) AS x(cust, key, bk, pay, fp, now),
-              bookings b
-         WHERE b.booking_id = ANY($3) AND b.booking_id = x.bk
-         ON CONFLICT (customer_id, idempotency_key) DO NOTHING
-         RETURNING booking_id, event_id",
-        &column(|r| r.customer.as_str()),
-        &column(|r| r.idempotency_key.as_str()),
-        &tried.iter().map(|r| r.booking_id.0).collect::<Vec<_>>(),
-        &tried.iter().map(|r| r.payment_id.0).collect::<Vec<_>>(),
-        &column(|r| r.fingerprint.as_str()),
-        &tried.iter().map(|r| r.now).collect::<Vec<_>>()
-    )?;
-    let claimed: Vec<(EventId, BookingId)> = claimed
-        .iter()
-        .map(|r| (EventId(r.get(1)), BookingId(r.get(0))))
-        .collect();
+    let claimed = claim_keys(c, &tried).await?;
     let mut locked: HashMap<BookingId, Booking> = lock_bookings(c, &claimed)
         .await?
         .into_iter()
@@ -1197,9 +1166,43 @@ pub async fn begin_commits<C: Exec>(
     Ok(answers(reqs, &in_group, out, |r| r.booking_id))
 }
 
+/// Claims each request's key for its booking (none for a key already claimed, or a booking
+/// that does not exist); returns the claimed bookings with their events. A concurrent request
+/// with the same key waits on the unique index until this transaction ends, then finds the key
+/// taken.
+async fn claim_keys<C: Exec>(c: &C, reqs: &[&CommitRequest]) -> Result<Vec<(EventId, BookingId)>> {
+    let column = |f: fn(&CommitRequest) -> &str| reqs.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let rows = q!(
+        c,
+        query,
+        "/* by key */ INSERT INTO idempotency_keys (customer_id, idempotency_key, event_id,
+            booking_id, payment_id, fingerprint, state, created_at)
+         SELECT x.cust, x.key, b.event_id, b.booking_id, x.pay, x.fp, 'IN_FLIGHT', x.now
+         FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::text[],
+                     $6::timestamptz[]) AS x(cust, key, bk, pay, fp, now),
+              bookings b
+         WHERE b.booking_id = ANY($3) AND b.booking_id = x.bk
+         ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+         RETURNING booking_id, event_id",
+        &column(|r| r.customer.as_str()),
+        &column(|r| r.idempotency_key.as_str()),
+        &reqs.iter().map(|r| r.booking_id.0).collect::<Vec<_>>(),
+        &reqs.iter().map(|r| r.payment_id.0).collect::<Vec<_>>(),
+        &column(|r| r.fingerprint.as_str()),
+        &reqs.iter().map(|r| r.now).collect::<Vec<_>>()
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (EventId(r.get(1)), BookingId(r.get(0))))
+        .collect())
+}
+
 /// Which of a group's requests it writes (`keep`, called once per request in order), and
 /// those requests.
-fn firsts<'a, T>(items: &'a [T], mut keep: impl FnMut(&'a T) -> bool) -> (Vec<bool>, Vec<&'a T>) {
+pub(crate) fn firsts<'a, T>(
+    items: &'a [T],
+    mut keep: impl FnMut(&'a T) -> bool,
+) -> (Vec<bool>, Vec<&'a T>) {
     let in_group: Vec<bool> = items.iter().map(&mut keep).collect();
     let tried = items
         .iter()
@@ -1211,7 +1214,7 @@ fn firsts<'a, T>(items: &'a [T], mut keep: impl FnMut(&'a T) -> bool) -> (Vec<bo
 
 /// Each request's answer, in order: what the group wrote for it (found by its booking, which
 /// no two written requests share), or `None` to go alone.
-fn answers<T, A>(
+pub(crate) fn answers<T, A>(
     items: &[T],
     in_group: &[bool],
     mut out: HashMap<BookingId, A>,

@@ -15,6 +15,7 @@
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
+use boxoffice_domain::booking::{Booking, HoldRequest};
 use boxoffice_domain::ports::{
     CommitBegin, CommitFinish, CommitRequest, FinishedCommit, StoreError,
 };
@@ -22,7 +23,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exec::{Conn, Statements, Tx};
-use crate::{booking, pg_error};
+use crate::{booking, holds, pg_error};
 
 /// The most requests one group writes.
 const MAX_GROUP: usize = 256;
@@ -50,6 +51,18 @@ impl Step for Begin {
         reqs: &[CommitRequest],
     ) -> Result<Vec<Option<CommitBegin>>, StoreError> {
         booking::begin_commits(tx, reqs).await
+    }
+}
+
+pub(crate) struct Hold;
+
+#[async_trait]
+impl Step for Hold {
+    type Req = HoldRequest;
+    type Resp = Booking;
+    const NAME: &'static str = "hold";
+    async fn write(tx: &Tx<'_>, reqs: &[HoldRequest]) -> Result<Vec<Option<Booking>>, StoreError> {
+        holds::holds(tx, reqs).await
     }
 }
 
@@ -367,6 +380,165 @@ mod tests {
             .expect("read")
             .expect("booking");
         assert_eq!(b1.status, BookingStatus::Hold);
+        let findings = store.verify(t).await.expect("verify");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    /// The places each customer has counted against the event's limit.
+    async fn counted(store: &PgStore, e: &Event) -> Vec<(String, i32)> {
+        use crate::exec::Exec;
+        let c = store.client().await.expect("client");
+        c.query(
+            "SELECT customer_id, tickets FROM customer_event_tickets
+             WHERE event_id = $1 AND tickets > 0 ORDER BY customer_id",
+            &[&e.id.0],
+        )
+        .await
+        .expect("counters")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_of_holds_writes_the_plain_ones_and_leaves_the_rest_as_it_found_it() {
+        use boxoffice_domain::booking::{HoldError, Selection};
+        let (store, _db) = store().await;
+        let t = now();
+        let e = concert(t);
+        store.create_event(&e).await.expect("create");
+        // Before the group: a seat held by someone, a customer at the limit, a lapsed hold.
+        let hold = |who: &str, sel: Selection, at: OffsetDateTime| hold_req(&e, who, sel, at);
+        store
+            .hold(&hold("holder", seats(&["1-J-20"]), t))
+            .await
+            .expect("hold");
+        let best = |section: u16, quantity: u32| Selection::BestAvailable { section, quantity };
+        store
+            .hold(&hold("full", best(2, 8), t))
+            .await
+            .expect("hold");
+        let lapsed = store
+            .hold(&hold("late", seats(&["1-J-1"]), t - Duration::minutes(10)))
+            .await
+            .expect("hold");
+        let before = counted(&store, &e).await;
+
+        let reqs: Vec<HoldRequest> = vec![
+            hold("a", seats(&["1-C-1", "1-C-2"]), t), //   named seats
+            hold("b", best(1, 2), t),                 //   seated best-available
+            hold("c", best(2, 3), t),                 //   general admission
+            hold("d", best(2, 2), t),                 //   general admission again
+            hold("b", best(1, 1), t),                 // the same customer again
+            hold("e", seats(&["1-C-2"]), t),          // a seat of an earlier request
+            hold("f", seats(&["1-Z-99"]), t),         // no such seat
+            hold("late", best(1, 2), t),              // a lapsed hold to expire first
+            hold("full", best(2, 1), t),              // at the limit
+            hold("g", seats(&["1-J-20"]), t),         // held by someone else
+            hold("h", best(2, 9), t),                 // more than the limit
+            hold("i", seats(&["1-C-3"]), t),          //   named seats
+        ];
+        let out = write_group::<Hold>(&store.pool, &store.statements, &reqs)
+            .await
+            .expect("group written");
+        let written: Vec<usize> = (0..reqs.len()).filter(|&i| out[i].is_some()).collect();
+        assert_eq!(written, vec![0, 1, 2, 3, 11]);
+        for &i in &written {
+            let held = out[i].as_ref().expect("held");
+            let read = store
+                .booking(held.id)
+                .await
+                .expect("read")
+                .expect("booking");
+            assert_eq!(&read, held, "answered as written");
+            assert_eq!(read.status, BookingStatus::Hold);
+            assert_eq!(read.seats.len() as u32, reqs[i].selection.quantity());
+        }
+        let seat_ids = |b: &Option<Booking>| -> Vec<String> {
+            let b = b.as_ref().expect("held");
+            b.seats
+                .iter()
+                .map(|s| s.seat_id.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(seat_ids(&out[0]), ["1-C-1", "1-C-2"]);
+        // The front row's centre pair, as the single path would pick it.
+        assert_eq!(seat_ids(&out[1]), ["1-A-10", "1-A-11"]);
+        // General admission: front first, the second request after the first.
+        let (c, d) = (seat_ids(&out[2]), seat_ids(&out[3]));
+        assert!(c.iter().all(|s| !d.contains(s)));
+        // Only the written holds were counted: what the group left is as it found it.
+        let mut expect = before.clone();
+        for (who, n) in [("a", 2), ("b", 2), ("c", 3), ("d", 2), ("i", 1)] {
+            expect.push((who.to_owned(), n));
+        }
+        expect.sort();
+        assert_eq!(counted(&store, &e).await, expect);
+
+        // Alone, each left request gets what it would have got anyway.
+        let alone = |i: usize| store.hold(&reqs[i]);
+        assert!(alone(4).await.is_ok(), "the same customer's second hold");
+        assert!(matches!(alone(5).await, Err(HoldError::Unavailable(_))));
+        assert!(matches!(alone(6).await, Err(HoldError::NoSuchSeats(_))));
+        assert!(alone(7).await.is_ok(), "after its lapsed hold expired");
+        assert!(matches!(
+            alone(8).await,
+            Err(HoldError::LimitExceeded { already: 8, .. })
+        ));
+        assert!(matches!(alone(9).await, Err(HoldError::Unavailable(_))));
+        assert!(matches!(
+            alone(10).await,
+            Err(HoldError::LimitExceeded { .. })
+        ));
+        let expired = store
+            .booking(lapsed.id)
+            .await
+            .expect("read")
+            .expect("booking");
+        assert_eq!(expired.status, BookingStatus::Expired);
+        let findings = store.verify(t).await.expect("verify");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_of_holds_stops_where_the_section_runs_out() {
+        use boxoffice_domain::booking::{HoldError, Selection};
+        use boxoffice_domain::event::SectionSpec;
+        let (store, _db) = store().await;
+        let t = now();
+        let e = boxoffice_conformance::fixtures::event_with(
+            t,
+            vec![SectionSpec::general_admission("Pit", 5, 9_000).expect("section")],
+        );
+        store.create_event(&e).await.expect("create");
+        let best = |quantity: u32| Selection::BestAvailable {
+            section: 1,
+            quantity,
+        };
+        // Lay the seats out through the single path.
+        let first = store
+            .hold(&hold_req(&e, "first", best(1), t))
+            .await
+            .expect("hold");
+        let reqs: Vec<HoldRequest> = ["a", "b", "c"]
+            .iter()
+            .map(|who| hold_req(&e, who, best(2), t))
+            .collect();
+        let out = write_group::<Hold>(&store.pool, &store.statements, &reqs)
+            .await
+            .expect("group written");
+        // Four places were left: two buyers get two each, the third goes alone and is told.
+        assert!(out[0].is_some() && out[1].is_some() && out[2].is_none());
+        assert!(matches!(
+            store.hold(&reqs[2]).await,
+            Err(HoldError::NotEnough {
+                requested: 2,
+                available: 0
+            })
+        ));
+        let map = store.seat_map(&e, t).await.expect("map");
+        assert_eq!(map.sections[0].available, 0, "{map:?}");
+        assert!(first.seats.len() == 1);
         let findings = store.verify(t).await.expect("verify");
         assert!(findings.is_empty(), "{findings:#?}");
     }

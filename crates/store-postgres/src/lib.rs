@@ -20,6 +20,7 @@ mod exec;
 pub use exec::StatementLog;
 mod feed;
 mod group;
+mod holds;
 mod queue;
 mod replica;
 mod reports;
@@ -128,6 +129,7 @@ pub struct PgStore {
 
 #[derive(Default)]
 struct Groups {
+    hold: group::Group<group::Hold>,
     begin: group::Group<group::Begin>,
     finish: group::Group<group::Finish>,
 }
@@ -563,6 +565,17 @@ impl Store for PgStore {
         // A best-available pick that loses seats to concurrent buyers is rolled back and
         // retried with a new pick; the last attempt takes whatever is free.
         const ATTEMPTS: u32 = 4;
+        // Once the event's seats are laid out, a plain hold is written in a group; whatever
+        // the group leaves (see `holds`) is held here on its own.
+        if let Some(g) = &self.groups
+            && self.laid_out(req.event_id())
+            && let Some(held) = g
+                .hold
+                .submit(&self.pool, &self.statements, req.clone())
+                .await
+        {
+            return Ok(held);
+        }
         let mut attempt = 1;
         loop {
             let last = attempt == ATTEMPTS;
