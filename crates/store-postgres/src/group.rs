@@ -542,4 +542,51 @@ mod tests {
         let findings = store.verify(t).await.expect("verify");
         assert!(findings.is_empty(), "{findings:#?}");
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_of_holds_looks_further_back_for_adjacent_seats() {
+        use boxoffice_domain::booking::Selection;
+        use boxoffice_domain::event::SectionSpec;
+        let (store, _db) = store().await;
+        let t = now();
+        let e = boxoffice_conformance::fixtures::event_with(
+            t,
+            vec![SectionSpec::seated("Balcony", 4, 20, 9_000).expect("section")],
+        );
+        store.create_event(&e).await.expect("create");
+        // Every other seat of rows A and B is held: the front 16 free seats are all alone.
+        for row in ["A", "B"] {
+            for n in (2..=20).step_by(2) {
+                let seat = format!("1-{row}-{n}");
+                let req = hold_req(&e, &format!("s{row}{n}"), seats(&[&seat]), t);
+                store.hold(&req).await.expect("hold");
+            }
+        }
+        let best = Selection::BestAvailable {
+            section: 1,
+            quantity: 2,
+        };
+        let reqs: Vec<HoldRequest> = ["a", "b"]
+            .iter()
+            .map(|who| hold_req(&e, who, best.clone(), t))
+            .collect();
+        let out = write_group::<Hold>(&store.pool, &store.statements, &reqs)
+            .await
+            .expect("group written");
+        let mut all = Vec::new();
+        for b in &out {
+            let b = b.as_ref().expect("held in the group");
+            let ids: Vec<&str> = b.seats.iter().map(|s| s.seat_id.as_str()).collect();
+            // Two adjacent seats of row C, the first row with any.
+            let [x, y] = ids[..] else { panic!("{ids:?}") };
+            let number = |s: &str| s.rsplit('-').next().and_then(|n| n.parse::<u32>().ok());
+            assert!(x.starts_with("1-C-") && y.starts_with("1-C-"), "{ids:?}");
+            assert_eq!(number(x).map(|n| n + 1), number(y), "{ids:?}");
+            all.extend(ids.iter().map(|s| s.to_string()));
+        }
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 4, "no seat twice");
+        let findings = store.verify(t).await.expect("verify");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
 }

@@ -21,6 +21,7 @@ use boxoffice_domain::booking::{Booking, HoldRequest, Pick, Selection, candidate
 use boxoffice_domain::event::SectionKind;
 use boxoffice_domain::ids::BookingId;
 use boxoffice_domain::ports::{StoreError, change};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::booking::{answers, delta_payload, firsts, held_booking};
@@ -61,7 +62,10 @@ pub async fn holds<C: Exec>(c: &C, reqs: &[HoldRequest]) -> Result<Vec<Option<Bo
 /// Whether a request may be tried in a group at all.
 fn plain(r: &HoldRequest) -> bool {
     match &r.selection {
-        Selection::Seats(ids) => !ids.is_empty(),
+        Selection::Seats(ids) => {
+            let distinct: HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
+            !ids.is_empty() && distinct.len() == ids.len()
+        }
         Selection::BestAvailable { section, quantity } => {
             *quantity > 0 && r.event.spec.section(*section).is_some()
         }
@@ -188,25 +192,83 @@ async fn place<'a, C: Exec>(
 }
 
 /// Best-available picks in seated sections, made one request after another over one read of
-/// each section's front-most free seats (no locks yet). A request whose pick would need a
-/// wider look, or more seats than the read found, is left out.
+/// each section's front-most free seats (no locks yet), as the single path makes one: first
+/// over a small window of seats; the requests that found no adjacent block in it and would
+/// look further back then share one wider read. A request that finds too few seats is left
+/// out.
 async fn pick_seated<'a, C: Exec>(
     c: &C,
     seated: &BTreeMap<(Uuid, i16), (u32, Vec<&'a HoldRequest>)>,
 ) -> Result<Vec<(&'a HoldRequest, Vec<String>)>> {
-    if seated.is_empty() {
-        return Ok(Vec::new());
+    let mut out = Vec::new();
+    // Seats picked so far, per section: a later read finds them free still.
+    let mut chosen: BTreeMap<(Uuid, i16), HashSet<String>> = BTreeMap::new();
+    let mut todo = seated.clone();
+    for wide in [false, true] {
+        if todo.is_empty() {
+            break;
+        }
+        // How many seats to read per section: the small windows of its requests added up;
+        // when widening, the widest window asked, room for the picks before it and for
+        // what was picked already.
+        let windows: Vec<i64> = todo
+            .iter()
+            .map(|(key, (per_row, reqs))| {
+                let sizes = reqs
+                    .iter()
+                    .map(|r| candidate_windows(r.selection.quantity(), *per_row));
+                let taken = chosen.get(key).map_or(0, HashSet::len) as i64;
+                if wide {
+                    let widest = sizes.map(|w| i64::from(w.1)).max().unwrap_or(0);
+                    let picks: i64 = reqs.iter().map(|r| i64::from(r.selection.quantity())).sum();
+                    widest + picks + taken
+                } else {
+                    sizes.map(|w| i64::from(w.0)).sum::<i64>() + taken
+                }
+            })
+            .collect();
+        let free = read_front(c, &todo, &windows).await?;
+        let mut widen: BTreeMap<(Uuid, i16), (u32, Vec<&HoldRequest>)> = BTreeMap::new();
+        for (((key, (per_row, reqs)), free), read) in todo.iter().zip(free).zip(&windows) {
+            let taken = chosen.entry(*key).or_default();
+            // "More behind" holds while what is left of the window came back full.
+            let full = free.len() as i64 == *read;
+            let mut free: Vec<(String, u32, u32)> =
+                free.into_iter().filter(|f| !taken.contains(&f.0)).collect();
+            for &r in reqs {
+                let quantity = r.selection.quantity();
+                let positions: Vec<(u32, u32)> = free.iter().map(|f| (f.1, f.2)).collect();
+                let window = if full { free.len() as u32 } else { u32::MAX };
+                match pick(&positions, quantity, *per_row, window, wide) {
+                    Pick::Take(mut found) => {
+                        found.sort_unstable_by(|a, b| b.cmp(a));
+                        let ids: Vec<String> =
+                            found.into_iter().map(|i| free.remove(i).0).collect();
+                        taken.extend(ids.iter().cloned());
+                        out.push((r, ids));
+                    }
+                    Pick::Widen => widen
+                        .entry(*key)
+                        .or_insert((*per_row, Vec::new()))
+                        .1
+                        .push(r),
+                    Pick::NotEnough => {} // alone, it is told how many are left
+                }
+            }
+        }
+        todo = widen;
     }
-    // Each request's first window, added up per section.
-    let windows: Vec<i64> = seated
-        .values()
-        .map(|(per_row, reqs)| {
-            reqs.iter()
-                .map(|r| i64::from(candidate_windows(r.selection.quantity(), *per_row).0))
-                .sum()
-        })
-        .collect();
-    let now = seated
+    Ok(out)
+}
+
+/// The front-most free seats (open, or held past their expiry) of each section, up to its
+/// window, front first: (seat id, row index, number).
+async fn read_front<C: Exec>(
+    c: &C,
+    sections: &BTreeMap<(Uuid, i16), (u32, Vec<&HoldRequest>)>,
+    windows: &[i64],
+) -> Result<Vec<Vec<(String, u32, u32)>>> {
+    let now = sections
         .values()
         .flat_map(|(_, reqs)| reqs.iter().map(|r| r.now))
         .min();
@@ -226,41 +288,30 @@ async fn pick_seated<'a, C: Exec>(
               ORDER BY row_index, number LIMIT x.n)
              ORDER BY row_index, number LIMIT x.n) f
          ORDER BY x.i, f.row_index, f.number",
-        &seated.keys().map(|k| k.0).collect::<Vec<_>>(),
-        &seated.keys().map(|k| k.1).collect::<Vec<_>>(),
+        &sections.keys().map(|k| k.0).collect::<Vec<_>>(),
+        &sections.keys().map(|k| k.1).collect::<Vec<_>>(),
         &windows,
         &now
     )?;
-    let mut free: Vec<Vec<(String, u32, u32)>> = vec![Vec::new(); seated.len()];
-    for r in &rows {
-        let i = r.get::<_, i64>(0) as usize - 1;
-        if let Some(f) = free.get_mut(i) {
-            f.push((
-                r.get(1),
-                r.get::<_, i32>(2) as u32,
-                r.get::<_, i32>(3) as u32,
-            ));
+    Ok(per_section(&rows, sections.len(), |r| {
+        (
+            r.get(1),
+            r.get::<_, i32>(2) as u32,
+            r.get::<_, i32>(3) as u32,
+        )
+    }))
+}
+
+/// Rows of a per-section read (the section's 1-based position first), as one list per section.
+fn per_section<T: Clone>(rows: &[Row], sections: usize, each: impl Fn(&Row) -> T) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = vec![Vec::new(); sections];
+    for r in rows {
+        let i = r.get::<_, i64>(0) as usize;
+        if let Some(list) = i.checked_sub(1).and_then(|i| out.get_mut(i)) {
+            list.push(each(r));
         }
     }
-    let mut out = Vec::new();
-    for (((per_row, reqs), mut free), window) in seated.values().zip(free).zip(windows) {
-        // What is left of the read window after the picks before: "more behind" holds as long
-        // as the read came back full.
-        let mut window = window as u32;
-        for &r in reqs {
-            let quantity = r.selection.quantity();
-            let positions: Vec<(u32, u32)> = free.iter().map(|f| (f.1, f.2)).collect();
-            let Pick::Take(found) = pick(&positions, quantity, *per_row, window, false) else {
-                continue;
-            };
-            let mut found = found;
-            found.sort_unstable_by(|a, b| b.cmp(a));
-            let ids = found.into_iter().map(|i| free.remove(i).0).collect();
-            window -= quantity;
-            out.push((r, ids));
-        }
-    }
-    Ok(out)
+    out
 }
 
 /// Locks named seats that are free, skipping any another transaction has locked; a request
@@ -352,13 +403,9 @@ async fn lock_fronts<'a, C: Exec>(
         &fronts.keys().map(|k| k.1).collect::<Vec<_>>(),
         &wanted
     )?;
-    let mut free: Vec<Vec<Taken>> = vec![Vec::new(); fronts.len()];
-    for r in &rows {
-        let i = r.get::<_, i64>(0) as usize - 1;
-        if let Some(f) = free.get_mut(i) {
-            f.push((r.get(1), r.get(2), r.get(3), true));
-        }
-    }
+    let free = per_section(&rows, fronts.len(), |r| -> Taken {
+        (r.get(1), r.get(2), r.get(3), true)
+    });
     let mut out = Vec::new();
     for ((reqs, free), wanted) in fronts.values().zip(free).zip(wanted) {
         if free.len() as i64 > wanted {
