@@ -15,7 +15,8 @@ use boxoffice_domain::seat::SeatState;
 use time::Duration;
 
 use crate::booking_suite::{
-    approved, assert_clean, buy, commit_req, created, finish, hold_req, seat_state, seats, start,
+    approved, assert_clean, buy, captured, commit_req, created, finish, hold_req, seat_state,
+    seats, start,
 };
 use crate::fixtures::{concert, now};
 
@@ -86,15 +87,7 @@ pub async fn unresolved_payments_free_the_seats_but_stay_open(store: Arc<dyn Sto
         store.begin_commit(&replay).await,
         Ok(CommitBegin::Replay(r)) if r.status == 200
     ));
-    store
-        .set_payment_status(
-            payment.key(),
-            &[PaymentStatus::Authorized],
-            PaymentStatus::Captured,
-            late,
-        )
-        .await
-        .expect("capture");
+    captured(&store, payment.key(), late).await;
     assert_clean(&store).await;
 }
 
@@ -331,15 +324,7 @@ pub async fn revocations_void_tickets_and_reopen_seats(store: Arc<dyn Store>) {
             .finish_commit(&finish(&booking, payment.id, approved(&booking), t))
             .await
             .expect("confirm");
-        store
-            .set_payment_status(
-                payment.key(),
-                &[PaymentStatus::Authorized],
-                PaymentStatus::Captured,
-                t,
-            )
-            .await
-            .expect("capture");
+        captured(&store, payment.key(), t).await;
         payment.key()
     };
     assert!(

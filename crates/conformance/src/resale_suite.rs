@@ -15,7 +15,9 @@ use boxoffice_domain::resale::{ListError, Listing, ListingStatus, PayoutStatus, 
 use boxoffice_domain::seat::SeatState;
 use time::{Duration, OffsetDateTime};
 
-use crate::booking_suite::{assert_clean, buy, created, customer, hold_req, seat_state, seats};
+use crate::booking_suite::{
+    assert_clean, buy, captured, created, customer, hold_req, seat_state, seats,
+};
 use crate::fixtures::{concert, now};
 
 async fn list(
@@ -453,15 +455,7 @@ pub async fn a_paying_buyer_keeps_the_listing_and_refunds_claw_back(store: Arc<d
         done.outcome,
         boxoffice_domain::ports::CommitOutcome::Confirmed(_)
     ));
-    store
-        .set_payment_status(
-            payment.key(),
-            &[PaymentStatus::Authorized],
-            PaymentStatus::Captured,
-            late,
-        )
-        .await
-        .unwrap();
+    captured(&store, payment.key(), late).await;
     assert_eq!(
         store.payouts_of(&customer("alice")).await.unwrap()[0].status,
         PayoutStatus::Scheduled
