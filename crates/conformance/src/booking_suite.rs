@@ -1,6 +1,7 @@
 //! Booking behaviours every store must have: holds, limits, expiry, idempotent commits,
 //! settlement, release, cancellation, check-in, and a clean invariant check after each.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use boxoffice_domain::booking::{
@@ -414,6 +415,90 @@ pub async fn parallel_holds_on_one_seat_have_one_winner(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(ok, 1);
+    assert_clean(&store).await;
+}
+
+/// Holds of every kind arriving at once on an event already on sale (a store may write
+/// concurrent holds together): each gets the answer it would get alone, and together they
+/// never pass a limit, a seat count or a seat.
+pub async fn a_burst_of_holds_answers_each_as_alone(store: Arc<dyn Store>) {
+    let t = now();
+    let e = created(&store, concert(t)).await; // Floor 10 x 20, Lawn 100 places, limit 8
+    // The first hold lays the seats out; the burst comes after it.
+    store
+        .hold(&hold_req(&e, "early", seats(&["1-J-20"]), t))
+        .await
+        .expect("hold");
+    let best = |section: u16, quantity: u32| Selection::BestAvailable { section, quantity };
+    // (what it is, the request)
+    let mut reqs: Vec<(&str, HoldRequest)> = Vec::new();
+    for i in 0..12 {
+        let who = format!("pair{i}");
+        reqs.push((
+            "one pair",
+            hold_req(&e, &who, seats(&["1-E-5", "1-E-6"]), t),
+        ));
+    }
+    for i in 1..=12 {
+        let seat = format!("1-C-{i}");
+        reqs.push(("limit", hold_req(&e, "alice", seats(&[&seat]), t)));
+    }
+    for i in 0..10 {
+        reqs.push(("floor", hold_req(&e, &format!("floor{i}"), best(1, 2), t)));
+    }
+    for i in 0..13 {
+        reqs.push(("lawn", hold_req(&e, &format!("lawn{i}"), best(2, 8), t)));
+    }
+    reqs.push(("taken", hold_req(&e, "late", seats(&["1-J-20"]), t)));
+    reqs.push(("missing", hold_req(&e, "lost", seats(&["1-Z-99"]), t)));
+    let tasks: Vec<_> = reqs
+        .iter()
+        .map(|(kind, req)| {
+            let (store, req, kind) = (store.clone(), req.clone(), *kind);
+            tokio::spawn(async move { (kind, req.selection.quantity(), store.hold(&req).await) })
+        })
+        .collect();
+    let mut held: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut seats_held = Vec::new();
+    for task in tasks {
+        let (kind, quantity, out) = task.await.expect("task");
+        match (kind, out) {
+            (_, Ok(b)) => {
+                assert_eq!(b.status, BookingStatus::Hold);
+                assert_eq!(b.seats.len() as u32, quantity, "{kind}: {b:?}");
+                let read = store.booking(b.id).await.expect("read").expect("booking");
+                assert_eq!(read, b, "{kind}: answered as written");
+                seats_held.extend(b.seats.iter().map(|s| s.seat_id.clone()));
+                *held.entry(kind).or_default() += 1;
+            }
+            ("one pair" | "taken", Err(HoldError::Unavailable(_))) => {}
+            ("limit", Err(HoldError::LimitExceeded { limit: 8, .. })) => {}
+            // Told how many were left when it looked (others may not have finished yet).
+            ("lawn", Err(HoldError::NotEnough { requested: 8, .. })) => {}
+            ("missing", Err(HoldError::NoSuchSeats(s))) => assert_eq!(s.len(), 1),
+            (kind, Err(other)) => panic!("{kind}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(held.get("one pair"), Some(&1), "one winner for one pair");
+    assert_eq!(held.get("limit"), Some(&8), "exactly alice's limit");
+    assert_eq!(
+        held.get("floor"),
+        Some(&10),
+        "room for every pair on the floor"
+    );
+    assert_eq!(
+        held.get("lawn"),
+        Some(&12),
+        "twelve of eight in a lawn of 100"
+    );
+    assert_eq!(held.get("taken"), None);
+    let mut distinct = seats_held.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), seats_held.len(), "no seat held twice");
+    let map = store.seat_map(&e, t).await.expect("map");
+    let lawn = map.sections.iter().find(|s| s.section == 2).expect("lawn");
+    assert_eq!((lawn.held, lawn.available), (96, 4));
     assert_clean(&store).await;
 }
 

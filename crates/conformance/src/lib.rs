@@ -59,6 +59,7 @@ macro_rules! store_suite {
             customer_limit_counts_holds_and_purchases,
             parallel_holds_cannot_beat_the_limit,
             parallel_holds_on_one_seat_have_one_winner,
+            a_burst_of_holds_answers_each_as_alone,
             expired_holds_never_block_and_are_swept,
             bulk_created_events_lay_out_seats_on_first_hold,
             commit_is_idempotent_and_settles_once,
