@@ -1338,8 +1338,11 @@ async fn write_starts<C: Exec>(c: &C, starts: &[Start<'_>]) -> Result<Vec<(i64, 
          s AS (
              UPDATE seats s SET state = 'PENDING', version = s.version + 1
              FROM unnest($12::uuid[], $13::text[], $14::uuid[]) AS y(ev, seat, bk)
-             WHERE s.event_id = y.ev AND s.seat_id = y.seat
-               AND s.booking_id = y.bk AND s.state = 'HOLD'
+             WHERE s.seat_id = ANY($13) AND s.event_id = y.ev AND s.seat_id = y.seat
+               AND s.booking_id = y.bk
+               -- CASE, not `state = 'HOLD'`, which would steer the planner to the partial
+               -- index of held seats and a scan of every hold of the event per seat.
+               AND CASE s.state WHEN 'HOLD' THEN true ELSE false END
              RETURNING s.booking_id),
          p AS (
              INSERT INTO payments (payment_id, event_id, booking_id, customer_id, provider,
@@ -1666,7 +1669,7 @@ async fn write_confirmations<C: Exec>(c: &C, done: &[Confirmation<'_>]) -> Resul
              RETURNING 1),
          sold AS (
              UPDATE seats s SET state = 'SOLD', hold_expires_at = NULL, version = s.version + 1
-             FROM y WHERE s.event_id = y.ev AND s.seat_id = y.seat
+             FROM y WHERE s.seat_id = ANY($10) AND s.event_id = y.ev AND s.seat_id = y.seat
                AND s.booking_id = y.bk AND s.state = 'PENDING'
              RETURNING s.booking_id),
          book AS (

@@ -11,9 +11,10 @@
 //! Only the plain case is written here. A request is left to [`booking::hold`] on its own —
 //! with everything as it found it, its counted places given back — whenever the single path
 //! might answer anything but "held": a resale, a second request of the same customer for the
-//! same event, a customer with a lapsed hold to expire first, a limit passed, a cancelled
-//! event, a seat missing, taken or locked by someone else, a best-available pick that would
-//! need a wider look or lapsed holds, or a section that has run out of open places.
+//! same event, a limit passed (counting lapsed holds not yet swept), a cancelled
+//! event, a seat missing, taken or locked by someone else, a seated pick that finds too few
+//! free seats, or a general-admission section that has run out of open places (the single
+//! path then also looks at lapsed holds).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -74,8 +75,13 @@ fn plain(r: &HoldRequest) -> bool {
 }
 
 /// Adds each request's places to its customer's counter where that stays within the event's
-/// limit, the event is not cancelled and the customer has no lapsed hold to expire first;
-/// returns the requests counted, in order. The counter rows stay locked until the group ends.
+/// limit and the event is not cancelled; returns the requests counted, in order. The counter
+/// rows stay locked until the group ends.
+///
+/// The customer's lapsed holds still count here (the sweeper ends them and gives their places
+/// back). The single path ends them first so that they do not count against the limit; that
+/// matters only to a request the limit would refuse, and such a request is not counted here and
+/// goes alone. Their seats are free to everyone meanwhile, as lapsed holds always are.
 async fn count_places<'a, C: Exec>(
     c: &C,
     tried: &[&'a HoldRequest],
@@ -98,9 +104,6 @@ async fn count_places<'a, C: Exec>(
          WHERE x.n <= x.mx
            AND NOT EXISTS (SELECT 1 FROM events e
                            WHERE e.event_id = x.ev AND e.cancelled_at IS NOT NULL)
-           AND NOT EXISTS (SELECT 1 FROM bookings b
-                           WHERE b.customer_id = x.cust AND b.event_id = x.ev
-                             AND b.status = 'HOLD' AND b.expires_at <= x.now)
          ORDER BY x.i
          ON CONFLICT (event_id, customer_id) DO UPDATE SET tickets = c.tickets + excluded.tickets
          WHERE c.tickets + excluded.tickets <= (
