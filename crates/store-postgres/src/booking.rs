@@ -547,6 +547,9 @@ pub(crate) async fn must_load<C: Exec>(
 
 // ---- holds ----------------------------------------------------------------------------------
 
+/// A seat a hold takes: (seat id, section, price, whether it was open).
+pub(crate) type Taken = (String, i16, i64, bool);
+
 /// Holds seats for a new booking. A best-available pick that loses seats to concurrent
 /// buyers fails with [`HoldError::Busy`] (the caller rolls back and tries again) unless this
 /// is the `last_try`, which takes whatever free seats it can get, adjacent or not.
@@ -622,8 +625,7 @@ pub async fn hold<C: Exec>(
         }
     }
 
-    // Take the seats: (seat_id, section, price, was_open).
-    let taken: Vec<(String, i16, i64, bool)> = match &req.selection {
+    let taken: Vec<Taken> = match &req.selection {
         Selection::Listings(ids) => return crate::resale::hold_listings(c, req, ids).await,
         Selection::Seats(ids) => {
             let ids: Vec<String> = ids.iter().map(|s| s.as_str().to_owned()).collect();
@@ -737,7 +739,7 @@ async fn finish_front<C: Exec>(
     req: &HoldRequest,
     section_no: i16,
     quantity: u32,
-    mut got: Vec<(String, i16, i64, bool)>,
+    mut got: Vec<Taken>,
 ) -> Result<Booking, HoldError> {
     let more = take_front(c, req, section_no, quantity - got.len() as u32).await?;
     got.extend(more);
@@ -754,7 +756,7 @@ async fn take_seats<C: Exec>(
     req: &HoldRequest,
     ids: &[String],
     skip_locked: bool,
-) -> Result<Vec<(String, i16, i64, bool)>> {
+) -> Result<Vec<Taken>> {
     let sql = format!(
         // A materialized step, run once (see take_front_where).
         "WITH o AS MATERIALIZED (
@@ -831,7 +833,7 @@ async fn take_front<C: Exec>(
     req: &HoldRequest,
     section_no: i16,
     quantity: u32,
-) -> Result<Vec<(String, i16, i64, bool)>> {
+) -> Result<Vec<Taken>> {
     let mut taken = take_front_where(c, req, section_no, quantity, "state = 'OPEN'").await?;
     if taken.len() < quantity as usize {
         let more = take_front_where(
@@ -853,7 +855,7 @@ async fn take_front_where<C: Exec>(
     section_no: i16,
     quantity: u32,
     free: &str,
-) -> Result<Vec<(String, i16, i64, bool)>> {
+) -> Result<Vec<Taken>> {
     // The pick is a materialized step that runs once. As a subquery joined to the UPDATE it
     // could be put on the inner side of a nested loop and scanned again for every outer row;
     // with SKIP LOCKED and LIMIT each scan may return other rows, and the statement would take
@@ -910,11 +912,7 @@ async fn take_front_where<C: Exec>(
 
 /// Writes the booking, its seats and the availability change (pipelined), and returns the
 /// booking as it now stands.
-async fn write_booking<C: Exec>(
-    c: &C,
-    req: &HoldRequest,
-    taken: &[(String, i16, i64, bool)],
-) -> Result<Booking> {
+async fn write_booking<C: Exec>(c: &C, req: &HoldRequest, taken: &[Taken]) -> Result<Booking> {
     let total: i64 = taken.iter().map(|t| t.2).sum();
     let ids: Vec<&str> = taken.iter().map(|t| t.0.as_str()).collect();
     let prices: Vec<i64> = taken.iter().map(|t| t.2).collect();
@@ -955,11 +953,8 @@ async fn write_booking<C: Exec>(
     held_booking(req, taken)
 }
 
-/// The booking a hold of `taken` (seat, section, price, was open) wrote for `req`.
-pub(crate) fn held_booking(
-    req: &HoldRequest,
-    taken: &[(String, i16, i64, bool)],
-) -> Result<Booking> {
+/// The booking a hold of `taken` wrote for `req`.
+pub(crate) fn held_booking(req: &HoldRequest, taken: &[Taken]) -> Result<Booking> {
     let mut booking = Booking {
         id: req.booking_id,
         event_id: req.event_id(),

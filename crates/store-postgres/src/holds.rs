@@ -25,13 +25,10 @@ use boxoffice_domain::ports::{StoreError, change};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::booking::{answers, delta_payload, firsts, held_booking};
+use crate::booking::{Taken, answers, delta_payload, firsts, held_booking};
 use crate::exec::Exec;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A seat a hold takes: (seat id, section, price, whether it was open).
-type Taken = (String, i16, i64, bool);
 
 /// Returns, for each request in order, the booking it now holds, or `None` for a request left
 /// to [`booking::hold`] on its own. An error means nothing was written: every request goes
