@@ -153,7 +153,7 @@ impl Cluster {
     /// Runs `boxoffice verify`. A queue worker records a capture just after the confirmation
     /// a buyer polls for, so a booking confirmed an instant ago may not show its capture yet:
     /// that one finding is given a few seconds to clear; any other fails at once.
-    fn verify(&self) {
+    async fn verify(&self) {
         let dir = self.dir.path().to_str().expect("utf-8").to_owned();
         let mut env: Vec<(&str, &str)> = self
             .env
@@ -179,7 +179,7 @@ impl Cluster {
                 report,
                 String::from_utf8_lossy(&out.stderr)
             );
-            std::thread::sleep(Duration::from_millis(250));
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
@@ -281,7 +281,7 @@ async fn two_nodes_sell_exactly_the_capacity_through_nats_and_redis() {
         "the gate turned some buyers away"
     );
     assert_eq!(cluster.metric("hold_gate_bypassed_total").await, 0.0);
-    cluster.verify();
+    cluster.verify().await;
     cluster.drop_stream().await;
 }
 
@@ -316,6 +316,6 @@ async fn redis_flushed_mid_rush_still_sells_exactly_the_capacity() {
     stop.store(true, Ordering::SeqCst);
     assert!(flusher.await.expect("flusher") > 0);
     assert_eq!(bought, 20, "every seat sold exactly once");
-    cluster.verify();
+    cluster.verify().await;
     cluster.drop_stream().await;
 }
