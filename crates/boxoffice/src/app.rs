@@ -83,6 +83,7 @@ async fn open_backend(args: &StoreArgs) -> anyhow::Result<Backend> {
             let options = |i: usize| PgOptions {
                 pool_size: args.db_pool_size,
                 group_commit: args.db_group_commit,
+                group_window: args.db_group_window,
                 pooler: match args.database_pooler {
                     DatabasePooler::None => Pooler::None,
                     DatabasePooler::Transaction => Pooler::Transaction,

@@ -12,7 +12,9 @@
 //! without grouping. The database stays the judge: the group reads and locks its rows and
 //! applies the same rulebook as the single path.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_domain::booking::{Booking, HoldRequest};
@@ -27,6 +29,9 @@ use crate::{booking, holds, pg_error};
 
 /// The most requests one group writes.
 const MAX_GROUP: usize = 256;
+/// A group this large is written at once, whatever the window: its statements are already
+/// shared widely, and waiting would only add latency.
+const LARGE_GROUP: usize = 16;
 
 /// A step written a group at a time.
 #[async_trait]
@@ -87,17 +92,22 @@ type Waiter<S> = (<S as Step>::Req, oneshot::Sender<Option<<S as Step>::Resp>>);
 /// started on first use, ending when the store is dropped).
 pub(crate) struct Group<S: Step> {
     writer: OnceLock<mpsc::UnboundedSender<Waiter<S>>>,
-}
-
-impl<S: Step> Default for Group<S> {
-    fn default() -> Self {
-        Self {
-            writer: OnceLock::new(),
-        }
-    }
+    /// How long a group smaller than [`LARGE_GROUP`] waits for more requests.
+    window: Duration,
+    /// Requests submitted to any step of the store and not answered yet, shared by the steps.
+    pending: Arc<AtomicUsize>,
 }
 
 impl<S: Step> Group<S> {
+    /// A step's group; `pending` is shared with the store's other steps.
+    pub(crate) fn new(window: Duration, pending: Arc<AtomicUsize>) -> Self {
+        Self {
+            writer: OnceLock::new(),
+            window,
+            pending,
+        }
+    }
+
     /// Writes `req` with whichever requests of the step are waiting. `None`: it was not
     /// written (it is outside the common case, or its group failed) and the caller runs the
     /// step on its own.
@@ -109,24 +119,56 @@ impl<S: Step> Group<S> {
     ) -> Option<S::Resp> {
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(write_groups::<S>(pool.clone(), statements.clone(), rx));
+            tokio::spawn(write_groups::<S>(
+                pool.clone(),
+                statements.clone(),
+                (self.window, self.pending.clone()),
+                rx,
+            ));
             tx
         });
         let (tx, rx) = oneshot::channel();
+        let _pending = Pending::new(&self.pending);
         writer.send((req, tx)).ok()?;
         rx.await.ok().flatten()
+    }
+}
+
+/// Counts a submitted request until it is answered (or its caller gives up).
+struct Pending<'a>(&'a AtomicUsize);
+
+impl<'a> Pending<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 async fn write_groups<S: Step>(
     pool: Pool,
     statements: Statements,
+    (window, pending): (Duration, Arc<AtomicUsize>),
     mut rx: mpsc::UnboundedReceiver<Waiter<S>>,
 ) {
     let mut waiting: Vec<Waiter<S>> = Vec::with_capacity(MAX_GROUP);
     // A lone request is written as a group of one (the group's statements are no more than
-    // the single path's): while it is being written the next group gathers.
+    // the single path's): while it is being written the next group gathers. A small group
+    // waits up to the window for more, but only while other purchases are under way (as
+    // PostgreSQL's `commit_delay` waits only with `commit_siblings`): a buyer alone on a quiet
+    // node is written at once.
     while rx.recv_many(&mut waiting, MAX_GROUP).await > 0 {
+        if !window.is_zero()
+            && waiting.len() < LARGE_GROUP
+            && pending.load(Ordering::Relaxed) > waiting.len()
+        {
+            gather(&mut rx, &mut waiting, window).await;
+        }
         let (reqs, answers): (Vec<S::Req>, Vec<_>) = waiting.drain(..).unzip();
         metrics::histogram!("store_group_size", "step" => S::NAME).record(reqs.len() as f64);
         let written = match write_group::<S>(&pool, &statements, &reqs).await {
@@ -142,6 +184,20 @@ async fn write_groups<S: Step>(
         let mut written = written.into_iter();
         for answer in answers {
             let _ = answer.send(written.next().flatten());
+        }
+    }
+}
+
+/// Adds to a small group whatever arrives within `window`, until it is large. A closed
+/// channel ends the wait: what was gathered is still written.
+async fn gather<T>(rx: &mut mpsc::UnboundedReceiver<T>, waiting: &mut Vec<T>, window: Duration) {
+    let deadline = tokio::time::Instant::now() + window;
+    while waiting.len() < LARGE_GROUP {
+        match tokio::time::timeout_at(deadline, rx.recv_many(waiting, MAX_GROUP - waiting.len()))
+            .await
+        {
+            Ok(n) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -595,6 +651,88 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 4, "no seat twice");
+        let findings = store.verify(t).await.expect("verify");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_group_gathers_what_arrives_within_the_window_and_no_more() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut waiting = vec![0];
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tx.send(1).expect("send");
+            tx.send(2).expect("send");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tx.send(3).expect("send");
+        });
+        gather(&mut rx, &mut waiting, std::time::Duration::from_millis(10)).await;
+        assert_eq!(waiting, vec![0, 1, 2]);
+        // What came after the window is the next group's.
+        assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_stops_waiting_once_it_is_large() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for i in 0..LARGE_GROUP + 3 {
+            tx.send(i).expect("send");
+        }
+        let mut waiting = Vec::new();
+        rx.recv_many(&mut waiting, 1).await;
+        let started = tokio::time::Instant::now();
+        gather(&mut rx, &mut waiting, std::time::Duration::from_secs(3600)).await;
+        assert!(waiting.len() >= LARGE_GROUP, "{waiting:?}");
+        // The clock is paused: it moved only if the group slept.
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_buyer_alone_is_never_kept_waiting_by_the_window() {
+        let db = TestDatabase::create().await;
+        let store = PgStore::connect(
+            &db.url,
+            PgOptions {
+                pool_size: 4,
+                group_window: std::time::Duration::from_secs(3600),
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .expect("connect");
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+        let t = now();
+        let e = concert(t);
+        store.create_event(&e).await.expect("create");
+        // Were a lone request to wait for the window, this would take hours.
+        let alone = async {
+            // The first hold lays the seats out on its own; the rest go through the groups.
+            for (i, seat) in ["1-A-1", "1-A-2", "1-A-3"].iter().enumerate() {
+                let who = format!("alone{i}");
+                let held = store
+                    .hold(&hold_req(&e, &who, seats(&[seat]), t))
+                    .await
+                    .expect("hold");
+                let begun = store
+                    .begin_commit(&commit_req(held.id, &who, &format!("k{i}"), t))
+                    .await
+                    .expect("begin");
+                let (booking, payment) = started(&Some(begun));
+                let done = store
+                    .finish_commit(&finish(&booking, payment.id, approved(&booking), t))
+                    .await
+                    .expect("finish");
+                assert!(
+                    matches!(&done.outcome, CommitOutcome::Confirmed(b) if b.status == BookingStatus::Confirmed),
+                    "{:?}",
+                    done.outcome
+                );
+                captured(&store, done.payment.key(), t).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), alone)
+            .await
+            .expect("a lone buyer was answered without waiting for the window");
         let findings = store.verify(t).await.expect("verify");
         assert!(findings.is_empty(), "{findings:#?}");
     }

@@ -82,7 +82,15 @@ pub struct PgOptions {
     /// Concurrent commits are started and confirmed a group per transaction (see
     /// [`group`](crate::group)); off, each goes alone.
     pub group_commit: bool,
+    /// With group commit: how long a small group waits for more requests before it is
+    /// written (see [`group`](crate::group)); zero writes at once.
+    pub group_window: Duration,
 }
+
+/// How long a small group waits for more requests by default: at a moderate rate (a few
+/// hundred bookings a second) it halves the database's work per booking, for a few
+/// milliseconds more per step (`bench/RESULTS.md`).
+pub const DEFAULT_GROUP_WINDOW: Duration = Duration::from_millis(20);
 
 impl Default for PgOptions {
     fn default() -> Self {
@@ -95,6 +103,7 @@ impl Default for PgOptions {
             replica_max_lag: Duration::from_secs(2),
             statement_log: None,
             group_commit: true,
+            group_window: DEFAULT_GROUP_WINDOW,
         }
     }
 }
@@ -127,11 +136,21 @@ pub struct PgStore {
     groups: Option<Arc<Groups>>,
 }
 
-#[derive(Default)]
 struct Groups {
     hold: group::Group<group::Hold>,
     begin: group::Group<group::Begin>,
     finish: group::Group<group::Finish>,
+}
+
+impl Groups {
+    fn new(window: Duration) -> Self {
+        let pending = Arc::default();
+        Self {
+            hold: group::Group::new(window, Arc::clone(&pending)),
+            begin: group::Group::new(window, Arc::clone(&pending)),
+            finish: group::Group::new(window, pending),
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -199,7 +218,9 @@ impl PgStore {
             replica,
             feed,
             laid_out: Arc::default(),
-            groups: opts.group_commit.then(Arc::default),
+            groups: opts
+                .group_commit
+                .then(|| Arc::new(Groups::new(opts.group_window))),
         })
     }
 
