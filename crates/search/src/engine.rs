@@ -715,9 +715,19 @@ pub fn execute(
     };
     match (matches, near) {
         (Some(m), _) => {
-            for &(slot, score) in m {
-                if let Some(r) = rows.get(slot as usize) {
-                    visit(slot, r, score);
+            // Text matches are scattered over the rows: one cache miss each. A chunk's rows
+            // are first read only for the cheapest filter, so that their misses overlap (the
+            // reads are independent), then judged in full from the cache.
+            const CHUNK: usize = 16;
+            for chunk in m.chunks(CHUNK) {
+                let mut dated = [false; CHUNK];
+                for (d, &(slot, _)) in dated.iter_mut().zip(chunk) {
+                    *d = rows.get(slot as usize).is_some_and(|r| {
+                        r.starts_at >= filters.starts_after && r.starts_at <= filters.starts_before
+                    });
+                }
+                for (&(slot, score), _) in chunk.iter().zip(dated).filter(|(_, d)| *d) {
+                    visit(slot, &rows[slot as usize], score);
                 }
             }
         }
