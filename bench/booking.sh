@@ -43,13 +43,7 @@ LOAD=$TARGET/$PROFILE/boxoffice-load
 source bench/lib.sh
 
 PSP=${PSP:-sandbox}
-psp_env=()
-if [ "$PSP" = fakepsp ]; then
-    "$TARGET/$PROFILE/boxoffice-fakepsp" >"$work/fakepsp.out" 2>"$work/fakepsp.err" &
-    for _ in $(seq 1 100); do grep -q '^listening on' "$work/fakepsp.out" 2>/dev/null && break; sleep 0.1; done
-    psp_env=(BOXOFFICE_PAYMENTS=stripe BOXOFFICE_STRIPE_SECRET_KEY=sk_test_bench
-        BOXOFFICE_STRIPE_API_BASE="$(sed -n 's/^listening on //p' "$work/fakepsp.out")")
-fi
+start_psp "$TARGET/$PROFILE/boxoffice-fakepsp"
 
 echo "Booking benchmark: $KIND best-available holds of 2 seats then commit (payment provider: $PSP, pm_card_visa), $EVENTS events on sale, users $USERS, ${DURATION} measured after ${WARMUP} warm-up, $(nproc) cores, $(date -u +%Y-%m-%d)."
 echo

@@ -32,6 +32,18 @@ serve() { # $1 data dir, rest: env. Sets BASE and PID.
     [ -n "$BASE" ] || { cat "$dir.err" >&2; exit 1; }
 }
 
+start_psp() { # $1 the fake provider's binary. Sets psp_env, the node's settings for $PSP:
+    # `sandbox` (the node's own sandbox, whose payments live in the booking database) or
+    # `fakepsp` (the Stripe-compatible fake as its own process: the Stripe adapter for real,
+    # and a provider that does not share the booking database, as in production).
+    psp_env=()
+    [ "$PSP" = fakepsp ] || return 0
+    "$1" >"$work/fakepsp.out" 2>"$work/fakepsp.err" &
+    for _ in $(seq 1 100); do grep -q '^listening on' "$work/fakepsp.out" 2>/dev/null && break; sleep 0.1; done
+    psp_env=(BOXOFFICE_PAYMENTS=stripe BOXOFFICE_STRIPE_SECRET_KEY=sk_test_bench
+        BOXOFFICE_STRIPE_API_BASE="$(sed -n 's/^listening on //p' "$work/fakepsp.out")")
+}
+
 pgbench_baseline() { # $1 seconds. Sets tps and prints it: the database's ceiling for the
     # simplest write (a single-row UPDATE by primary key), in the same run.
     fresh_db

@@ -19,7 +19,9 @@
 # Usage: bench/search-distinct.sh            (builds release binaries first)
 # Knobs: EVENTS=100000 USERS=4,16,64 RATES="2000 5000" DURATION=10s WARMUP=3s
 #        BACKENDS="sqlite postgres+writes" BUYERS=64 BUYER_RATE=250 DATA=../shared/data
-#        QUERIES=600000
+#        QUERIES=600000 PSP=fakepsp (the buyers' payment provider: `fakepsp`, the Stripe-compatible
+#        fake as its own process, as a production provider is; `sandbox`, the node's own, whose
+#        payments share the booking database)
 # Needs: the shared data; for postgres+writes PostgreSQL at 127.0.0.1:5432, psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,12 +40,13 @@ PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 SECRET=bench-secret-bench-secret
 PGBENCH_CLIENTS=16
 
-cargo build --release -q -p boxoffice -p boxoffice-loadgen
+cargo build --release -q -p boxoffice -p boxoffice-loadgen -p boxoffice-fakepsp
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/boxoffice
 LOAD=$TARGET/release/boxoffice-load
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+PSP=${PSP:-fakepsp}
 
 offset=0
 # Runs the distinct mix from the current offset; moves the offset past what it took.
@@ -130,6 +133,10 @@ for backend in $BACKENDS; do
         fresh_db
         env_args=(BOXOFFICE_DATABASE_URL="$URL")
     fi
+    if [ "$backend" = "postgres+writes" ]; then
+        start_psp "$TARGET/release/boxoffice-fakepsp"
+        env_args+=("${psp_env[@]}")
+    fi
     start=$(date +%s.%N)
     env "${env_args[@]}" BOXOFFICE_DATA_DIR="$dir" BOXOFFICE_LOG=warn "$BIN" seed --events "$EVENTS" --seed 1 >/dev/null
     seeded=$(echo "$(date +%s.%N) - $start" | bc)
@@ -156,9 +163,9 @@ for backend in $BACKENDS; do
             sleep 0.1
         done
         if [ "$BUYER_RATE" != 0 ]; then
-            echo "While $BUYERS buyers hold and buy $BUYER_RATE times a second in all (open loop; best available, 2 seats, sandbox card) on 20 events of the same node:"
+            echo "While $BUYERS buyers hold and buy $BUYER_RATE times a second in all (open loop; best available, 2 seats, pm_card_visa, payment provider $PSP) on 20 events of the same node:"
         else
-            echo "While $BUYERS buyers hold and buy as fast as they can (closed loop; best available, 2 seats, sandbox card) on 20 events of the same node:"
+            echo "While $BUYERS buyers hold and buy as fast as they can (closed loop; best available, 2 seats, pm_card_visa, payment provider $PSP) on 20 events of the same node:"
         fi
         echo
     fi
