@@ -61,11 +61,12 @@ pub struct StoreArgs {
         global = true
     )]
     pub db_group_commit: bool,
-    /// With group commit: how long a group that has gathered only a few requests waits for
-    /// more before it is written (`0ms`: never). Under load groups fill while the previous one
-    /// is written and never wait; at a moderate rate a short wait turns many groups of one or
-    /// two into fewer, larger ones, which costs the database far less per booking, for a few
-    /// milliseconds more per step.
+    /// With group commit: how long a group of fewer than 16 requests waits for more before it
+    /// is written, and only while other purchases are under way (`0ms`: never). Under full
+    /// load groups fill while the previous one is written; at a moderate rate the wait turns
+    /// many groups of one or two into fewer, larger ones, which costs the database less than
+    /// half per booking, for up to the window more per step (`bench/RESULTS.md`). Its default
+    /// is the store's own (`DEFAULT_GROUP_WINDOW`).
     #[arg(long, env = "BOXOFFICE_DB_GROUP_WINDOW", default_value = "20ms", value_parser = parse_duration, global = true)]
     pub db_group_window: Duration,
     /// What `--database-url` reaches: `none` (PostgreSQL itself, or a pooler in session
@@ -453,6 +454,15 @@ mod tests {
         assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_group_window_defaults_to_the_stores_own() {
+        let cli = Cli::try_parse_from(["boxoffice", "migrate"]).unwrap();
+        assert_eq!(
+            cli.store.db_group_window,
+            boxoffice_store_postgres::DEFAULT_GROUP_WINDOW
+        );
     }
 
     #[test]
