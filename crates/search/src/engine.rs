@@ -18,14 +18,11 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
-use tantivy::query::{
-    AutomatonWeight, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, EnableScoring,
-    FuzzyTermQuery, Query, TermQuery, Weight,
-};
+use tantivy::index::SegmentId;
+use tantivy::postings::BlockSegmentPostings;
+use tantivy::query::{DfaWrapper, FuzzyTermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
+use tantivy::{Searcher, SegmentReader, Term};
 
 use crate::catalog::{Catalog, Row};
 use crate::query::{Cursor, SearchRequest, Sort};
@@ -76,12 +73,13 @@ pub fn words(q: &str) -> Vec<String> {
     out
 }
 
-/// Levenshtein automata by (word, distance, prefix). Building one costs up to a millisecond
-/// for long words at two typos, and the same words come back (popular searches, the same
-/// typos), so each is built once and shared by every field and every search.
+/// Levenshtein automata by (word, distance). Building one costs up to a millisecond for long
+/// words at two typos, and the same words come back (popular searches, the same typos), so
+/// each is built once and shared by every field and every search. They are only used until
+/// the index's vocabulary is built ([`Vocabulary`]), which finds typos without them.
 #[derive(Default)]
 pub struct Automata {
-    built: Mutex<HashMap<(String, u8, bool), Arc<DfaWrapper>>>,
+    built: Mutex<HashMap<(String, u8), Arc<DfaWrapper>>>,
 }
 
 impl std::fmt::Debug for Automata {
@@ -100,19 +98,14 @@ impl std::fmt::Debug for Automata {
 const MAX_AUTOMATA: usize = 32;
 
 impl Automata {
-    fn get(&self, word: &str, distance: u8, prefix: bool) -> Option<Arc<DfaWrapper>> {
-        let key = (word.to_owned(), distance, prefix);
+    fn get(&self, word: &str, distance: u8) -> Option<Arc<DfaWrapper>> {
+        let key = (word.to_owned(), distance);
         if let Some(a) = self.built.lock().get(&key) {
             return Some(a.clone());
         }
         // A throwaway field: the automaton only looks at the term's text.
         let term = Term::from_field_text(Field::from_field_id(0), word);
-        let q = if prefix {
-            FuzzyTermQuery::new_prefix(term, distance, true)
-        } else {
-            FuzzyTermQuery::new(term, distance, true)
-        };
-        let dfa = Arc::new(q.automaton().ok()?);
+        let dfa = Arc::new(FuzzyTermQuery::new(term, distance, true).automaton().ok()?);
         let mut built = self.built.lock();
         if built.len() >= MAX_AUTOMATA {
             built.clear();
@@ -122,27 +115,62 @@ impl Automata {
     }
 }
 
-/// Terms of `field` accepted by a shared automaton.
-#[derive(Clone)]
-struct AutomatonQuery {
-    field: Field,
-    dfa: Arc<DfaWrapper>,
+/// Which terms of a field match a query word one way.
+enum Terms {
+    /// This term.
+    Exact(String),
+    /// Every term that starts with this (the word being typed).
+    Prefix(String),
+    /// Every term the automaton accepts (typos, before the vocabulary is built).
+    Near(Arc<DfaWrapper>),
 }
 
-impl std::fmt::Debug for AutomatonQuery {
+/// One way a query word matches: the terms, their field and the score they give. A document's
+/// score for the word is the best of the ways it matches (a disjunction-max).
+struct Way {
+    field: Field,
+    terms: Terms,
+    score: f32,
+}
+
+/// Each segment's slot of each document (`u32::MAX` for none), read once per segment from its
+/// `slot` fast field: a word's matches are turned into slots one array read each, instead of
+/// opening the column per lookup and decoding a value per document.
+#[derive(Default)]
+pub struct SlotMaps {
+    maps: Mutex<HashMap<SegmentId, Arc<[u32]>>>,
+}
+
+impl std::fmt::Debug for SlotMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AutomatonQuery")
-            .field("field", &self.field)
-            .finish_non_exhaustive()
+        f.debug_struct("SlotMaps")
+            .field("segments", &self.maps.lock().len())
+            .finish()
     }
 }
 
-impl Query for AutomatonQuery {
-    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
-            self.field,
-            self.dfa.clone(),
-        )))
+impl SlotMaps {
+    fn get(&self, searcher: &Searcher, segment: &SegmentReader) -> tantivy::Result<Arc<[u32]>> {
+        let id = segment.segment_id();
+        if let Some(map) = self.maps.lock().get(&id) {
+            return Ok(map.clone());
+        }
+        let column = segment.fast_fields().u64("slot")?;
+        let map: Arc<[u32]> = (0..segment.max_doc())
+            .map(|doc| column.first(doc).map_or(u32::MAX, |s| s as u32))
+            .collect();
+        let mut maps = self.maps.lock();
+        // Segments merged away are forgotten once the searcher no longer has them.
+        if maps.len() >= 2 * searcher.segment_readers().len() + 8 {
+            let current: Vec<SegmentId> = searcher
+                .segment_readers()
+                .iter()
+                .map(|r| r.segment_id())
+                .collect();
+            maps.retain(|id, _| current.contains(id));
+        }
+        maps.insert(id, map.clone());
+        Ok(map)
     }
 }
 
@@ -152,39 +180,30 @@ impl Query for AutomatonQuery {
 /// least.
 const COMMON_WORD_SHARE: u64 = 200;
 
-fn word_query(
+fn word_ways(
     searcher: &Searcher,
     f: &Fields,
     automata: &Automata,
     vocabulary: Option<&Vocabulary>,
     word: &str,
     last: bool,
-) -> Box<dyn Query> {
-    let title = Term::from_field_text(f.title, word);
+) -> Vec<Way> {
     let text = Term::from_field_text(f.text, word);
     let common =
         searcher.doc_freq(&text).unwrap_or(0) >= (searcher.num_docs() / COMMON_WORD_SHARE).max(50);
-    let exact = |t: Term, score: f32| -> Box<dyn Query> {
-        Box::new(ConstScoreQuery::new(
-            Box::new(TermQuery::new(t, IndexRecordOption::Basic)),
-            score,
-        ))
+    let way = |field: Field, terms: Terms, score: f32| Way {
+        field,
+        terms,
+        score,
     };
-    let mut alternatives = vec![exact(title.clone(), 4.0), exact(text.clone(), 2.0)];
+    let mut ways = vec![
+        way(f.title, Terms::Exact(word.to_owned()), 4.0),
+        way(f.text, Terms::Exact(word.to_owned()), 2.0),
+    ];
     let len = word.chars().count();
-    let mut approximate = |dfa: Option<Arc<DfaWrapper>>, title_score: f32, text_score: f32| {
-        if let Some(dfa) = dfa {
-            for (field, score) in [(f.title, title_score), (f.text, text_score)] {
-                let q = AutomatonQuery {
-                    field,
-                    dfa: dfa.clone(),
-                };
-                alternatives.push(Box::new(ConstScoreQuery::new(Box::new(q), score)));
-            }
-        }
-    };
     if last && len >= 2 && !common {
-        approximate(automata.get(word, 0, true), 2.5, 1.5);
+        ways.push(way(f.title, Terms::Prefix(word.to_owned()), 2.5));
+        ways.push(way(f.text, Terms::Prefix(word.to_owned()), 1.5));
     }
     if len >= 4 && !common {
         let distance = if len >= 8 { 2 } else { 1 };
@@ -192,61 +211,108 @@ fn word_query(
             // The index's words within `distance` of this one, each looked up exactly.
             Some(v) => {
                 for near in v.near(word, distance) {
-                    alternatives.push(exact(Term::from_field_text(f.title, near), 1.5));
-                    alternatives.push(exact(Term::from_field_text(f.text, near), 1.0));
+                    ways.push(way(f.title, Terms::Exact(near.to_owned()), 1.5));
+                    ways.push(way(f.text, Terms::Exact(near.to_owned()), 1.0));
                 }
             }
-            None => approximate(automata.get(word, distance, false), 1.5, 1.0),
+            None => {
+                if let Some(dfa) = automata.get(word, distance) {
+                    ways.push(way(f.title, Terms::Near(dfa.clone()), 1.5));
+                    ways.push(way(f.text, Terms::Near(dfa), 1.0));
+                }
+            }
         }
     }
-    drop((title, text));
-    Box::new(DisjunctionMaxQuery::new(alternatives))
+    ways
 }
 
-/// Collects (slot, score) of every matching document.
-struct Slots;
-
-struct SegmentSlots {
-    slots: Column<u64>,
-    out: Vec<(u32, f32)>,
-}
-
-impl Collector for Slots {
-    type Fruit = Vec<(u32, f32)>;
-    type Child = SegmentSlots;
-
-    fn for_segment(
-        &self,
-        _ord: SegmentOrdinal,
-        reader: &SegmentReader,
-    ) -> tantivy::Result<SegmentSlots> {
-        Ok(SegmentSlots {
-            slots: reader.fast_fields().u64("slot")?,
-            out: Vec::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        true
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Vec<(u32, f32)>>) -> tantivy::Result<Vec<(u32, f32)>> {
-        Ok(fruits.concat())
-    }
-}
-
-impl SegmentCollector for SegmentSlots {
-    type Fruit = Vec<(u32, f32)>;
-
-    fn collect(&mut self, doc: DocId, score: Score) {
-        if let Some(slot) = self.slots.first(doc) {
-            self.out.push((slot as u32, score));
+/// Every live document matching any of `ways`, as (slot, best score) sorted by slot. The
+/// postings are read straight from each segment's term dictionary: no query, weight, scorer or
+/// collector, whose per-lookup allocations (a zeroed bitset per automaton, the buffers of a
+/// union) cost more than the postings themselves.
+fn lookup(
+    searcher: &Searcher,
+    slot_maps: &SlotMaps,
+    ways: &[Way],
+) -> tantivy::Result<Vec<(u32, f32)>> {
+    let mut found: Vec<(u32, f32)> = Vec::new();
+    for segment in searcher.segment_readers() {
+        let slots = slot_maps.get(searcher, segment)?;
+        let alive = segment.alive_bitset();
+        let mut add = |mut postings: BlockSegmentPostings, score: f32| {
+            loop {
+                let docs = postings.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                for &doc in docs {
+                    if alive.is_none_or(|a| a.is_alive(doc))
+                        && let Some(&slot) = slots.get(doc as usize)
+                        && slot != u32::MAX
+                    {
+                        found.push((slot, score));
+                    }
+                }
+                postings.advance();
+            }
+        };
+        for way in ways {
+            let index = segment.inverted_index(way.field)?;
+            let dictionary = index.terms();
+            match &way.terms {
+                Terms::Exact(t) => {
+                    if let Some(info) = dictionary.get(t.as_bytes())? {
+                        add(
+                            index.read_block_postings_from_terminfo(
+                                &info,
+                                IndexRecordOption::Basic,
+                            )?,
+                            way.score,
+                        );
+                    }
+                }
+                Terms::Prefix(p) => {
+                    let mut stream = dictionary.range().ge(p.as_bytes()).into_stream()?;
+                    while stream.advance() && stream.key().starts_with(p.as_bytes()) {
+                        add(
+                            index.read_block_postings_from_terminfo(
+                                stream.value(),
+                                IndexRecordOption::Basic,
+                            )?,
+                            way.score,
+                        );
+                    }
+                }
+                Terms::Near(dfa) => {
+                    let mut stream = dictionary.search(&**dfa).into_stream()?;
+                    while stream.advance() {
+                        add(
+                            index.read_block_postings_from_terminfo(
+                                stream.value(),
+                                IndexRecordOption::Basic,
+                            )?,
+                            way.score,
+                        );
+                    }
+                }
+            }
         }
     }
-
-    fn harvest(self) -> Vec<(u32, f32)> {
-        self.out
-    }
+    // Each term's postings come in document order, which mostly follows slot order (slots and
+    // documents are both handed out as events arrive): a stable sort merges those runs rather
+    // than sorting from scratch.
+    found.sort_by_key(|&(slot, _)| slot);
+    // A slot is one event: matched several ways (or by two documents), it counts once, at its
+    // best.
+    found.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1 = a.1.max(b.1);
+            true
+        } else {
+            false
+        }
+    });
+    Ok(found)
 }
 
 /// What each query word matched, per index generation: `(slot, score)` sorted by slot. The
@@ -303,22 +369,6 @@ impl WordMatches {
         known.pairs += found.len();
         known.map.insert((word.to_owned(), last), found);
     }
-}
-
-/// Every document `query` matches, as (slot, score) sorted by slot.
-fn slots(searcher: &Searcher, query: &dyn Query) -> tantivy::Result<Vec<(u32, f32)>> {
-    let mut found = searcher.search(query, &Slots)?;
-    found.sort_unstable_by_key(|&(slot, _)| slot);
-    // A slot is one event: should two documents of it be alive, it counts once.
-    found.dedup_by(|b, a| {
-        if a.0 == b.0 {
-            a.1 = a.1.max(b.1);
-            true
-        } else {
-            false
-        }
-    });
-    Ok(found)
 }
 
 /// The slots in all of `lists` (sorted by slot), scores summed.
@@ -393,6 +443,7 @@ pub fn matches(
     automata: &Automata,
     vocabulary: Option<&Vocabulary>,
     known: &WordMatches,
+    slot_maps: &SlotMaps,
     generation: u64,
     q: Option<&str>,
     zip: Option<&str>,
@@ -401,19 +452,19 @@ pub fn matches(
     if words.is_empty() && zip.is_none() {
         return Ok(if q.is_some() { Some(Vec::new()) } else { None });
     }
+    // A zip code's documents score nothing of their own.
     let zip = match zip {
-        Some(z) => Some(slots(
+        Some(z) => Some(lookup(
             searcher,
-            &TermQuery::new(
-                Term::from_field_text(fields.zip, z),
-                IndexRecordOption::Basic,
-            ),
+            slot_maps,
+            &[Way {
+                field: fields.zip,
+                terms: Terms::Exact(z.to_owned()),
+                score: 0.0,
+            }],
         )?),
         None => None,
     };
-    // A zip code's documents score nothing of their own.
-    let zip: Option<Vec<(u32, f32)>> =
-        zip.map(|z| z.into_iter().map(|(slot, _)| (slot, 0.0)).collect());
     let n = words.len();
     let (mut hits, mut misses) = (0, 0);
     let mut lists: Vec<Found> = Vec::with_capacity(n);
@@ -426,8 +477,8 @@ pub fn matches(
             }
             None => {
                 misses += 1;
-                let q = word_query(searcher, fields, automata, vocabulary, w, last);
-                let found = Arc::new(slots(searcher, &*q)?);
+                let ways = word_ways(searcher, fields, automata, vocabulary, w, last);
+                let found = Arc::new(lookup(searcher, slot_maps, &ways)?);
                 known.put(w, last, generation, found.clone());
                 found
             }
@@ -455,7 +506,7 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let dp = p2 - p1;
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    6_371.008_8 * 2.0 * a.sqrt().min(1.0).asin()
+    EARTH_KM * 2.0 * a.sqrt().min(1.0).asin()
 }
 
 /// The filters of a request, prepared for a scan.
@@ -469,7 +520,28 @@ struct Filters {
     starts_after: i64,
     starts_before: i64,
     available_only: bool,
+    /// Whether the sort needs each event's distance (others are computed for the page only).
+    need_distance: bool,
+    /// A radius's centre as a unit vector, and the squared chord lengths below which an event
+    /// is surely within the radius and above which surely not (see [`Filters::chord_test`]).
+    circle: Option<([f64; 3], f64, f64)>,
 }
+
+/// What the grid's quick test says of an event and a radius.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Within {
+    /// Surely within: only the distance is left to compute, if the sort needs it.
+    Yes,
+    /// Not tested, or too close to the edge to tell: the exact test decides.
+    Unsure,
+}
+
+/// Mean earth radius in kilometres, as [`distance_km`] uses it.
+const EARTH_KM: f64 = 6_371.008_8;
+
+/// Slack on a chord length for the grid's unit vectors, which are `f32` (their rounding moves
+/// a chord by about 1e-7): events this close to the edge get the exact test.
+const CHORD_SLACK: f64 = 1e-5;
 
 /// How one row fares: rejected by a filter other than category and price, or which of those
 /// two it passes (facets count each while ignoring its own filter).
@@ -503,11 +575,51 @@ impl Filters {
             starts_after: req.starts_after.unwrap_or(now),
             starts_before: req.starts_before.unwrap_or(i64::MAX),
             available_only: req.available_only,
+            need_distance: req.sort == Sort::Distance,
+            circle: req.geo.and_then(|g| {
+                let radius = g.radius_km?;
+                let angle = radius / EARTH_KM;
+                if angle >= std::f64::consts::PI {
+                    // The whole globe: every chord (at most 2) is within.
+                    return Some((crate::catalog::unit_vector(g.lat, g.lon), 5.0, 5.0));
+                }
+                let chord = 2.0 * (angle / 2.0).sin();
+                let inner = (chord - CHORD_SLACK).max(0.0);
+                let outer = chord + CHORD_SLACK;
+                Some((
+                    crate::catalog::unit_vector(g.lat, g.lon),
+                    inner * inner,
+                    outer * outer,
+                ))
+            }),
         })
     }
 
+    /// The radius test from an event's unit vector: `None` when it is surely outside. The
+    /// chord between two points of the unit sphere grows with the angle between them, so
+    /// comparing squared chords is the great-circle test without a sine or a square root.
     #[inline(always)]
-    fn judge(&self, catalog: &Catalog, slot: u32, r: &Row) -> Verdict {
+    fn chord_test(&self, unit: [f32; 3]) -> Option<Within> {
+        let Some((c, inner, outer)) = self.circle else {
+            return Some(Within::Unsure);
+        };
+        let d2 = (0..3)
+            .map(|i| {
+                let d = f64::from(unit[i]) - c[i];
+                d * d
+            })
+            .sum::<f64>();
+        if d2 > outer {
+            None
+        } else if d2 < inner {
+            Some(Within::Yes)
+        } else {
+            Some(Within::Unsure)
+        }
+    }
+
+    #[inline(always)]
+    fn judge(&self, catalog: &Catalog, slot: u32, r: &Row, within: Within) -> Verdict {
         if !r.alive
             || r.starts_at < self.starts_after
             || r.starts_at > self.starts_before
@@ -519,7 +631,12 @@ impl Filters {
         let mut distance = None;
         if let Some((lat, lon, radius, lat_span, lon_span)) = self.geo {
             let (rlat, rlon) = (f64::from(r.lat), f64::from(r.lon));
-            if let Some(radius) = radius {
+            if within == Within::Yes || radius.is_none() {
+                // Within (or no radius): the distance only matters to a sort by distance.
+                if self.need_distance {
+                    distance = Some(distance_km(lat, lon, rlat, rlon));
+                }
+            } else if let Some(radius) = radius {
                 if (rlat - lat).abs() > lat_span {
                     return Verdict::Out;
                 }
@@ -532,8 +649,6 @@ impl Filters {
                     return Verdict::Out;
                 }
                 distance = Some(d);
-            } else {
-                distance = Some(distance_km(lat, lon, rlat, rlon));
             }
         }
         Verdict::In {
@@ -648,7 +763,7 @@ pub fn execute(
                 category: true,
                 price: true,
                 ..
-            } = filters.judge(catalog, slot, &rows[slot as usize])
+            } = filters.judge(catalog, slot, &rows[slot as usize], Within::Unsure)
             {
                 page.push((sort_key(req, catalog, slot, 0.0, None), slot));
                 if page.len() == keep {
@@ -675,12 +790,12 @@ pub fn execute(
     // heap, without a list of what passed (a full scan would make one of 100,000 rows).
     let started = Instant::now();
     let mut heap: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep + 1);
-    let mut visit = |slot: u32, r: &Row, score: f32| {
+    let mut visit = |slot: u32, r: &Row, score: f32, within: Within| {
         let Verdict::In {
             category,
             price,
             distance,
-        } = filters.judge(catalog, slot, r)
+        } = filters.judge(catalog, slot, r, within)
         else {
             return;
         };
@@ -713,6 +828,21 @@ pub fn execute(
             heap.push((key, slot));
         }
     };
+    let path = match (matches, near.as_ref()) {
+        (Some(_), _) => "text",
+        (None, Some(_)) => "geo",
+        _ => "scan",
+    };
+    let visited = match (matches, near.as_ref()) {
+        (Some(m), _) => m.len(),
+        (None, Some(v)) => v.iter().map(|r| r.len()).sum(),
+        _ => catalog
+            .starting_between(filters.starts_after, filters.starts_before)
+            .0
+            .len(),
+    };
+    metrics::counter!("tmp_rows", "path" => path).increment(visited as u64);
+    metrics::counter!("tmp_searches", "path" => path).increment(1);
     match (matches, near) {
         (Some(m), _) => {
             // Text matches are scattered over the rows: one cache miss each. A chunk's rows
@@ -727,14 +857,16 @@ pub fn execute(
                     });
                 }
                 for (&(slot, score), _) in chunk.iter().zip(dated).filter(|(_, d)| *d) {
-                    visit(slot, &rows[slot as usize], score);
+                    visit(slot, &rows[slot as usize], score, Within::Unsure);
                 }
             }
         }
-        (None, Some(slots)) => {
-            for slot in slots {
-                if let Some(r) = rows.get(slot as usize) {
-                    visit(slot, r, 0.0);
+        (None, Some(runs)) => {
+            // The grid's cells around the centre, each a run of copied rows read in order;
+            // most events outside the radius are told by their unit vectors alone.
+            for p in runs.into_iter().flatten() {
+                if let Some(within) = filters.chord_test(p.unit) {
+                    visit(p.slot, &p.row, 0.0, within);
                 }
             }
         }
@@ -744,11 +876,12 @@ pub fn execute(
             let (slots, window) =
                 catalog.starting_between(filters.starts_after, filters.starts_before);
             for (&slot, r) in slots.iter().zip(window) {
-                visit(slot, r, 0.0);
+                visit(slot, r, 0.0, Within::Unsure);
             }
         }
     }
     timing.filter = Some(started.elapsed());
+    metrics::counter!("tmp_ns", "path" => path).increment(started.elapsed().as_nanos() as u64);
     let started = Instant::now();
     finish(req, catalog, heap.into_sorted_vec(), &mut out);
     timing.sort = started.elapsed();
@@ -808,6 +941,136 @@ mod tests {
         assert!(distance_km(10.0, 10.0, 10.0, 10.0) < 1e-9);
     }
 
+    const DOCS: [(&str, &str); 10] = [
+        (
+            "Taylor Swift | The Eras Tour",
+            "Madison Square Garden New York",
+        ),
+        ("Tayler Holder Live", "Wembley Stadium London"),
+        (
+            "Beyoncé | Renaissance World Tour",
+            "Gillette Stadium Boston",
+        ),
+        ("Björk | Cornucopia", "Moda Center Portland"),
+        (
+            "Bruce Springsteen and the E Street Band",
+            "Lincoln Financial Field Philadelphia",
+        ),
+        ("Metallica | M72 World Tour", "SoFi Stadium Inglewood"),
+        ("Coldplay | Music of the Spheres", "Rose Bowl Pasadena"),
+        ("Coldplay tribute night", "Madison Theatre Covington"),
+        (
+            "Ed Sheeran | Mathematics Tour",
+            "Metlife Stadium East Rutherford",
+        ),
+        ("Philharmonic Gala", "Philadelphia Academy of Music"),
+    ];
+
+    /// Reading postings straight from the term dictionaries finds what tantivy's own
+    /// disjunction-max query of the same terms finds, with the same scores: over several
+    /// segments, with a deleted document, for exact words, prefixes and typos (by the
+    /// vocabulary and by the automata).
+    #[test]
+    fn direct_lookups_match_tantivys_queries() {
+        use tantivy::collector::TopDocs;
+        use tantivy::query::{ConstScoreQuery, DisjunctionMaxQuery, Query, TermQuery};
+        let (schema, f) = crate::schema::schema();
+        let index = tantivy::Index::create_in_ram(schema);
+        crate::schema::register(&index);
+        let mut w = index.writer(15_000_000).expect("writer");
+        for (i, (title, text)) in DOCS.iter().enumerate() {
+            let mut d = tantivy::TantivyDocument::default();
+            d.add_text(f.id, i.to_string());
+            d.add_text(f.title, title);
+            d.add_text(f.text, format!("{title} {text}"));
+            d.add_u64(f.slot, 100 - i as u64);
+            w.add_document(d).expect("add");
+            if i % 4 == 3 {
+                // Several segments.
+                w.commit().expect("commit");
+            }
+        }
+        w.delete_term(Term::from_field_text(f.id, "3"));
+        w.commit().expect("commit");
+        let searcher = index.reader().expect("reader").searcher();
+        assert!(searcher.segment_readers().len() > 1);
+        let vocabulary = Vocabulary::build(&searcher, f.text, 1).expect("vocabulary");
+        let automata = Automata::default();
+        let maps = SlotMaps::default();
+        let mut compared = 0;
+        for word in [
+            "tayler",
+            "swfit",
+            "swift",
+            "sta",
+            "stadium",
+            "beyonse",
+            "metalica",
+            "tour",
+            "philadelfia",
+            "madisn",
+            "col",
+            "x",
+            "rutherfrod",
+            "bjork",
+        ] {
+            for last in [false, true] {
+                for vocabulary in [None, Some(&vocabulary)] {
+                    let ways = word_ways(&searcher, &f, &automata, vocabulary, word, last);
+                    let got = lookup(&searcher, &maps, &ways).expect("lookup");
+                    let disjuncts: Vec<Box<dyn Query>> = ways
+                        .iter()
+                        .map(|way| {
+                            let q: Box<dyn Query> = match &way.terms {
+                                Terms::Exact(t) => Box::new(TermQuery::new(
+                                    Term::from_field_text(way.field, t),
+                                    IndexRecordOption::Basic,
+                                )),
+                                Terms::Prefix(p) => Box::new(FuzzyTermQuery::new_prefix(
+                                    Term::from_field_text(way.field, p),
+                                    0,
+                                    true,
+                                )),
+                                Terms::Near(_) => Box::new(FuzzyTermQuery::new(
+                                    Term::from_field_text(way.field, word),
+                                    if word.chars().count() >= 8 { 2 } else { 1 },
+                                    true,
+                                )),
+                            };
+                            Box::new(ConstScoreQuery::new(q, way.score)) as Box<dyn Query>
+                        })
+                        .collect();
+                    let top = searcher
+                        .search(
+                            &DisjunctionMaxQuery::new(disjuncts),
+                            &TopDocs::with_limit(100).order_by_score(),
+                        )
+                        .expect("search");
+                    let mut want: Vec<(u32, f32)> = top
+                        .into_iter()
+                        .map(|(score, at)| {
+                            let column = searcher
+                                .segment_reader(at.segment_ord)
+                                .fast_fields()
+                                .u64("slot")
+                                .expect("slot");
+                            (column.first(at.doc_id).expect("a slot") as u32, score)
+                        })
+                        .collect();
+                    want.sort_by_key(|&(slot, _)| slot);
+                    assert_eq!(
+                        got,
+                        want,
+                        "{word} last={last} vocabulary={}",
+                        vocabulary.is_some()
+                    );
+                    compared += got.len();
+                }
+            }
+        }
+        assert!(compared > 50, "the words find documents: {compared}");
+    }
+
     /// The typo lookups through the index's vocabulary find exactly what the automata find,
     /// with the same scores.
     #[test]
@@ -816,31 +1079,7 @@ mod tests {
         let index = tantivy::Index::create_in_ram(schema);
         crate::schema::register(&index);
         let mut w = index.writer(15_000_000).expect("writer");
-        let docs = [
-            (
-                "Taylor Swift | The Eras Tour",
-                "Madison Square Garden New York",
-            ),
-            ("Tayler Holder Live", "Wembley Stadium London"),
-            (
-                "Beyoncé | Renaissance World Tour",
-                "Gillette Stadium Boston",
-            ),
-            ("Björk | Cornucopia", "Moda Center Portland"),
-            (
-                "Bruce Springsteen and the E Street Band",
-                "Lincoln Financial Field Philadelphia",
-            ),
-            ("Metallica | M72 World Tour", "SoFi Stadium Inglewood"),
-            ("Coldplay | Music of the Spheres", "Rose Bowl Pasadena"),
-            ("Coldplay tribute night", "Madison Theatre Covington"),
-            (
-                "Ed Sheeran | Mathematics Tour",
-                "Metlife Stadium East Rutherford",
-            ),
-            ("Philharmonic Gala", "Philadelphia Academy of Music"),
-        ];
-        for (i, (title, text)) in docs.iter().enumerate() {
+        for (i, (title, text)) in DOCS.iter().enumerate() {
             let mut d = tantivy::TantivyDocument::default();
             d.add_text(f.id, i.to_string());
             d.add_text(f.title, title);
@@ -886,6 +1125,7 @@ mod tests {
                 &automata,
                 None,
                 &WordMatches::default(),
+                &SlotMaps::default(),
                 1,
                 Some(q),
                 None,
@@ -897,6 +1137,7 @@ mod tests {
                 &automata,
                 Some(&vocabulary),
                 &WordMatches::default(),
+                &SlotMaps::default(),
                 1,
                 Some(q),
                 None,
@@ -996,8 +1237,102 @@ mod tests {
         }
     }
 
-    /// The reference for the test above: every row judged, in slot order, every passing one
-    /// sorted.
+    /// A radius search reads the grid's cells and tells most events by their unit vectors; it
+    /// must answer exactly what the exact distance over every row answers, near the edge of
+    /// the radius and across the antimeridian too.
+    #[test]
+    fn radius_searches_answer_as_the_exact_distance_over_every_row_does() {
+        use boxoffice_domain::event::Category;
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let base = 1_800_000_000;
+        let mut catalog = Catalog::default();
+        for slot in 0..2_000u32 {
+            // Most around Philadelphia, some around Fiji on both sides of the antimeridian.
+            let (lat, lon) = if slot % 5 == 0 {
+                let lon = 179.0 + next(2_000) as f64 / 1_000.0;
+                (
+                    -18.5 + next(2_000) as f64 / 1_000.0,
+                    if lon > 180.0 { lon - 360.0 } else { lon },
+                )
+            } else {
+                (
+                    37.0 + next(6_000) as f64 / 1_000.0,
+                    -78.0 + next(6_000) as f64 / 1_000.0,
+                )
+            };
+            let min = 500 + 500 * next(60) as i64;
+            let source = crate::schema::Source {
+                id: uuid::Uuid::from_u128(u128::from(next(u64::MAX)) << 64 | u128::from(slot)),
+                name: format!("e{slot}"),
+                performers: vec![],
+                category: Category::ALL[next(8) as usize],
+                description: String::new(),
+                starts_at: base + 86_400 * next(60) as i64,
+                venue: "v".into(),
+                city: "c".into(),
+                zip_code: String::new(),
+                country: "US".into(),
+                lat,
+                lon,
+                min_price_cents: min,
+                max_price_cents: min + 500 * next(20) as i64,
+                currency: "USD".into(),
+                capacity: 10,
+                available: next(3) as u32,
+                on_sale_at: 0,
+                cancelled: false,
+            };
+            catalog.set(slot, &source);
+        }
+        for slot in (0..2_000).step_by(41) {
+            catalog.remove(slot);
+        }
+        let now = base - 86_400;
+        let mut inside = 0;
+        for (lat, lon) in [
+            (40.0, -75.0),
+            (39.95, -75.17),
+            (-17.8, 179.9),
+            (-17.8, -179.95),
+        ] {
+            for radius in ["0.5", "5", "25", "80", "250"] {
+                for sort in ["distance", "date", "price", "relevance"] {
+                    for extra in [
+                        vec![],
+                        vec![("category", "concert,sports")],
+                        vec![("priceMax", "9000"), ("availableOnly", "true")],
+                    ] {
+                        let mut pairs = vec![
+                            ("lat".to_owned(), lat.to_string()),
+                            ("lon".to_owned(), lon.to_string()),
+                            ("radiusKm".to_owned(), radius.to_owned()),
+                            ("sort".to_owned(), sort.to_owned()),
+                            ("limit".to_owned(), "9".to_owned()),
+                        ];
+                        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                        let req = SearchRequest::parse(&pairs).expect("a valid search");
+                        let got = execute(&req, &catalog, None, now, None, &mut Timing::default());
+                        let want = every_row(&req, &catalog, now);
+                        let what = format!("{lat},{lon} r={radius} {sort} {extra:?}");
+                        assert_eq!(got.page, want.page, "{what}");
+                        assert_eq!(got.next.map(|c| c.key), want.next.map(|c| c.key), "{what}");
+                        assert_eq!(got.counts(), want.counts(), "{what}");
+                        inside += want.total;
+                    }
+                }
+            }
+        }
+        assert!(inside > 10_000, "the radii hold events: {inside}");
+    }
+
+    /// The reference for the tests above: every row judged (the exact distance for a radius),
+    /// in slot order, every passing one sorted.
     fn every_row(req: &SearchRequest, catalog: &Catalog, now: i64) -> Outcome {
         let filters = Filters::new(req, catalog, now).expect("filters");
         let mut out = Outcome::empty();
@@ -1005,8 +1340,10 @@ mod tests {
         for (slot, r) in catalog.rows.iter().enumerate() {
             let slot = slot as u32;
             if let Verdict::In {
-                category, price, ..
-            } = filters.judge(catalog, slot, r)
+                category,
+                price,
+                distance,
+            } = filters.judge(catalog, slot, r, Within::Unsure)
             {
                 if price {
                     out.categories[r.category as usize] += 1;
@@ -1016,7 +1353,8 @@ mod tests {
                 }
                 if category && price {
                     out.total += 1;
-                    all.push((sort_key(req, catalog, slot, 0.0, None), slot));
+                    let distance = req.geo.map(|_| distance.unwrap_or(0.0));
+                    all.push((sort_key(req, catalog, slot, 0.0, distance), slot));
                 }
             }
         }

@@ -125,6 +125,7 @@ pub(crate) struct Shared {
     /// The index's words filed for typo lookups, once built for the current generation.
     vocabularies: Arc<typos::Vocabularies>,
     words: engine::WordMatches,
+    slot_maps: engine::SlotMaps,
     /// Facet counts of recent browsing filters, per generation, for the pages after the first.
     counts: parking_lot::Mutex<std::collections::HashMap<(u64, u64), (u64, engine::Counts)>>,
 }
@@ -215,6 +216,7 @@ impl SearchIndex {
             automata: engine::Automata::default(),
             vocabularies: Arc::default(),
             words: engine::WordMatches::default(),
+            slot_maps: engine::SlotMaps::default(),
             counts: Default::default(),
         });
         let indexer = indexer::Indexer::load(
@@ -337,6 +339,7 @@ fn run(
             &shared.automata,
             vocabulary.as_deref(),
             &shared.words,
+            &shared.slot_maps,
             generation.0,
             req.q.as_deref(),
             req.zip_code.as_deref(),
