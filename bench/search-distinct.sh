@@ -19,7 +19,7 @@
 # Usage: bench/search-distinct.sh            (builds release binaries first)
 # Knobs: EVENTS=100000 USERS=4,16,64 RATES="2000 5000" DURATION=10s WARMUP=3s
 #        BACKENDS="sqlite postgres+writes" BUYERS=64 BUYER_RATE=250 DATA=../shared/data
-#        QUERIES=600000 PSP=fakepsp (the buyers' payment provider: `fakepsp`, the Stripe-compatible
+#        QUERIES=1200000 PSP=fakepsp (the buyers' payment provider: `fakepsp`, the Stripe-compatible
 #        fake as its own process, as a production provider is; `sandbox`, the node's own, whose
 #        payments share the booking database)
 # Needs: the shared data; for postgres+writes PostgreSQL at 127.0.0.1:5432, psql.
@@ -34,7 +34,7 @@ WARMUP=${WARMUP:-3s}
 BACKENDS=${BACKENDS:-sqlite postgres+writes}
 BUYERS=${BUYERS:-64}
 BUYER_RATE=${BUYER_RATE:-250}
-QUERIES=${QUERIES:-600000}
+QUERIES=${QUERIES:-1200000}
 export BOXOFFICE_SHARED_DATA=$(cd "${DATA:-../shared/data}" && pwd)
 PG=${BOXOFFICE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 SECRET=bench-secret-bench-secret
