@@ -19,7 +19,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use tantivy::index::SegmentId;
-use tantivy::postings::BlockSegmentPostings;
+use tantivy::postings::{BlockSegmentPostings, TermInfo};
 use tantivy::query::{DfaWrapper, FuzzyTermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Searcher, SegmentReader, Term};
@@ -256,51 +256,34 @@ fn lookup(
                 postings.advance();
             }
         };
+        let mut infos: Vec<TermInfo> = Vec::new();
         for way in ways {
             let index = segment.inverted_index(way.field)?;
             let dictionary = index.terms();
+            infos.clear();
             match &way.terms {
-                Terms::Exact(t) => {
-                    if let Some(info) = dictionary.get(t.as_bytes())? {
-                        add(
-                            index.read_block_postings_from_terminfo(
-                                &info,
-                                IndexRecordOption::Basic,
-                            )?,
-                            way.score,
-                        );
-                    }
-                }
+                Terms::Exact(t) => infos.extend(dictionary.get(t.as_bytes())?),
                 Terms::Prefix(p) => {
                     let mut stream = dictionary.range().ge(p.as_bytes()).into_stream()?;
                     while stream.advance() && stream.key().starts_with(p.as_bytes()) {
-                        add(
-                            index.read_block_postings_from_terminfo(
-                                stream.value(),
-                                IndexRecordOption::Basic,
-                            )?,
-                            way.score,
-                        );
+                        infos.push(stream.value().clone());
                     }
                 }
                 Terms::Near(dfa) => {
                     let mut stream = dictionary.search(&**dfa).into_stream()?;
                     while stream.advance() {
-                        add(
-                            index.read_block_postings_from_terminfo(
-                                stream.value(),
-                                IndexRecordOption::Basic,
-                            )?,
-                            way.score,
-                        );
+                        infos.push(stream.value().clone());
                     }
                 }
             }
+            for info in &infos {
+                add(
+                    index.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?,
+                    way.score,
+                );
+            }
         }
     }
-    // Each term's postings come in document order, which mostly follows slot order (slots and
-    // documents are both handed out as events arrive): a stable sort merges those runs rather
-    // than sorting from scratch.
     found.sort_by_key(|&(slot, _)| slot);
     // A slot is one event: matched several ways (or by two documents), it counts once, at its
     // best.
@@ -966,14 +949,9 @@ mod tests {
         ("Philharmonic Gala", "Philadelphia Academy of Music"),
     ];
 
-    /// Reading postings straight from the term dictionaries finds what tantivy's own
-    /// disjunction-max query of the same terms finds, with the same scores: over several
-    /// segments, with a deleted document, for exact words, prefixes and typos (by the
-    /// vocabulary and by the automata).
-    #[test]
-    fn direct_lookups_match_tantivys_queries() {
-        use tantivy::collector::TopDocs;
-        use tantivy::query::{ConstScoreQuery, DisjunctionMaxQuery, Query, TermQuery};
+    /// An index of [`DOCS`], document `i` at slot `i`; `split`: over several segments, the
+    /// slots in reverse, and document 3 deleted.
+    fn index_of_docs(split: bool) -> (Searcher, Fields) {
         let (schema, f) = crate::schema::schema();
         let index = tantivy::Index::create_in_ram(schema);
         crate::schema::register(&index);
@@ -983,16 +961,28 @@ mod tests {
             d.add_text(f.id, i.to_string());
             d.add_text(f.title, title);
             d.add_text(f.text, format!("{title} {text}"));
-            d.add_u64(f.slot, 100 - i as u64);
+            d.add_u64(f.slot, if split { 100 - i as u64 } else { i as u64 });
             w.add_document(d).expect("add");
-            if i % 4 == 3 {
-                // Several segments.
+            if split && i % 4 == 3 {
                 w.commit().expect("commit");
             }
         }
-        w.delete_term(Term::from_field_text(f.id, "3"));
+        if split {
+            w.delete_term(Term::from_field_text(f.id, "3"));
+        }
         w.commit().expect("commit");
-        let searcher = index.reader().expect("reader").searcher();
+        (index.reader().expect("reader").searcher(), f)
+    }
+
+    /// Reading postings straight from the term dictionaries finds what tantivy's own
+    /// disjunction-max query of the same terms finds, with the same scores: over several
+    /// segments, with a deleted document, for exact words, prefixes and typos (by the
+    /// vocabulary and by the automata).
+    #[test]
+    fn direct_lookups_match_tantivys_queries() {
+        use tantivy::collector::TopDocs;
+        use tantivy::query::{ConstScoreQuery, DisjunctionMaxQuery, Query, TermQuery};
+        let (searcher, f) = index_of_docs(true);
         assert!(searcher.segment_readers().len() > 1);
         let vocabulary = Vocabulary::build(&searcher, f.text, 1).expect("vocabulary");
         let automata = Automata::default();
@@ -1075,20 +1065,7 @@ mod tests {
     /// with the same scores.
     #[test]
     fn typo_lookups_from_the_vocabulary_match_the_automata() {
-        let (schema, f) = crate::schema::schema();
-        let index = tantivy::Index::create_in_ram(schema);
-        crate::schema::register(&index);
-        let mut w = index.writer(15_000_000).expect("writer");
-        for (i, (title, text)) in DOCS.iter().enumerate() {
-            let mut d = tantivy::TantivyDocument::default();
-            d.add_text(f.id, i.to_string());
-            d.add_text(f.title, title);
-            d.add_text(f.text, format!("{title} {text}"));
-            d.add_u64(f.slot, i as u64);
-            w.add_document(d).expect("add");
-        }
-        w.commit().expect("commit");
-        let searcher = index.reader().expect("reader").searcher();
+        let (searcher, f) = index_of_docs(false);
         let vocabulary = Vocabulary::build(&searcher, f.text, 1).expect("vocabulary");
         assert!(vocabulary.len() > 40, "{vocabulary:?}");
         let automata = Automata::default();
@@ -1156,46 +1133,16 @@ mod tests {
     /// the facets, whatever the sort, category, price or availability filter, live or not.
     #[test]
     fn date_windows_answer_as_a_scan_of_every_row_does() {
-        use boxoffice_domain::event::Category;
         let day = 86_400;
         let base = 1_800_000_000;
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
-        let mut catalog = Catalog::default();
-        for slot in 0..600u32 {
-            let min = 500 + 500 * next(60) as i64;
-            let source = crate::schema::Source {
-                id: uuid::Uuid::from_u128(u128::from(next(u64::MAX)) << 64 | u128::from(slot)),
-                name: format!("e{slot}"),
-                performers: vec![],
-                category: Category::ALL[next(8) as usize],
-                description: String::new(),
-                // Several events share each start: ties are broken by id.
-                starts_at: base + day * next(120) as i64 + 3_600 * next(3) as i64,
-                venue: "v".into(),
-                city: "c".into(),
-                zip_code: String::new(),
-                country: "US".into(),
-                lat: 40.0,
-                lon: -75.0,
-                min_price_cents: min,
-                max_price_cents: min + 500 * next(20) as i64,
-                currency: "USD".into(),
-                capacity: 10,
-                available: next(3) as u32,
-                on_sale_at: 0,
-                cancelled: false,
-            };
-            catalog.set(slot, &source);
-        }
-        for slot in (0..600).step_by(37) {
-            catalog.remove(slot);
-        }
+        // Several events share each start: ties are broken by id.
+        let catalog = random_catalog(600, 37, |_, next| {
+            (
+                40.0,
+                -75.0,
+                base + day * next(120) as i64 + 3_600 * next(3) as i64,
+            )
+        });
         let at = |d: i64| {
             time::OffsetDateTime::from_unix_timestamp(base + d * day)
                 .expect("time")
@@ -1218,20 +1165,14 @@ mod tests {
                     vec![("category", "concert,sports")],
                     vec![("priceMax", "9000"), ("availableOnly", "true")],
                 ] {
-                    let mut pairs = vec![
+                    let pairs = vec![
                         ("startsAfter".to_owned(), at(from)),
                         ("startsBefore".to_owned(), at(to)),
                         ("sort".to_owned(), sort.to_owned()),
                         ("limit".to_owned(), "7".to_owned()),
                     ];
-                    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                    let req = SearchRequest::parse(&pairs).expect("a valid search");
-                    let got = execute(&req, &catalog, None, now, None, &mut Timing::default());
-                    let want = every_row(&req, &catalog, now);
                     let what = format!("{from}..{to} {sort} {extra:?}");
-                    assert_eq!(got.page, want.page, "{what}");
-                    assert_eq!(got.next.map(|c| c.key), want.next.map(|c| c.key), "{what}");
-                    assert_eq!(got.counts(), want.counts(), "{what}");
+                    answers_as_every_row(&catalog, pairs, &extra, now, &what);
                 }
             }
         }
@@ -1242,18 +1183,9 @@ mod tests {
     /// the radius and across the antimeridian too.
     #[test]
     fn radius_searches_answer_as_the_exact_distance_over_every_row_does() {
-        use boxoffice_domain::event::Category;
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
         let base = 1_800_000_000;
-        let mut catalog = Catalog::default();
-        for slot in 0..2_000u32 {
-            // Most around Philadelphia, some around Fiji on both sides of the antimeridian.
+        // Most around Philadelphia, some around Fiji on both sides of the antimeridian.
+        let catalog = random_catalog(2_000, 41, |slot, next| {
             let (lat, lon) = if slot % 5 == 0 {
                 let lon = 179.0 + next(2_000) as f64 / 1_000.0;
                 (
@@ -1266,6 +1198,57 @@ mod tests {
                     -78.0 + next(6_000) as f64 / 1_000.0,
                 )
             };
+            (lat, lon, base + 86_400 * next(60) as i64)
+        });
+        let now = base - 86_400;
+        let mut inside = 0;
+        for (lat, lon) in [
+            (40.0, -75.0),
+            (39.95, -75.17),
+            (-17.8, 179.9),
+            (-17.8, -179.95),
+        ] {
+            for radius in ["0.5", "5", "25", "80", "250"] {
+                for sort in ["distance", "date", "price", "relevance"] {
+                    for extra in [
+                        vec![],
+                        vec![("category", "concert,sports")],
+                        vec![("priceMax", "9000"), ("availableOnly", "true")],
+                    ] {
+                        let pairs = vec![
+                            ("lat".to_owned(), lat.to_string()),
+                            ("lon".to_owned(), lon.to_string()),
+                            ("radiusKm".to_owned(), radius.to_owned()),
+                            ("sort".to_owned(), sort.to_owned()),
+                            ("limit".to_owned(), "9".to_owned()),
+                        ];
+                        let what = format!("{lat},{lon} r={radius} {sort} {extra:?}");
+                        inside += answers_as_every_row(&catalog, pairs, &extra, now, &what).total;
+                    }
+                }
+            }
+        }
+        assert!(inside > 10_000, "the radii hold events: {inside}");
+    }
+
+    /// `events` events of random category, prices and seats, placed and dated by `place`
+    /// (given the slot and the random source); every `removed`th removed again.
+    fn random_catalog(
+        events: u32,
+        removed: usize,
+        mut place: impl FnMut(u32, &mut dyn FnMut(u64) -> u64) -> (f64, f64, i64),
+    ) -> Catalog {
+        use boxoffice_domain::event::Category;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut catalog = Catalog::default();
+        for slot in 0..events {
+            let (lat, lon, starts_at) = place(slot, &mut next);
             let min = 500 + 500 * next(60) as i64;
             let source = crate::schema::Source {
                 id: uuid::Uuid::from_u128(u128::from(next(u64::MAX)) << 64 | u128::from(slot)),
@@ -1273,7 +1256,7 @@ mod tests {
                 performers: vec![],
                 category: Category::ALL[next(8) as usize],
                 description: String::new(),
-                starts_at: base + 86_400 * next(60) as i64,
+                starts_at,
                 venue: "v".into(),
                 city: "c".into(),
                 zip_code: String::new(),
@@ -1290,45 +1273,29 @@ mod tests {
             };
             catalog.set(slot, &source);
         }
-        for slot in (0..2_000).step_by(41) {
+        for slot in (0..events).step_by(removed) {
             catalog.remove(slot);
         }
-        let now = base - 86_400;
-        let mut inside = 0;
-        for (lat, lon) in [
-            (40.0, -75.0),
-            (39.95, -75.17),
-            (-17.8, 179.9),
-            (-17.8, -179.95),
-        ] {
-            for radius in ["0.5", "5", "25", "80", "250"] {
-                for sort in ["distance", "date", "price", "relevance"] {
-                    for extra in [
-                        vec![],
-                        vec![("category", "concert,sports")],
-                        vec![("priceMax", "9000"), ("availableOnly", "true")],
-                    ] {
-                        let mut pairs = vec![
-                            ("lat".to_owned(), lat.to_string()),
-                            ("lon".to_owned(), lon.to_string()),
-                            ("radiusKm".to_owned(), radius.to_owned()),
-                            ("sort".to_owned(), sort.to_owned()),
-                            ("limit".to_owned(), "9".to_owned()),
-                        ];
-                        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                        let req = SearchRequest::parse(&pairs).expect("a valid search");
-                        let got = execute(&req, &catalog, None, now, None, &mut Timing::default());
-                        let want = every_row(&req, &catalog, now);
-                        let what = format!("{lat},{lon} r={radius} {sort} {extra:?}");
-                        assert_eq!(got.page, want.page, "{what}");
-                        assert_eq!(got.next.map(|c| c.key), want.next.map(|c| c.key), "{what}");
-                        assert_eq!(got.counts(), want.counts(), "{what}");
-                        inside += want.total;
-                    }
-                }
-            }
-        }
-        assert!(inside > 10_000, "the radii hold events: {inside}");
+        catalog
+    }
+
+    /// Runs the search of `pairs` and `extra` over `catalog` and checks its page, cursor and
+    /// facets against [`every_row`]'s; returns the reference.
+    fn answers_as_every_row(
+        catalog: &Catalog,
+        mut pairs: Vec<(String, String)>,
+        extra: &[(&str, &str)],
+        now: i64,
+        what: &str,
+    ) -> Outcome {
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let req = SearchRequest::parse(&pairs).expect("a valid search");
+        let got = execute(&req, catalog, None, now, None, &mut Timing::default());
+        let want = every_row(&req, catalog, now);
+        assert_eq!(got.page, want.page, "{what}");
+        assert_eq!(got.next.map(|c| c.key), want.next.map(|c| c.key), "{what}");
+        assert_eq!(got.counts(), want.counts(), "{what}");
+        want
     }
 
     /// The reference for the tests above: every row judged (the exact distance for a radius),
