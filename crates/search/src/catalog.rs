@@ -329,7 +329,8 @@ fn cell(lat: f64, lon: f64) -> (i16, i16) {
 
 /// A longitude cell brought into `-HALF_TURN..HALF_TURN`.
 fn wrap(lon_cell: i16) -> i16 {
-    (lon_cell + HALF_TURN).rem_euclid(2 * HALF_TURN) - HALF_TURN
+    let half = i32::from(HALF_TURN);
+    ((i32::from(lon_cell) + half).rem_euclid(2 * half) - half) as i16
 }
 
 fn hit_head(s: &Source) -> String {
@@ -413,6 +414,10 @@ mod tests {
             .collect();
         near.sort();
         assert_eq!(near, vec![0, 1]);
+        // Any cell, however far out (a float cast saturates), wraps into range.
+        for far in [i16::MIN, -721, -360, 359, 360, 720, i16::MAX] {
+            assert!((-HALF_TURN..HALF_TURN).contains(&wrap(far)), "{far}");
+        }
         assert!(
             c.near(0.0, 0.0, 45.0, 45.0).is_none(),
             "too large for the grid"

@@ -300,8 +300,8 @@ fn lookup(
 
 /// What each query word matched, per index generation: `(slot, score)` sorted by slot. The
 /// same words come back in different searches (an artist with another city, filter or sort),
-/// and looking one up — typo and prefix automata walked over two term dictionaries — is the
-/// dearest part of a text search; combining the lists of a query's words is cheap.
+/// and looking one up — its typo neighbours, prefix terms and their postings in two fields — is
+/// the dearest part of a text search; combining the lists of a query's words is cheap.
 #[derive(Default)]
 pub struct WordMatches {
     known: Mutex<WordMap>,
