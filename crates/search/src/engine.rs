@@ -811,21 +811,6 @@ pub fn execute(
             heap.push((key, slot));
         }
     };
-    let path = match (matches, near.as_ref()) {
-        (Some(_), _) => "text",
-        (None, Some(_)) => "geo",
-        _ => "scan",
-    };
-    let visited = match (matches, near.as_ref()) {
-        (Some(m), _) => m.len(),
-        (None, Some(v)) => v.iter().map(|r| r.len()).sum(),
-        _ => catalog
-            .starting_between(filters.starts_after, filters.starts_before)
-            .0
-            .len(),
-    };
-    metrics::counter!("tmp_rows", "path" => path).increment(visited as u64);
-    metrics::counter!("tmp_searches", "path" => path).increment(1);
     match (matches, near) {
         (Some(m), _) => {
             // Text matches are scattered over the rows: one cache miss each. A chunk's rows
@@ -864,7 +849,6 @@ pub fn execute(
         }
     }
     timing.filter = Some(started.elapsed());
-    metrics::counter!("tmp_ns", "path" => path).increment(started.elapsed().as_nanos() as u64);
     let started = Instant::now();
     finish(req, catalog, heap.into_sorted_vec(), &mut out);
     timing.sort = started.elapsed();
