@@ -1,10 +1,10 @@
 //! The in-memory side of the index: one compact row per event, addressed by *slot*.
 //!
 //! tantivy answers "which events match these words"; everything else a query needs — filters,
-//! sort keys, facets, the hit as JSON, seats left — is read from these rows. A scan over them
-//! costs a few nanoseconds per event, where reading the same values through tantivy's fast
-//! fields and a collector costs tens; and seat counts change here, in place, without
-//! re-indexing anything. Every document in tantivy stores its slot, so a text match leads
+//! sort keys, facets, the hit as JSON, seats left — is read from these rows. A scan reads each
+//! event's values from one 40-byte row (12–15 ns an event for a browse, facets and page
+//! included, in `bench/RESULTS.md`) instead of decoding each from its own fast-field column;
+//! and seat counts change here, in place, without re-indexing anything. Every document in tantivy stores its slot, so a text match leads
 //! straight to its row.
 //!
 //! The indexer owns the only mutable copy and publishes immutable snapshots; searches take the

@@ -22,7 +22,7 @@ use tantivy::index::SegmentId;
 use tantivy::postings::{BlockSegmentPostings, TermInfo};
 use tantivy::query::{DfaWrapper, FuzzyTermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{Searcher, SegmentReader, Term};
+use tantivy::{InvertedIndexReader, Searcher, SegmentReader, Term};
 
 use crate::catalog::{Catalog, Row};
 use crate::query::{Cursor, SearchRequest, Sort};
@@ -257,8 +257,18 @@ fn lookup(
             }
         };
         let mut infos: Vec<TermInfo> = Vec::new();
+        // Each field's inverted index once per segment: a word has up to dozens of ways (its
+        // typo neighbours), in two fields.
+        let mut indexes: Vec<(Field, Arc<InvertedIndexReader>)> = Vec::with_capacity(2);
         for way in ways {
-            let index = segment.inverted_index(way.field)?;
+            let index = match indexes.iter().find(|(f, _)| *f == way.field) {
+                Some((_, index)) => index.clone(),
+                None => {
+                    let index = segment.inverted_index(way.field)?;
+                    indexes.push((way.field, index.clone()));
+                    index
+                }
+            };
             let dictionary = index.terms();
             infos.clear();
             match &way.terms {
