@@ -13,11 +13,12 @@
 //! seat change is one store, visible to the next search, and publishes no new snapshot (which
 //! would copy the rows and retire the sorted orders, the grid and the cached answers).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use boxoffice_domain::event::Category;
+use parking_lot::Mutex;
 
 use crate::schema::Source;
 
@@ -67,9 +68,12 @@ pub struct Hit {
 
 /// Seats left per slot, shared by the indexer's catalog and every snapshot it published: the
 /// indexer stores, searches load (relaxed: a count is a count, and each is read once per row).
+/// The slots whose count is zero are also kept as a set, so that a browse with `availableOnly`
+/// can take the few sold-out events away from counts made without looking at seats.
 #[derive(Debug, Default)]
 pub struct Seats {
     counts: Box<[AtomicU32]>,
+    sold_out: Mutex<HashSet<u32>>,
 }
 
 impl Seats {
@@ -77,7 +81,10 @@ impl Seats {
         let counts = (0..n)
             .map(|i| AtomicU32::new(from.counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed))))
             .collect();
-        Self { counts }
+        Self {
+            counts,
+            sold_out: Mutex::new(from.sold_out.lock().clone()),
+        }
     }
 
     fn get(&self, slot: u32) -> u32 {
@@ -87,9 +94,16 @@ impl Seats {
     }
 
     fn set(&self, slot: u32, n: u32) -> u32 {
-        self.counts
-            .get(slot as usize)
-            .map_or(0, |c| c.swap(n, Ordering::Relaxed))
+        let Some(count) = self.counts.get(slot as usize) else {
+            return 0;
+        };
+        let before = count.swap(n, Ordering::Relaxed);
+        if n == 0 {
+            self.sold_out.lock().insert(slot);
+        } else if before == 0 {
+            self.sold_out.lock().remove(&slot);
+        }
+        before
     }
 }
 
@@ -104,12 +118,64 @@ pub struct Catalog {
     pub zips: Arc<HashMap<String, u32>>,
     pub live: usize,
     /// Live slots by (start, id), with a copy of their rows in that order (a date window is
-    /// then read front to back), and live slots by (cheapest price, start, id): computed by the
-    /// first search of a snapshot that can use them.
-    by_date: OnceLock<(Vec<u32>, Vec<Row>)>,
+    /// then read front to back) and their facets counted block by block, and live slots by
+    /// (cheapest price, start, id): computed by the first search of a snapshot that can use
+    /// them.
+    by_date: OnceLock<DateOrder>,
     by_price: OnceLock<Vec<u32>>,
     /// Live events by half-degree cell of latitude and longitude, for radius searches.
     grid: OnceLock<Vec<Placed>>,
+}
+
+/// Events by category and price band (`engine::PRICE_BANDS`): the facets of a browse.
+pub type Facets = [[u32; PRICE_BANDS]; 9];
+
+const PRICE_BANDS: usize = crate::engine::PRICE_BANDS.len();
+
+/// Rows of the date order per block whose facets are counted ahead (see [`DateOrder`]).
+const BLOCK: usize = 256;
+
+/// The live events in date order (by start, then id): their slots, a copy of their rows, and
+/// `marks[k]`, the facets of the first `k * BLOCK` rows. The facets of any date window are then
+/// two subtractions of marks and at most `2 * BLOCK` rows counted at its ends, instead of
+/// every row of the window.
+#[derive(Debug)]
+struct DateOrder {
+    slots: Vec<u32>,
+    rows: Vec<Row>,
+    marks: Vec<Facets>,
+}
+
+impl DateOrder {
+    fn new(catalog: &Catalog) -> Self {
+        let mut slots = catalog.live_slots();
+        slots.sort_unstable_by_key(|&s| {
+            (catalog.rows[s as usize].starts_at, catalog.ids[s as usize])
+        });
+        let rows: Vec<Row> = slots.iter().map(|&s| catalog.rows[s as usize]).collect();
+        let mut marks = Vec::with_capacity(rows.len() / BLOCK + 1);
+        let mut running: Facets = [[0; PRICE_BANDS]; 9];
+        marks.push(running);
+        for block in rows.chunks_exact(BLOCK) {
+            count(block, &mut running);
+            marks.push(running);
+        }
+        Self { slots, rows, marks }
+    }
+
+    /// The positions of the rows that start within `[after, before]`.
+    fn window(&self, after: i64, before: i64) -> std::ops::Range<usize> {
+        let from = self.rows.partition_point(|r| r.starts_at < after);
+        let len = self.rows[from..].partition_point(|r| r.starts_at <= before);
+        from..from + len
+    }
+}
+
+/// Adds `rows` to `facets`.
+fn count(rows: &[Row], facets: &mut Facets) {
+    for r in rows {
+        facets[usize::from(r.category)][usize::from(r.band)] += 1;
+    }
 }
 
 /// Grid cells per degree of latitude and of longitude.
@@ -158,26 +224,50 @@ pub fn category_index(c: Category) -> u8 {
 }
 
 impl Catalog {
-    pub fn by_date(&self) -> &[u32] {
-        &self.date_order().0
-    }
-
-    fn date_order(&self) -> &(Vec<u32>, Vec<Row>) {
-        self.by_date.get_or_init(|| {
-            let mut v = self.live_slots();
-            v.sort_unstable_by_key(|&s| (self.rows[s as usize].starts_at, self.ids[s as usize]));
-            let rows = v.iter().map(|&s| self.rows[s as usize]).collect();
-            (v, rows)
-        })
+    fn date_order(&self) -> &DateOrder {
+        self.by_date.get_or_init(|| DateOrder::new(self))
     }
 
     /// The live events that start within `[after, before]` (unix seconds), in date order: their
     /// slots, and their rows in the same order (a binary search of the date order).
     pub fn starting_between(&self, after: i64, before: i64) -> (&[u32], &[Row]) {
-        let (slots, rows) = self.date_order();
-        let from = rows.partition_point(|r| r.starts_at < after);
-        let len = rows[from..].partition_point(|r| r.starts_at <= before);
-        (&slots[from..from + len], &rows[from..from + len])
+        let order = self.date_order();
+        let window = order.window(after, before);
+        (&order.slots[window.clone()], &order.rows[window])
+    }
+
+    /// The live events that start within `[after, before]`, by category and price band, seats
+    /// left or not: the rows at the window's ends counted one by one, the blocks between from
+    /// their marks.
+    pub fn facets_between(&self, after: i64, before: i64) -> Facets {
+        let order = self.date_order();
+        let window = order.window(after, before);
+        let mut facets: Facets = [[0; PRICE_BANDS]; 9];
+        let (first, last) = (window.start.div_ceil(BLOCK), window.end / BLOCK);
+        if first >= last {
+            count(&order.rows[window], &mut facets);
+            return facets;
+        }
+        count(&order.rows[window.start..first * BLOCK], &mut facets);
+        count(&order.rows[last * BLOCK..window.end], &mut facets);
+        for (c, row) in facets.iter_mut().enumerate() {
+            for (b, n) in row.iter_mut().enumerate() {
+                *n += order.marks[last][c][b] - order.marks[first][c][b];
+            }
+        }
+        facets
+    }
+
+    /// Calls `f` with each slot that has no seats left, unless there are more than `at_most`
+    /// (then `false`, and `f` is not called). The slots may include events that are no longer
+    /// live in this snapshot.
+    pub fn for_each_sold_out(&self, at_most: usize, mut f: impl FnMut(u32)) -> bool {
+        let sold_out = self.seats.sold_out.lock();
+        if sold_out.len() > at_most {
+            return false;
+        }
+        sold_out.iter().copied().for_each(&mut f);
+        true
     }
 
     pub fn by_price(&self) -> &[u32] {

@@ -716,11 +716,67 @@ fn sort_head(req: &SearchRequest, r: &Row, score: f32, distance: Option<f64>) ->
     }
 }
 
+/// Sold-out events a browse with `availableOnly` takes away from counts made without looking at
+/// seats; with more, it counts row by row.
+const SOLD_OUT_TAKEN_AWAY: usize = 4_096;
+
+/// A browse's counts without a pass over its rows, where its filters allow: no zip code, radius
+/// or price filter, and for a sort by price a date window that holds at least a quarter of the
+/// events (the page is then found by walking the price order, which only the window's events
+/// pass). The window's facets come from the date order's block marks ([`Catalog::facets_between`]);
+/// with `availableOnly`, the sold-out events in the window are taken away.
+fn counted(req: &SearchRequest, filters: &Filters, catalog: &Catalog) -> Option<Counts> {
+    if filters.zip.is_some()
+        || filters.circle.is_some()
+        || filters.price_min != i64::MIN
+        || filters.price_max != i64::MAX
+    {
+        return None;
+    }
+    let (after, before) = (filters.starts_after, filters.starts_before);
+    if req.sort == Sort::Price && catalog.starting_between(after, before).0.len() * 4 < catalog.live
+    {
+        return None;
+    }
+    let mut facets = catalog.facets_between(after, before);
+    if filters.available_only {
+        let taken = catalog.for_each_sold_out(SOLD_OUT_TAKEN_AWAY, |slot| {
+            if let Some(r) = catalog.rows.get(slot as usize)
+                && r.alive
+                && (after..=before).contains(&r.starts_at)
+            {
+                facets[usize::from(r.category)][usize::from(r.band)] -= 1;
+            }
+        });
+        if !taken {
+            return None;
+        }
+    }
+    let wanted = |c: usize| filters.categories == 0 || filters.categories & (1 << c) != 0;
+    let mut counts = Counts {
+        total: 0,
+        categories: [0; 9],
+        price_bands: [0; PRICE_BANDS.len()],
+    };
+    for (c, bands) in facets.iter().enumerate() {
+        // No price filter: every event counts in its category.
+        counts.categories[c] = bands.iter().map(|&n| u64::from(n)).sum();
+        if wanted(c) {
+            counts.total += counts.categories[c];
+            for (b, &n) in bands.iter().enumerate() {
+                counts.price_bands[b] += u64::from(n);
+            }
+        }
+    }
+    Some(counts)
+}
+
 /// Runs `req` over `catalog`, with `matches` the text matches (`None` when browsing).
 ///
-/// Browsing by date or price with `known` counts (from an earlier page of the same filters)
-/// walks the catalog in that order from the cursor and stops at the page's end; otherwise one
-/// pass over every candidate counts facets and keeps the best `limit + 1` in a bounded heap.
+/// Browsing by date or price with `known` counts (from an earlier page of the same filters, or
+/// [`counted`] without looking at the rows) walks the catalog in that order from the cursor and
+/// stops at the page's end; otherwise one pass over every candidate counts facets and keeps the
+/// best `limit + 1` in a bounded heap.
 pub fn execute(
     req: &SearchRequest,
     catalog: &Catalog,
@@ -736,31 +792,65 @@ pub fn execute(
     let after = req.cursor.map(|c| c.key);
     let keep = req.limit + 1;
     let rows = &catalog.rows;
-    if let (None, Some(counts)) = (matches, known)
+    let walkable = matches.is_none()
         && req.sort != Sort::Distance
-        && req.geo.is_none_or(|g| g.radius_km.is_none())
-    {
+        && req.geo.is_none_or(|g| g.radius_km.is_none());
+    let known = match known {
+        Some(counts) => Some(counts),
+        None if walkable => counted(req, &filters, catalog),
+        None => None,
+    };
+    if let (true, Some(counts)) = (walkable, known) {
+        // The counts are known: the page is the first `keep` events past the cursor that pass
+        // every filter, walked in the sort's order.
         let started = Instant::now();
-        let order = if req.sort == Sort::Price {
-            catalog.by_price()
-        } else {
-            catalog.by_date()
-        };
-        let from = match after {
-            Some(a) => order.partition_point(|&s| sort_key(req, catalog, s, 0.0, None) <= a),
-            None => 0,
-        };
         let mut page = Vec::with_capacity(keep);
-        for &slot in &order[from..] {
+        // Without a cursor, every event the counts hold is on the way: no need to look further.
+        let wanted = if after.is_none() {
+            keep.min(usize::try_from(counts.total).unwrap_or(usize::MAX))
+        } else {
+            keep
+        };
+        let mut take = |slot: u32, r: &Row| {
             if let Verdict::In {
                 category: true,
                 price: true,
                 ..
-            } = filters.judge(catalog, slot, &rows[slot as usize], Within::Unsure)
+            } = filters.judge(catalog, slot, r, Within::Unsure)
             {
                 page.push((sort_key(req, catalog, slot, 0.0, None), slot));
-                if page.len() == keep {
-                    break;
+            }
+            page.len() < wanted
+        };
+        if wanted > 0 {
+            if req.sort == Sort::Price {
+                let order = catalog.by_price();
+                let from = match after {
+                    Some(a) => {
+                        order.partition_point(|&s| sort_key(req, catalog, s, 0.0, None) <= a)
+                    }
+                    None => 0,
+                };
+                for &slot in &order[from..] {
+                    if !take(slot, &rows[slot as usize]) {
+                        break;
+                    }
+                }
+            } else {
+                // By date (as a browse by relevance is, all scores being equal): the window's
+                // rows, read in order from the cursor.
+                let (slots, window) =
+                    catalog.starting_between(filters.starts_after, filters.starts_before);
+                let from = match after {
+                    Some(a) => {
+                        slots.partition_point(|&s| sort_key(req, catalog, s, 0.0, None) <= a)
+                    }
+                    None => 0,
+                };
+                for (&slot, r) in slots[from..].iter().zip(&window[from..]) {
+                    if !take(slot, r) {
+                        break;
+                    }
                 }
             }
         }
@@ -1170,6 +1260,99 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A browse without a price, zip or radius filter takes its counts from the date order's
+    /// block marks (and, with `availableOnly`, takes the sold-out events away), then walks to
+    /// its page: it must answer exactly what a scan of every row answers, page after page,
+    /// whatever the window (within a block, across many, at the ends), category, sort and seats.
+    #[test]
+    fn browses_counted_from_block_marks_answer_as_every_row_does() {
+        let day = 86_400;
+        let base = 1_800_000_000;
+        let catalog = random_catalog(5_000, 29, |_, next| {
+            (
+                40.0,
+                -75.0,
+                base + day * next(200) as i64 + 3_600 * next(3) as i64,
+            )
+        });
+        // A few sold out (taken away from the marks' counts), the rest with seats left.
+        for slot in 0..5_000 {
+            catalog.set_available(slot, u32::from(slot % 17 != 3));
+        }
+        let at = |d: i64| {
+            time::OffsetDateTime::from_unix_timestamp(base + d * day)
+                .expect("time")
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("format")
+        };
+        let now = base - day;
+        let mut counted_pages = 0;
+        for sold_out_many in [false, true] {
+            if sold_out_many {
+                // More sold out than are taken away: counted row by row instead.
+                for slot in 0..5_000 {
+                    catalog.set_available(slot, u32::from(slot % 3 == 0));
+                }
+            }
+            for (from, to) in [
+                (0, 1),
+                (3, 4),
+                (10, 40),
+                (0, 150),
+                (0, 199),
+                (150, 400),
+                (300, 400),
+            ] {
+                for sort in ["date", "price", "relevance"] {
+                    for extra in [
+                        vec![],
+                        vec![("category", "concert,sports")],
+                        vec![("category", "theater"), ("availableOnly", "true")],
+                        vec![("availableOnly", "true")],
+                    ] {
+                        let mut pairs = vec![
+                            ("startsAfter".to_owned(), at(from)),
+                            ("startsBefore".to_owned(), at(to)),
+                            ("sort".to_owned(), sort.to_owned()),
+                        ];
+                        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                        let what =
+                            format!("{from}..{to} {sort} {extra:?} many sold out: {sold_out_many}");
+                        let mut all = pairs.clone();
+                        all.push(("limit".to_owned(), "100".to_owned()));
+                        let all = SearchRequest::parse(&all).expect("a valid search");
+                        let want = every_row(&all, &catalog, now);
+                        // Pages of 7, each from the cursor of the one before, with nothing known.
+                        pairs.push(("limit".to_owned(), "7".to_owned()));
+                        let mut req = SearchRequest::parse(&pairs).expect("a valid search");
+                        let mut seen = Vec::new();
+                        for _ in 0..4 {
+                            let filters = Filters::new(&req, &catalog, now).expect("filters");
+                            counted_pages +=
+                                usize::from(counted(&req, &filters, &catalog).is_some());
+                            let got =
+                                execute(&req, &catalog, None, now, None, &mut Timing::default());
+                            assert_eq!(got.counts(), want.counts(), "{what}");
+                            seen.extend(got.page.iter().copied());
+                            let Some(next) = got.next else { break };
+                            req.cursor = Some(next);
+                        }
+                        let n = seen.len();
+                        assert_eq!(seen, want.page[..n.min(want.page.len())], "{what}");
+                        assert!(
+                            n == want.page.len() || n == 28,
+                            "{what}: {n} of {}",
+                            want.page.len()
+                        );
+                    }
+                }
+            }
+        }
+        // Most pages were counted from the marks (the rest: price sorts of narrow windows, and
+        // too many sold out).
+        assert!(counted_pages > 250, "{counted_pages}");
     }
 
     /// A radius search reads the grid's cells and tells most events by their unit vectors; it
