@@ -258,6 +258,25 @@ impl Catalog {
         facets
     }
 
+    /// The live events that start within `[after, before]` and whose prices reach into
+    /// `[price_min, price_max]` (cheapest at most `price_max`, dearest at least `price_min`), by
+    /// category and price band: one tight pass over the window's rows, with no branch per row.
+    pub fn priced_between(
+        &self,
+        after: i64,
+        before: i64,
+        price_min: i64,
+        price_max: i64,
+    ) -> Facets {
+        let order = self.date_order();
+        let mut facets: Facets = [[0; PRICE_BANDS]; 9];
+        for r in &order.rows[order.window(after, before)] {
+            let within = (r.max_price >= price_min) & (r.min_price <= price_max);
+            facets[usize::from(r.category)][usize::from(r.band)] += u32::from(within);
+        }
+        facets
+    }
+
     /// Calls `f` with each slot that has no seats left, unless there are more than `at_most`
     /// (then `false`, and `f` is not called). The slots may include events that are no longer
     /// live in this snapshot.
