@@ -320,19 +320,36 @@ pub struct WordMatches {
 /// The documents a word matched, as (slot, score) sorted by slot.
 type Found = Arc<Vec<(u32, f32)>>;
 
+/// Two halves, recent and older, each of at most half the pairs: a full recent half becomes the
+/// older one (what was older is dropped), and a word found in the older half moves back to the
+/// recent one. Words in use stay across the turnover; clearing everything at once made every
+/// popular word a miss again each time the bound was reached.
 #[derive(Default)]
 struct WordMap {
     generation: u64,
     /// By (word, whether it was the query's last word: that one matches as a prefix too).
-    map: HashMap<(String, bool), Found>,
-    /// Pairs held, to bound the memory.
+    recent: HashMap<(String, bool), Found>,
+    older: HashMap<(String, bool), Found>,
+    /// Pairs held in `recent`, to bound the memory.
     pairs: usize,
+}
+
+impl WordMap {
+    fn keep(&mut self, key: (String, bool), found: Found) {
+        if self.pairs + found.len() > MAX_WORD_PAIRS / 2 {
+            self.older = std::mem::take(&mut self.recent);
+            self.pairs = 0;
+        }
+        self.pairs += found.len();
+        self.recent.insert(key, found);
+    }
 }
 
 impl std::fmt::Debug for WordMatches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = self.known.lock();
         f.debug_struct("WordMatches")
-            .field("words", &self.known.lock().map.len())
+            .field("words", &(known.recent.len() + known.older.len()))
             .finish()
     }
 }
@@ -342,25 +359,31 @@ const MAX_WORD_PAIRS: usize = 2_000_000;
 
 impl WordMatches {
     fn get(&self, word: &str, last: bool, generation: u64) -> Option<Found> {
-        let known = self.known.lock();
+        let mut known = self.known.lock();
         if known.generation != generation {
             return None;
         }
-        known.map.get(&(word.to_owned(), last)).cloned()
+        let key = (word.to_owned(), last);
+        if let Some(found) = known.recent.get(&key) {
+            return Some(found.clone());
+        }
+        let found = known.older.remove(&key)?;
+        known.keep(key, found.clone());
+        Some(found)
     }
 
     fn put(&self, word: &str, last: bool, generation: u64, found: Found) {
         let mut known = self.known.lock();
-        if known.generation != generation || known.pairs + found.len() > MAX_WORD_PAIRS {
+        if known.generation != generation {
             if generation < known.generation {
                 return;
             }
-            known.map.clear();
-            known.pairs = 0;
-            known.generation = generation;
+            *known = WordMap {
+                generation,
+                ..WordMap::default()
+            };
         }
-        known.pairs += found.len();
-        known.map.insert((word.to_owned(), last), found);
+        known.keep((word.to_owned(), last), found);
     }
 }
 
@@ -1544,6 +1567,44 @@ mod tests {
         all.truncate(req.limit + 1);
         finish(req, catalog, all, &mut out);
         out
+    }
+
+    /// The word matches keep what is in use when their bound is reached, drop what is not,
+    /// and never hold more than the bound.
+    #[test]
+    fn word_matches_keep_the_words_in_use_within_their_bound() {
+        let words = WordMatches::default();
+        let list = |n: usize| -> Found { Arc::new(vec![(0, 1.0); n]) };
+        let fifth = MAX_WORD_PAIRS / 5;
+        let held = |w: &WordMatches| {
+            let k = w.known.lock();
+            k.recent
+                .values()
+                .chain(k.older.values())
+                .map(|f| f.len())
+                .sum::<usize>()
+        };
+        words.put("a", false, 1, list(fifth));
+        words.put("b", false, 1, list(fifth));
+        words.put("c", false, 1, list(fifth));
+        // "a" is used again after the turnover; "b" is not.
+        assert!(words.get("a", false, 1).is_some());
+        words.put("d", false, 1, list(fifth));
+        assert!(held(&words) <= MAX_WORD_PAIRS, "{}", held(&words));
+        assert!(words.get("b", false, 1).is_none(), "unused: dropped");
+        for w in ["a", "c", "d"] {
+            assert!(words.get(w, false, 1).is_some(), "{w}");
+        }
+        assert!(
+            words.get("a", true, 1).is_none(),
+            "the last word's matches are apart"
+        );
+        // Another generation starts empty, and an older one's matches are not kept.
+        assert!(words.get("a", false, 2).is_none());
+        words.put("e", false, 2, list(1));
+        words.put("f", false, 1, list(1));
+        assert!(words.get("e", false, 2).is_some());
+        assert!(words.get("a", false, 2).is_none() && words.get("f", false, 2).is_none());
     }
 
     #[test]
