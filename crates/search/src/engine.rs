@@ -1280,12 +1280,7 @@ mod tests {
                 base + day * next(120) as i64 + 3_600 * next(3) as i64,
             )
         });
-        let at = |d: i64| {
-            time::OffsetDateTime::from_unix_timestamp(base + d * day)
-                .expect("time")
-                .format(&time::format_description::well_known::Rfc3339)
-                .expect("format")
-        };
+        let at = |d: i64| rfc3339(base + d * day);
         let now = base - day;
         for (from, to) in [
             (0, 1),
@@ -1335,12 +1330,7 @@ mod tests {
         for slot in 0..5_000 {
             catalog.set_available(slot, u32::from(slot % 17 != 3));
         }
-        let at = |d: i64| {
-            time::OffsetDateTime::from_unix_timestamp(base + d * day)
-                .expect("time")
-                .format(&time::format_description::well_known::Rfc3339)
-                .expect("format")
-        };
+        let at = |d: i64| rfc3339(base + d * day);
         let now = base - day;
         let mut counted_pages = 0;
         for sold_out_many in [false, true] {
@@ -1467,6 +1457,13 @@ mod tests {
             }
         }
         assert!(inside > 10_000, "the radii hold events: {inside}");
+    }
+
+    fn rfc3339(unix: i64) -> String {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .expect("time")
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
     }
 
     /// `events` events of random category, prices and seats, placed and dated by `place`
