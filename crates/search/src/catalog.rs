@@ -1,9 +1,10 @@
 //! The in-memory side of the index: one compact row per event, addressed by *slot*.
 //!
 //! tantivy answers "which events match these words"; everything else a query needs — filters,
-//! sort keys, facets, the hit as JSON, seats left — is read from these rows. A scan reads each
-//! event's values from one 40-byte row (12–15 ns an event for a browse, facets and page
-//! included, in `bench/RESULTS.md`) instead of decoding each from its own fast-field column;
+//! sort keys, facets, the hit as JSON, seats left — is read from these rows. A pass reads each
+//! event's values from one 40-byte row (12–15 ns an event for a full pass over a date window,
+//! facets and page included, in `bench/RESULTS.md`; a browse now mostly counts from the date
+//! order's block marks instead) rather than decoding each from its own fast-field column;
 //! and seat counts change here, in place, without re-indexing anything. Every document in tantivy stores its slot, so a text match leads
 //! straight to its row.
 //!
@@ -38,6 +39,16 @@ pub struct Row {
     /// Index into `engine::PRICE_BANDS` of `min_price`: the price facet it counts in.
     pub band: u8,
     pub alive: bool,
+}
+
+impl Row {
+    /// Whether the event's prices reach into `[min, max]`: its cheapest at most `max`, its
+    /// dearest at least `min` (the price filter, and what the category facets count). Both
+    /// comparisons are evaluated, with no branch between them, for tight passes.
+    #[inline(always)]
+    pub fn priced_within(&self, min: i64, max: i64) -> bool {
+        (self.max_price >= min) & (self.min_price <= max)
+    }
 }
 
 impl Hit {
@@ -259,8 +270,8 @@ impl Catalog {
     }
 
     /// The live events that start within `[after, before]` and whose prices reach into
-    /// `[price_min, price_max]` (cheapest at most `price_max`, dearest at least `price_min`), by
-    /// category and price band: one tight pass over the window's rows, with no branch per row.
+    /// `[price_min, price_max]` ([`Row::priced_within`]), by category and price band: one tight
+    /// pass over the window's rows, with no branch per row.
     pub fn priced_between(
         &self,
         after: i64,
@@ -271,8 +282,8 @@ impl Catalog {
         let order = self.date_order();
         let mut facets: Facets = [[0; PRICE_BANDS]; 9];
         for r in &order.rows[order.window(after, before)] {
-            let within = (r.max_price >= price_min) & (r.min_price <= price_max);
-            facets[usize::from(r.category)][usize::from(r.band)] += u32::from(within);
+            facets[usize::from(r.category)][usize::from(r.band)] +=
+                u32::from(r.priced_within(price_min, price_max));
         }
         facets
     }

@@ -669,7 +669,7 @@ impl Filters {
         }
         Verdict::In {
             category: self.categories == 0 || self.categories & (1 << r.category) != 0,
-            price: r.max_price >= self.price_min && r.min_price <= self.price_max,
+            price: r.priced_within(self.price_min, self.price_max),
             distance,
         }
     }
@@ -759,7 +759,6 @@ fn counted(req: &SearchRequest, filters: &Filters, catalog: &Catalog) -> Option<
     {
         return None;
     }
-    let priced = |r: &Row| r.max_price >= filters.price_min && r.min_price <= filters.price_max;
     // Every event of the window, and those within the price filter.
     let mut all = catalog.facets_between(after, before);
     let mut within = if filters.price_min == i64::MIN && filters.price_max == i64::MAX {
@@ -776,7 +775,7 @@ fn counted(req: &SearchRequest, filters: &Filters, catalog: &Catalog) -> Option<
                 let (c, b) = (usize::from(r.category), usize::from(r.band));
                 all[c][b] -= 1;
                 if let Some(within) = within.as_mut()
-                    && priced(r)
+                    && r.priced_within(filters.price_min, filters.price_max)
                 {
                     within[c][b] -= 1;
                 }
